@@ -1,0 +1,216 @@
+//! What each command does, from parsed arguments to an exit code.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+use clap::Parser;
+
+use crate::catalog::{self, Expected};
+use crate::checks::{self, Context};
+use crate::cli::{Cli, Command, ConfigCommand, Global, Output};
+use crate::config::{self, Config};
+use crate::host::Host;
+use crate::identity;
+use crate::report::{Report, Style};
+
+/// Exit codes (DESIGN.md).
+pub const EXIT_READY: i32 = 0;
+pub const EXIT_NOT_READY: i32 = 1;
+pub const EXIT_USAGE: i32 = 2;
+
+/// Path of the status file under the root.
+pub const STATUS_FILE: &str = "/run/nodeprep/status.json";
+
+/// An error that stops a command before it changes anything: exit code 2.
+#[derive(Debug, thiserror::Error)]
+pub enum UsageError {
+    #[error("configuration error: {0}")]
+    Config(#[from] config::ConfigError),
+    #[error("{0}")]
+    Other(String),
+}
+
+/// Entry point of the binary: parses `std::env::args`, runs, returns the exit code.
+pub fn main() -> i32 {
+    match Cli::try_parse() {
+        Ok(cli) => run(cli),
+        Err(e) => {
+            let _ = e.print();
+            if e.use_stderr() {
+                EXIT_USAGE
+            } else {
+                EXIT_READY
+            }
+        }
+    }
+}
+
+pub fn run(cli: Cli) -> i32 {
+    let g = &cli.global;
+    crate::logging::init(if g.quiet { -1 } else { g.verbose.min(10) as i8 });
+    match dispatch(&cli) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("nodeprep: {e}");
+            EXIT_USAGE
+        }
+    }
+}
+
+fn dispatch(cli: &Cli) -> Result<i32, UsageError> {
+    let g = &cli.global;
+    if !g.root.is_dir() {
+        return Err(UsageError::Other(format!("--root {}: not a directory", g.root.display())));
+    }
+    if let Some(t) = &g.instance_type {
+        // Same rule as the config key, so a typo is caught before anything runs.
+        config::parse(&format!("instance_type = {}", toml::Value::String(t.clone())), Path::new("--instance-type"))
+            .map_err(|e| UsageError::Other(format!("--instance-type: {}", e.message)))?;
+    }
+    match &cli.command {
+        Command::Check { only } => {
+            let cfg = load_config(g)?;
+            let selected = checks::select(only).map_err(|e| UsageError::Other(e.to_string()))?;
+            let report = run_checks(g, cfg, &selected);
+            print_report(g, &report, None);
+            Ok(report.exit_code())
+        }
+        Command::Status { fresh } => status(g, *fresh),
+        Command::Config(ConfigCommand::Check) => {
+            let (_, origin) = config::load(&g.root, g.config.as_deref())?;
+            println!("configuration ok: {origin}");
+            Ok(EXIT_READY)
+        }
+        Command::Config(ConfigCommand::Show) => {
+            let (cfg, origin) = config::load(&g.root, g.config.as_deref())?;
+            print!("{}", config::show(&cfg, &origin));
+            Ok(EXIT_READY)
+        }
+        Command::Catalog { instance_type } => catalog_cmd(g, instance_type.as_deref()),
+        Command::Boot { .. } => {
+            // Validate config first: even an unbuilt command must not hide a broken config.
+            load_config(g)?;
+            Err(not_built("boot", "limits and instance storage are not applied by this version; `nodeprep check` runs the checks"))
+        }
+        Command::Serve => {
+            load_config(g)?;
+            Err(not_built("serve", "use `nodeprep check` (exit code 0/1) from a probe or node-problem-detector meanwhile"))
+        }
+    }
+}
+
+fn not_built(cmd: &str, hint: &str) -> UsageError {
+    UsageError::Other(format!("`nodeprep {cmd}` is not built in nodeprep {} yet: {hint}", env!("CARGO_PKG_VERSION")))
+}
+
+fn load_config(g: &Global) -> Result<Config, UsageError> {
+    let (cfg, origin) = config::load(&g.root, g.config.as_deref())?;
+    tracing::debug!(config = %origin, "configuration loaded");
+    Ok(cfg)
+}
+
+/// Identifies the node, runs the selected checks and builds the report.
+pub fn run_checks(g: &Global, cfg: Config, selected: &[Arc<dyn checks::Check>]) -> Report {
+    let started = Instant::now();
+    let host = Host::new(&g.root);
+    let identity = identity::discover(&host, &cfg, g.instance_type.as_deref());
+    let expected = Expected::new(identity.instance_type.as_deref(), &cfg.expect);
+    let timeout = Duration::from_secs(cfg.checks.timeout_seconds);
+    let ctx = Arc::new(Context { host, config: cfg, identity, expected });
+    let results = checks::run(Arc::clone(&ctx), selected, timeout);
+    let identity_json = serde_json::to_value(&ctx.identity).ok();
+    let report = Report::new(ctx.identity.instance_type.clone(), identity_json, results, started.elapsed().as_millis() as u64);
+    tracing::info!(ready = report.ready, duration_ms = report.duration_ms, checks = report.checks.len(), "checks done");
+    report
+}
+
+fn print_report(g: &Global, report: &Report, note: Option<&str>) {
+    match g.output {
+        Output::Json => print!("{}", report.to_json()),
+        Output::Text => {
+            if let Some(n) = note {
+                println!("{n}");
+            }
+            print!("{}", report.to_text(Style::for_stdout()));
+        }
+    }
+}
+
+fn status(g: &Global, fresh: bool) -> Result<i32, UsageError> {
+    let path: PathBuf = Host::new(&g.root).path(STATUS_FILE);
+    if !fresh {
+        match std::fs::read_to_string(&path) {
+            Ok(text) => match serde_json::from_str::<Report>(&text) {
+                Ok(report) => {
+                    let age = humantime::parse_rfc3339(&report.generated_at)
+                        .ok()
+                        .and_then(|t| SystemTime::now().duration_since(t).ok())
+                        .map(|d| humantime::format_duration(Duration::from_secs(d.as_secs())).to_string())
+                        .unwrap_or_else(|| "unknown age".into());
+                    print_report(g, &report, Some(&format!("last report from {} ({age} old)", path.display())));
+                    return Ok(report.exit_code());
+                }
+                Err(e) => eprintln!("nodeprep: {}: not a nodeprep report ({e}); running the checks now", path.display()),
+            },
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                if g.output == Output::Text {
+                    println!("no status file at {} (boot/serve have not run); running the checks now", path.display());
+                }
+            }
+            Err(e) => eprintln!("nodeprep: cannot read {}: {e}; running the checks now", path.display()),
+        }
+    }
+    let cfg = load_config(g)?;
+    let selected = checks::select(&[]).map_err(|e| UsageError::Other(e.to_string()))?;
+    let report = run_checks(g, cfg, &selected);
+    print_report(g, &report, None);
+    Ok(report.exit_code())
+}
+
+fn catalog_cmd(g: &Global, only: Option<&str>) -> Result<i32, UsageError> {
+    let all = catalog::all();
+    let entries: Vec<_> = match only {
+        Some(t) => match all.get_key_value(t) {
+            Some(kv) => vec![kv],
+            None => {
+                return Err(UsageError::Other(format!(
+                    "{t} is not in the catalog; set [expect] in the config for it. Known: {}",
+                    all.keys().cloned().collect::<Vec<_>>().join(", ")
+                )))
+            }
+        },
+        None => all.iter().collect(),
+    };
+    match g.output {
+        Output::Json => {
+            let map: serde_json::Map<_, _> =
+                entries.iter().map(|(k, v)| (k.to_string(), serde_json::to_value(v).expect("entry serializes"))).collect();
+            println!("{}", serde_json::to_string_pretty(&map).expect("catalog serializes"));
+        }
+        Output::Text => {
+            println!(
+                "{:<20} {:>4}  {:<6} {:>7}  {:<8} {:>4}  {:>16}",
+                "TYPE", "GPUS", "MODEL", "GPU_MEM", "NVSWITCH", "EFA", "INSTANCE_STORE"
+            );
+            for (t, e) in entries {
+                let store = if e.instance_store_disks > 0 {
+                    format!("{} x {} GB", e.instance_store_disks, e.instance_store_disk_gb)
+                } else {
+                    "-".into()
+                };
+                let model = if e.gpus > 0 {
+                    e.gpu_model.as_str()
+                } else if e.neuron_devices > 0 {
+                    "neuron"
+                } else {
+                    "-"
+                };
+                let mem = if e.gpus > 0 { format!("{} GiB", e.gpu_memory_gib) } else { "-".into() };
+                let gpus = if e.neuron_devices > 0 && e.gpus == 0 { format!("{}n", e.neuron_devices) } else { e.gpus.to_string() };
+                println!("{t:<20} {gpus:>4}  {model:<6} {mem:>7}  {:<8} {:>4}  {store:>16}", if e.nvswitch { "yes" } else { "no" }, e.efa);
+            }
+        }
+    }
+    Ok(EXIT_READY)
+}

@@ -1,0 +1,147 @@
+//! The embedded catalog of instance types (`data/catalog.toml`) and the expectations derived from
+//! it, with the config's `[expect]` table taking precedence.
+
+use std::collections::BTreeMap;
+use std::sync::OnceLock;
+
+use serde::{Deserialize, Serialize};
+
+use crate::config::Expect;
+
+const CATALOG_TOML: &str = include_str!("../data/catalog.toml");
+
+/// What an instance type has, per the catalog.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Entry {
+    pub gpus: u32,
+    pub gpu_model: String,
+    pub gpu_memory_gib: u32,
+    pub nvswitch: bool,
+    pub efa: u32,
+    pub instance_store_disks: u32,
+    pub instance_store_disk_gb: u64,
+    pub neuron_devices: u32,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct File {
+    types: BTreeMap<String, Entry>,
+}
+
+/// All catalog entries by instance type. Parsed once; a broken catalog is a build defect caught by
+/// the tests, so it panics with the parser's message.
+pub fn all() -> &'static BTreeMap<String, Entry> {
+    static CATALOG: OnceLock<BTreeMap<String, Entry>> = OnceLock::new();
+    CATALOG.get_or_init(|| toml::from_str::<File>(CATALOG_TOML).unwrap_or_else(|e| panic!("data/catalog.toml: {e}")).types)
+}
+
+pub fn lookup(instance_type: &str) -> Option<&'static Entry> {
+    all().get(instance_type)
+}
+
+/// The hardware this node must show. `None`: nothing is known, check consistency only.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Expected {
+    pub instance_type: Option<String>,
+    pub in_catalog: bool,
+    pub gpus: Option<u32>,
+    pub gpu_model: Option<String>,
+    pub nvswitch: Option<bool>,
+    pub efa: Option<u32>,
+    pub instance_store_disks: Option<u32>,
+    pub instance_store_disk_gb: Option<u64>,
+}
+
+impl Expected {
+    pub fn new(instance_type: Option<&str>, overrides: &Expect) -> Expected {
+        let entry = instance_type.and_then(lookup);
+        Expected {
+            instance_type: instance_type.map(str::to_string),
+            in_catalog: entry.is_some(),
+            gpus: overrides.gpus.or(entry.map(|e| e.gpus)),
+            gpu_model: overrides.gpu_model.clone().or(entry.filter(|e| e.gpus > 0).map(|e| e.gpu_model.clone())),
+            nvswitch: overrides.nvswitch.or(entry.map(|e| e.nvswitch)),
+            efa: overrides.efa.or(entry.map(|e| e.efa)),
+            instance_store_disks: overrides.instance_store_disks.or(entry.map(|e| e.instance_store_disks)),
+            instance_store_disk_gb: entry.map(|e| e.instance_store_disk_gb),
+        }
+    }
+
+    /// One line describing the entry, e.g. "8 × H100 80 GiB (NVSwitch), 32 EFA, 8 × 3800 GB NVMe".
+    pub fn describe(e: &Entry) -> String {
+        let mut parts = Vec::new();
+        if e.gpus > 0 {
+            let nvs = if e.nvswitch { " (NVSwitch)" } else { "" };
+            parts.push(format!("{} × {} {} GiB{nvs}", e.gpus, e.gpu_model, e.gpu_memory_gib));
+        }
+        if e.neuron_devices > 0 {
+            parts.push(format!("{} Neuron devices", e.neuron_devices));
+        }
+        parts.push(if e.efa > 0 { format!("{} EFA", e.efa) } else { "no EFA".into() });
+        parts.push(if e.instance_store_disks > 0 {
+            format!("{} × {} GB NVMe instance store", e.instance_store_disks, e.instance_store_disk_gb)
+        } else {
+            "no instance store".into()
+        });
+        parts.join(", ")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn catalog_parses_and_covers_the_required_types() {
+        for t in [
+            "p4d.24xlarge",
+            "p4de.24xlarge",
+            "p5.48xlarge",
+            "p5e.48xlarge",
+            "p5en.48xlarge",
+            "p6-b200.48xlarge",
+            "g4dn.xlarge",
+            "g5.xlarge",
+            "g5.48xlarge",
+            "g6.xlarge",
+            "g6e.48xlarge",
+            "trn1.32xlarge",
+        ] {
+            assert!(lookup(t).is_some(), "{t} missing from data/catalog.toml");
+        }
+    }
+
+    #[test]
+    fn catalog_entries_are_self_consistent() {
+        for (t, e) in all() {
+            assert_eq!(e.gpus == 0, e.gpu_model.is_empty(), "{t}: gpu_model must be set exactly when gpus > 0");
+            assert_eq!(e.gpus == 0, e.gpu_memory_gib == 0, "{t}: gpu_memory_gib must be set exactly when gpus > 0");
+            assert!(!e.nvswitch || e.gpus == 8, "{t}: NVSwitch types have 8 GPUs");
+            assert_eq!(e.instance_store_disks == 0, e.instance_store_disk_gb == 0, "{t}: disk size without disks");
+            assert!(e.efa <= 32 && e.gpus <= 16, "{t}: implausible counts");
+        }
+    }
+
+    #[test]
+    fn p5_numbers() {
+        let e = lookup("p5.48xlarge").unwrap();
+        assert_eq!((e.gpus, e.efa, e.instance_store_disks, e.nvswitch), (8, 32, 8, true));
+        assert!(e.gpu_model.contains("H100"));
+    }
+
+    #[test]
+    fn config_overrides_the_catalog() {
+        let o = Expect { efa: Some(31), ..Default::default() };
+        let x = Expected::new(Some("p5.48xlarge"), &o);
+        assert_eq!(x.efa, Some(31));
+        assert_eq!(x.gpus, Some(8));
+        let unknown = Expected::new(Some("m7i.large"), &Expect::default());
+        assert!(!unknown.in_catalog);
+        assert_eq!(unknown.gpus, None);
+        let none = Expected::new(None, &Expect { gpus: Some(2), ..Default::default() });
+        assert_eq!(none.gpus, Some(2));
+        assert_eq!(none.efa, None);
+    }
+}

@@ -1,0 +1,734 @@
+//! Configuration: `<root>/etc/nodeprep/config.toml` (or `--config`).
+//!
+//! Every key has a default, so the default file may be absent. Unknown keys, wrong types and
+//! impossible values are errors that name the file, the line and the dotted key; nothing on the host
+//! is touched before the configuration is valid. [`KEYS`] documents every key: `config show`, the
+//! README and a test that keeps them in step all use it.
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Component, Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+/// Default config path, relative to `--root`.
+pub const DEFAULT_PATH: &str = "/etc/nodeprep/config.toml";
+/// Default address of the health endpoint: loopback only.
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:9477";
+
+/// The effective configuration.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// Skip discovery and use this instance type.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub instance_type: Option<String>,
+    pub expect: Expect,
+    pub limits: LimitsConfig,
+    pub storage: StorageConfig,
+    pub serve: ServeConfig,
+    pub kubernetes: KubernetesConfig,
+    pub imds: ImdsConfig,
+    pub checks: ChecksConfig,
+}
+
+/// Overrides of the catalog entry for this instance type.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Expect {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub gpus: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub gpu_model: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub nvswitch: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub efa: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub instance_store_disks: Option<u32>,
+}
+
+/// `auto | always | never`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Mode {
+    #[default]
+    Auto,
+    Always,
+    Never,
+}
+
+impl fmt::Display for Mode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Mode::Auto => "auto",
+            Mode::Always => "always",
+            Mode::Never => "never",
+        })
+    }
+}
+
+/// A resource limit: `"unlimited"` or a number of bytes (a TOML integer or a string of digits).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Limit {
+    Bytes(u64),
+    Unlimited,
+}
+
+impl fmt::Display for Limit {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Limit::Unlimited => f.write_str("unlimited"),
+            Limit::Bytes(b) => write!(f, "{b}"),
+        }
+    }
+}
+
+impl Serialize for Limit {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self {
+            Limit::Unlimited => s.serialize_str("unlimited"),
+            Limit::Bytes(b) => s.serialize_u64(*b),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for Limit {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl serde::de::Visitor<'_> for V {
+            type Value = Limit;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str(r#""unlimited" or a number of bytes"#)
+            }
+            fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<Limit, E> {
+                u64::try_from(v)
+                    .map(Limit::Bytes)
+                    .map_err(|_| E::custom(format!(r#"expected "unlimited" or a number of bytes, found {v}"#)))
+            }
+            fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<Limit, E> {
+                Ok(Limit::Bytes(v))
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Limit, E> {
+                Limit::parse(v).ok_or_else(|| E::custom(format!(r#"expected "unlimited" or a number of bytes, found "{v}""#)))
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+impl Limit {
+    /// Parses `unlimited`/`infinity` or a decimal byte count.
+    pub fn parse(s: &str) -> Option<Limit> {
+        let s = s.trim();
+        if s.eq_ignore_ascii_case("unlimited") || s.eq_ignore_ascii_case("infinity") {
+            return Some(Limit::Unlimited);
+        }
+        if !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()) {
+            return s.parse().ok().map(Limit::Bytes);
+        }
+        None
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LimitsConfig {
+    pub apply: Mode,
+    pub memlock: Limit,
+    pub stack: Limit,
+}
+
+impl Default for LimitsConfig {
+    fn default() -> Self {
+        LimitsConfig { apply: Mode::Auto, memlock: Limit::Unlimited, stack: Limit::Unlimited }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StorageConfig {
+    pub enabled: Mode,
+    pub devices: Vec<String>,
+    pub mount_point: String,
+    pub bind: Vec<String>,
+}
+
+impl Default for StorageConfig {
+    fn default() -> Self {
+        StorageConfig {
+            enabled: Mode::Auto,
+            devices: Vec::new(),
+            mount_point: "/mnt/nodeprep".into(),
+            bind: ["/var/lib/containerd", "/var/lib/kubelet", "/var/log/pods", "/var/lib/soci-snapshotter-grpc"].map(String::from).to_vec(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServeConfig {
+    pub listen: String,
+    pub interval_seconds: u64,
+}
+
+impl Default for ServeConfig {
+    fn default() -> Self {
+        ServeConfig { listen: DEFAULT_LISTEN.into(), interval_seconds: 30 }
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct KubernetesConfig {
+    pub enabled: bool,
+    pub node_name: String,
+    pub kubeconfig: String,
+    pub startup_taint: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ImdsConfig {
+    pub enabled: Mode,
+    pub endpoint: String,
+    pub timeout_ms: u64,
+}
+
+impl Default for ImdsConfig {
+    fn default() -> Self {
+        ImdsConfig { enabled: Mode::Auto, endpoint: "http://169.254.169.254".into(), timeout_ms: 1000 }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ChecksConfig {
+    pub timeout_seconds: u64,
+}
+
+impl Default for ChecksConfig {
+    fn default() -> Self {
+        ChecksConfig { timeout_seconds: 10 }
+    }
+}
+
+/// One documented key: its dotted name and what it means (the default comes from
+/// `Config::default()`, so it cannot drift).
+pub struct KeyDoc {
+    pub key: &'static str,
+    pub doc: &'static str,
+}
+
+/// Every configuration key, in the order `config show` prints them.
+pub const KEYS: &[KeyDoc] = &[
+    KeyDoc { key: "instance_type", doc: "EC2 instance type; skips discovery (DMI, then IMDSv2). Unset: discover." },
+    KeyDoc { key: "expect.gpus", doc: "NVIDIA GPUs this node must have. Unset: from the catalog." },
+    KeyDoc { key: "expect.gpu_model", doc: "Text the GPU name must contain (e.g. \"H100\"). Unset: from the catalog." },
+    KeyDoc { key: "expect.nvswitch", doc: "Whether NVSwitch/fabric manager is required. Unset: from the catalog." },
+    KeyDoc { key: "expect.efa", doc: "EFA devices this node must have. Unset: from the catalog." },
+    KeyDoc { key: "expect.instance_store_disks", doc: "NVMe instance-store disks. Unset: from the catalog." },
+    KeyDoc { key: "limits.apply", doc: "Set memlock/stack for containerd and pods: auto (when EFA devices exist) | always | never." },
+    KeyDoc { key: "limits.memlock", doc: "RLIMIT_MEMLOCK for pods: \"unlimited\" or bytes (at least 65536)." },
+    KeyDoc { key: "limits.stack", doc: "RLIMIT_STACK for pods: \"unlimited\" or bytes (at least 1048576)." },
+    KeyDoc { key: "storage.enabled", doc: "Assemble and mount instance-store NVMe: auto (when such disks exist) | always | never." },
+    KeyDoc { key: "storage.devices", doc: "Explicit block devices (/dev/...) to use instead of discovery." },
+    KeyDoc { key: "storage.mount_point", doc: "Where the instance-store filesystem is mounted (absolute host path)." },
+    KeyDoc { key: "storage.bind", doc: "Host directories bind-mounted onto the instance store, parent first." },
+    KeyDoc { key: "serve.listen", doc: "Address of the health endpoints (/livez, /readyz, /status, /metrics)." },
+    KeyDoc { key: "serve.interval_seconds", doc: "Seconds between check runs in `serve` (1..86400)." },
+    KeyDoc { key: "kubernetes.enabled", doc: "Set node conditions and remove the startup taint from `serve`." },
+    KeyDoc { key: "kubernetes.node_name", doc: "Node object name. Empty: NODE_NAME env, then the hostname." },
+    KeyDoc { key: "kubernetes.kubeconfig", doc: "Kubeconfig path. Empty: in-cluster service account." },
+    KeyDoc { key: "kubernetes.startup_taint", doc: "Taint key removed once the node is ready (Karpenter startupTaints). Empty: none." },
+    KeyDoc {
+        key: "imds.enabled",
+        doc: "Query IMDSv2 (instance type, placement group, zone): auto (only when --root is /) | always | never.",
+    },
+    KeyDoc { key: "imds.endpoint", doc: "IMDS base URL (plain http)." },
+    KeyDoc { key: "imds.timeout_ms", doc: "Connect and read deadline of each IMDS request; one retry (100..10000)." },
+    KeyDoc { key: "checks.timeout_seconds", doc: "Deadline of each check; a check past it fails (1..300)." },
+];
+
+/// A configuration error: names the file, the line (when the key is in the file) and the key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError {
+    pub file: PathBuf,
+    pub line: Option<usize>,
+    pub key: Option<String>,
+    pub message: String,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.file.display())?;
+        if let Some(line) = self.line {
+            write!(f, ":{line}")?;
+        }
+        if let Some(key) = &self.key {
+            write!(f, ": key `{key}`")?;
+        }
+        write!(f, ": {}", self.message)
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+/// Where the configuration came from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Origin {
+    /// The file, read.
+    File(PathBuf),
+    /// The default path, absent: built-in defaults.
+    Defaults(PathBuf),
+}
+
+impl fmt::Display for Origin {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Origin::File(p) => write!(f, "{}", p.display()),
+            Origin::Defaults(p) => write!(f, "built-in defaults ({} not present)", p.display()),
+        }
+    }
+}
+
+/// Loads the configuration. `explicit` is `--config` (a path on this machine, which must exist);
+/// otherwise `<root>/etc/nodeprep/config.toml`, which may be absent.
+pub fn load(root: &Path, explicit: Option<&Path>) -> Result<(Config, Origin), ConfigError> {
+    let (path, must_exist) = match explicit {
+        Some(p) => (p.to_path_buf(), true),
+        None => (crate::host::Host::new(root).path(DEFAULT_PATH), false),
+    };
+    match std::fs::read(&path) {
+        Ok(bytes) => {
+            let text = String::from_utf8(bytes).map_err(|e| ConfigError {
+                file: path.clone(),
+                line: None,
+                key: None,
+                message: format!("not UTF-8 text (invalid byte at offset {})", e.utf8_error().valid_up_to()),
+            })?;
+            let cfg = parse(&text, &path)?;
+            Ok((cfg, Origin::File(path)))
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound && !must_exist => Ok((Config::default(), Origin::Defaults(path))),
+        Err(e) => Err(ConfigError {
+            file: path,
+            line: None,
+            key: None,
+            message: if e.kind() == std::io::ErrorKind::NotFound {
+                "cannot read: no such file (a file named with --config/NODEPREP_CONFIG must exist)".into()
+            } else {
+                format!("cannot read: {e}")
+            },
+        }),
+    }
+}
+
+/// Parses and validates configuration text. `file` is used in error messages only.
+pub fn parse(text: &str, file: &Path) -> Result<Config, ConfigError> {
+    let err = |line, key, message| ConfigError { file: file.to_path_buf(), line, key, message };
+    // Syntax first, with toml_edit: it keeps spans for keys, which locate later errors.
+    let doc = toml_edit::ImDocument::parse(text.to_string()).map_err(|e| {
+        let line = e.span().map(|s| line_of(text, s.start));
+        err(line, None, format!("invalid TOML: {}", e.message().trim()))
+    })?;
+    let cfg: Config = toml::from_str(text).map_err(|e| {
+        let (line, key) = match e.span() {
+            Some(s) => (Some(line_of(text, s.start)), key_at(&doc, s.start)),
+            None => (None, None),
+        };
+        err(line, key, e.message().trim().to_string())
+    })?;
+    if let Err((key, message)) = validate(&cfg) {
+        let line = key_line(&doc, text, &key);
+        return Err(err(line, Some(key), message));
+    }
+    Ok(cfg)
+}
+
+fn line_of(text: &str, offset: usize) -> usize {
+    text[..offset.min(text.len())].bytes().filter(|&b| b == b'\n').count() + 1
+}
+
+/// The dotted key whose key or value contains `offset`, most specific first.
+fn key_at(doc: &toml_edit::ImDocument<String>, offset: usize) -> Option<String> {
+    fn walk(t: &dyn toml_edit::TableLike, offset: usize, prefix: &str) -> Option<String> {
+        for (k, item) in t.iter() {
+            let path = if prefix.is_empty() { k.to_string() } else { format!("{prefix}.{k}") };
+            if let Some(sub) = item.as_table_like() {
+                if let Some(found) = walk(sub, offset, &path) {
+                    return Some(found);
+                }
+            }
+            let in_key = t.key(k).and_then(|k| k.span()).is_some_and(|s| s.contains(&offset));
+            let in_val = item.span().is_some_and(|s| s.start <= offset && offset < s.end.max(s.start + 1));
+            if in_key || (in_val && item.as_table_like().is_none()) {
+                return Some(path);
+            }
+        }
+        None
+    }
+    walk(doc.as_table(), offset, "")
+}
+
+/// The line of a dotted key in the file, if the file sets it.
+fn key_line(doc: &toml_edit::ImDocument<String>, text: &str, key: &str) -> Option<usize> {
+    let mut table: &dyn toml_edit::TableLike = doc.as_table();
+    let parts: Vec<&str> = key.split('.').collect();
+    for (i, part) in parts.iter().enumerate() {
+        let (k, item) = table.get_key_value(part)?;
+        if i + 1 == parts.len() {
+            let span = k.span().or_else(|| item.span())?;
+            return Some(line_of(text, span.start));
+        }
+        table = item.as_table_like()?;
+    }
+    None
+}
+
+type Invalid = (String, String);
+
+fn bad(key: &str, message: impl Into<String>) -> Result<(), Invalid> {
+    Err((key.to_string(), message.into()))
+}
+
+/// Checks values that parse but cannot be right. Returns the dotted key and the reason.
+fn validate(c: &Config) -> Result<(), Invalid> {
+    if let Some(t) = &c.instance_type {
+        if !is_instance_type(t) {
+            return bad("instance_type", format!("\"{t}\" is not an EC2 instance type (expected family.size, e.g. \"p5.48xlarge\")"));
+        }
+    }
+    for (key, v) in
+        [("expect.gpus", c.expect.gpus), ("expect.efa", c.expect.efa), ("expect.instance_store_disks", c.expect.instance_store_disks)]
+    {
+        if let Some(n) = v {
+            if n > 64 {
+                return bad(key, format!("{n} is impossible: no EC2 instance type has more than 32"));
+            }
+        }
+    }
+    if let Some(m) = &c.expect.gpu_model {
+        if m.trim().is_empty() {
+            return bad("expect.gpu_model", "must not be empty (remove the key to use the catalog)");
+        }
+    }
+    if let Limit::Bytes(b) = c.limits.memlock {
+        if b < 65536 {
+            return bad("limits.memlock", format!("{b} bytes is below the kernel default of 65536; EFA needs \"unlimited\""));
+        }
+    }
+    if let Limit::Bytes(b) = c.limits.stack {
+        if b < 1 << 20 {
+            return bad("limits.stack", format!("{b} bytes is too small for a process stack (at least 1048576)"));
+        }
+    }
+    let mut seen = Vec::new();
+    for d in &c.storage.devices {
+        if !d.starts_with("/dev/") || !is_clean_abs(d) || d.len() <= 5 {
+            return bad("storage.devices", format!("\"{d}\" is not a block device path under /dev/"));
+        }
+        if seen.contains(&d) {
+            return bad("storage.devices", format!("\"{d}\" is listed twice"));
+        }
+        seen.push(d);
+    }
+    let mp = &c.storage.mount_point;
+    if !is_clean_abs(mp) {
+        return bad("storage.mount_point", format!("\"{mp}\" must be an absolute path without . or .. components"));
+    }
+    const SYSTEM: &[&str] = &[
+        "/", "/bin", "/boot", "/dev", "/etc", "/home", "/lib", "/proc", "/root", "/run", "/sbin", "/sys", "/tmp", "/usr", "/var",
+        "/var/lib", "/mnt",
+    ];
+    if SYSTEM.contains(&mp.trim_end_matches('/').max("/")) {
+        return bad("storage.mount_point", format!("\"{mp}\" is a system directory; use a directory of its own such as /mnt/nodeprep"));
+    }
+    let mut seen = Vec::new();
+    for b in &c.storage.bind {
+        if !is_clean_abs(b) || SYSTEM.contains(&b.trim_end_matches('/').max("/")) {
+            return bad("storage.bind", format!("\"{b}\" must be an absolute path below a system directory (e.g. /var/lib/containerd)"));
+        }
+        if is_within(b, mp) || is_within(mp, b) {
+            return bad("storage.bind", format!("\"{b}\" overlaps storage.mount_point \"{mp}\""));
+        }
+        if seen.contains(&b) {
+            return bad("storage.bind", format!("\"{b}\" is listed twice"));
+        }
+        seen.push(b);
+    }
+    if c.serve.listen.parse::<SocketAddr>().is_err() {
+        return bad("serve.listen", format!("\"{}\" is not an address:port (e.g. \"{DEFAULT_LISTEN}\")", c.serve.listen));
+    }
+    if !(1..=86400).contains(&c.serve.interval_seconds) {
+        return bad("serve.interval_seconds", format!("{} is out of range 1..86400", c.serve.interval_seconds));
+    }
+    let k = &c.kubernetes;
+    if !k.node_name.is_empty() && !is_dns_subdomain(&k.node_name) {
+        return bad("kubernetes.node_name", format!("\"{}\" is not a valid node name (lowercase DNS subdomain)", k.node_name));
+    }
+    if !k.startup_taint.is_empty() && !is_label_key(&k.startup_taint) {
+        return bad(
+            "kubernetes.startup_taint",
+            format!("\"{}\" is not a valid taint key ([prefix/]name, name up to 63 of [A-Za-z0-9-_.])", k.startup_taint),
+        );
+    }
+    match c.imds.endpoint.strip_prefix("http://") {
+        Some(rest) if !rest.is_empty() && reqwest::Url::parse(&c.imds.endpoint).is_ok() => {}
+        _ => return bad("imds.endpoint", format!("\"{}\" must be a plain http:// URL (IMDS has no TLS)", c.imds.endpoint)),
+    }
+    if !(100..=10000).contains(&c.imds.timeout_ms) {
+        return bad("imds.timeout_ms", format!("{} is out of range 100..10000", c.imds.timeout_ms));
+    }
+    if !(1..=300).contains(&c.checks.timeout_seconds) {
+        return bad("checks.timeout_seconds", format!("{} is out of range 1..300", c.checks.timeout_seconds));
+    }
+    Ok(())
+}
+
+fn is_clean_abs(p: &str) -> bool {
+    let path = Path::new(p);
+    path.is_absolute() && path.components().all(|c| matches!(c, Component::RootDir | Component::Normal(_)))
+}
+
+/// True when `inner` equals `outer` or lies below it.
+fn is_within(inner: &str, outer: &str) -> bool {
+    Path::new(inner).starts_with(Path::new(outer))
+}
+
+fn is_instance_type(t: &str) -> bool {
+    let mut parts = t.split('.');
+    let ok =
+        |s: Option<&str>| s.is_some_and(|s| !s.is_empty() && s.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-'));
+    ok(parts.next()) && ok(parts.next()) && parts.next().is_none()
+}
+
+fn is_dns_label(s: &str, max: usize) -> bool {
+    !s.is_empty()
+        && s.len() <= max
+        && s.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && !s.starts_with('-')
+        && !s.ends_with('-')
+}
+
+fn is_dns_subdomain(s: &str) -> bool {
+    s.len() <= 253 && s.split('.').all(|l| is_dns_label(l, 63))
+}
+
+fn is_label_key(s: &str) -> bool {
+    let (prefix, name) = match s.rsplit_once('/') {
+        Some((p, n)) => (Some(p), n),
+        None => (None, s),
+    };
+    let name_ok = !name.is_empty()
+        && name.len() <= 63
+        && name.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
+        && name.as_bytes()[0].is_ascii_alphanumeric()
+        && name.as_bytes()[name.len() - 1].is_ascii_alphanumeric();
+    name_ok && prefix.is_none_or(is_dns_subdomain)
+}
+
+/// Renders the effective configuration as TOML, every key with its documentation and default.
+pub fn show(cfg: &Config, origin: &Origin) -> String {
+    let effective = toml::Value::try_from(cfg).expect("config serializes");
+    let defaults = toml::Value::try_from(Config::default()).expect("config serializes");
+    let mut out = format!("# nodeprep effective configuration\n# source: {origin}\n# keys marked \"(changed)\" differ from the default.\n");
+    let mut section = "";
+    for k in KEYS {
+        let (table, name) = k.key.rsplit_once('.').unwrap_or(("", k.key));
+        if table != section {
+            out.push_str(&format!("\n[{table}]\n"));
+            section = table;
+        }
+        let value = lookup(&effective, k.key);
+        let default = lookup(&defaults, k.key);
+        let default_text = default.map_or("unset".to_string(), |v| v.to_string());
+        let changed = if value != default { " (changed)" } else { "" };
+        out.push_str(&format!("# {} Default: {default_text}.{changed}\n", k.doc));
+        match value {
+            Some(v) => out.push_str(&format!("{name} = {v}\n")),
+            None => out.push_str(&format!("# {name} =\n")),
+        }
+    }
+    out
+}
+
+fn lookup<'a>(v: &'a toml::Value, dotted: &str) -> Option<&'a toml::Value> {
+    dotted.split('.').try_fold(v, |v, part| v.get(part))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn p(text: &str) -> Result<Config, ConfigError> {
+        parse(text, Path::new("/etc/nodeprep/config.toml"))
+    }
+
+    #[test]
+    fn empty_file_is_all_defaults() {
+        let c = p("").unwrap();
+        assert_eq!(c, Config::default());
+        assert_eq!(c.limits.memlock, Limit::Unlimited);
+        assert_eq!(c.storage.mount_point, "/mnt/nodeprep");
+        assert_eq!(c.serve.listen, DEFAULT_LISTEN);
+    }
+
+    #[test]
+    fn full_example_parses() {
+        let c = p(r#"
+instance_type = "p5.48xlarge"
+[expect]
+gpus = 8
+efa = 32
+instance_store_disks = 8
+[limits]
+apply = "always"
+memlock = 1073741824
+stack = "unlimited"
+[storage]
+enabled = "never"
+devices = ["/dev/nvme1n1"]
+[kubernetes]
+enabled = true
+startup_taint = "nodeprep.io/not-ready"
+"#)
+        .unwrap();
+        assert_eq!(c.instance_type.as_deref(), Some("p5.48xlarge"));
+        assert_eq!(c.expect.efa, Some(32));
+        assert_eq!(c.limits.memlock, Limit::Bytes(1 << 30));
+        assert_eq!(c.limits.apply, Mode::Always);
+        assert_eq!(c.storage.enabled, Mode::Never);
+        assert!(c.kubernetes.enabled);
+    }
+
+    /// A table of bad files, each with the message a user must see.
+    #[test]
+    fn bad_files_name_file_line_and_key() {
+        let cases: &[(&str, &str)] = &[
+            ("bogus = 1\n", "/etc/nodeprep/config.toml:1: key `bogus`: unknown field `bogus`"),
+            ("[limits]\nmemlok = 1\n", "/etc/nodeprep/config.toml:2: key `limits.memlok`: unknown field `memlok`"),
+            ("[limit]\nmemlock = 1\n", "/etc/nodeprep/config.toml:1: key `limit`: unknown field `limit`"),
+            (
+                "[limits]\nmemlock = \"lots\"\n",
+                "/etc/nodeprep/config.toml:2: key `limits.memlock`: expected \"unlimited\" or a number of bytes, found \"lots\"",
+            ),
+            (
+                "[limits]\nmemlock = -5\n",
+                "/etc/nodeprep/config.toml:2: key `limits.memlock`: expected \"unlimited\" or a number of bytes, found -5",
+            ),
+            ("[limits]\nstack = 4096\n", "/etc/nodeprep/config.toml:2: key `limits.stack`: 4096 bytes is too small"),
+            (
+                "\n[limits]\napply = \"sometimes\"\n",
+                "/etc/nodeprep/config.toml:3: key `limits.apply`: unknown variant `sometimes`, expected one of `auto`, `always`, `never`",
+            ),
+            (
+                "[expect]\ngpus = \"eight\"\n",
+                "/etc/nodeprep/config.toml:2: key `expect.gpus`: invalid type: string \"eight\", expected u32",
+            ),
+            ("[expect]\nefa = 320\n", "/etc/nodeprep/config.toml:2: key `expect.efa`: 320 is impossible"),
+            ("instance_type = \"P5 48xl\"\n", "/etc/nodeprep/config.toml:1: key `instance_type`: \"P5 48xl\" is not an EC2 instance type"),
+            ("[storage]\nmount_point = \"/\"\n", "/etc/nodeprep/config.toml:2: key `storage.mount_point`: \"/\" is a system directory"),
+            (
+                "[storage]\nmount_point = \"mnt/x\"\n",
+                "/etc/nodeprep/config.toml:2: key `storage.mount_point`: \"mnt/x\" must be an absolute path",
+            ),
+            (
+                "[storage]\nbind = [\"/var/lib/kubelet\", \"/var/lib/kubelet\"]\n",
+                "/etc/nodeprep/config.toml:2: key `storage.bind`: \"/var/lib/kubelet\" is listed twice",
+            ),
+            (
+                "[storage]\nmount_point = \"/data\"\nbind = [\"/data/x\"]\n",
+                "/etc/nodeprep/config.toml:3: key `storage.bind`: \"/data/x\" overlaps storage.mount_point",
+            ),
+            (
+                "[storage]\ndevices = [\"nvme1n1\"]\n",
+                "/etc/nodeprep/config.toml:2: key `storage.devices`: \"nvme1n1\" is not a block device path under /dev/",
+            ),
+            (
+                "[storage]\ndevices = \"/dev/nvme1n1\"\n",
+                "/etc/nodeprep/config.toml:2: key `storage.devices`: invalid type: string \"/dev/nvme1n1\", expected a sequence",
+            ),
+            ("[serve]\nlisten = \"localhost\"\n", "/etc/nodeprep/config.toml:2: key `serve.listen`: \"localhost\" is not an address:port"),
+            ("[serve]\ninterval_seconds = 0\n", "/etc/nodeprep/config.toml:2: key `serve.interval_seconds`: 0 is out of range 1..86400"),
+            (
+                "[kubernetes]\nnode_name = \"Node_1\"\n",
+                "/etc/nodeprep/config.toml:2: key `kubernetes.node_name`: \"Node_1\" is not a valid node name",
+            ),
+            (
+                "[kubernetes]\nstartup_taint = \"a/b/c!\"\n",
+                "/etc/nodeprep/config.toml:2: key `kubernetes.startup_taint`: \"a/b/c!\" is not a valid taint key",
+            ),
+            (
+                "[kubernetes]\nenabled = \"yes\"\n",
+                "/etc/nodeprep/config.toml:2: key `kubernetes.enabled`: invalid type: string \"yes\", expected a boolean",
+            ),
+            (
+                "[imds]\nendpoint = \"https://169.254.169.254\"\n",
+                "/etc/nodeprep/config.toml:2: key `imds.endpoint`: \"https://169.254.169.254\" must be a plain http:// URL",
+            ),
+            ("[checks]\ntimeout_seconds = 0\n", "/etc/nodeprep/config.toml:2: key `checks.timeout_seconds`: 0 is out of range 1..300"),
+            ("[limits\nmemlock = 1\n", "/etc/nodeprep/config.toml:1: invalid TOML"),
+            ("a = 1\na = 2\n", "/etc/nodeprep/config.toml:2: invalid TOML: duplicate key `a`"),
+        ];
+        for (text, want) in cases {
+            let got = p(text).expect_err(text).to_string();
+            assert!(got.starts_with(want), "config {text:?}\n  got:  {got}\n  want: {want}…");
+        }
+    }
+
+    #[test]
+    fn explicit_missing_file_is_an_error_default_missing_is_not() {
+        let dir = tempfile::tempdir().unwrap();
+        let (cfg, origin) = load(dir.path(), None).unwrap();
+        assert_eq!(cfg, Config::default());
+        assert!(matches!(origin, Origin::Defaults(_)));
+        let e = load(dir.path(), Some(&dir.path().join("nope.toml"))).unwrap_err();
+        assert!(e.to_string().contains("nope.toml: cannot read: no such file"), "{e}");
+        std::fs::write(dir.path().join("bin.toml"), [0xffu8, 0xfe]).unwrap();
+        let e = load(dir.path(), Some(&dir.path().join("bin.toml"))).unwrap_err();
+        assert!(e.to_string().contains("not UTF-8"), "{e}");
+    }
+
+    #[test]
+    fn show_documents_every_key_with_its_default() {
+        let shown = show(&Config::default(), &Origin::Defaults(DEFAULT_PATH.into()));
+        for k in KEYS {
+            let name = k.key.rsplit('.').next().unwrap();
+            assert!(shown.contains(k.doc), "{} undocumented", k.key);
+            assert!(shown.contains(&format!("{name} =")), "{} not shown", k.key);
+        }
+        assert!(shown.contains("memlock = \"unlimited\""));
+        assert!(shown.contains("listen = \"127.0.0.1:9477\""));
+        assert!(!shown.contains(". (changed)"), "{shown}");
+        // The output is itself a valid config that means the same thing.
+        assert_eq!(p(&shown).unwrap(), Config::default());
+    }
+
+    #[test]
+    fn show_marks_changed_keys() {
+        let c = p("[limits]\nmemlock = 1073741824\n").unwrap();
+        let shown = show(&c, &Origin::File("/x".into()));
+        assert!(shown.contains("Default: \"unlimited\". (changed)\nmemlock = 1073741824"), "{shown}");
+    }
+
+    /// Every key that `Config` can hold is in KEYS, so docs cannot fall behind the struct.
+    #[test]
+    fn keys_cover_the_whole_struct() {
+        let full = p("instance_type = \"p5.48xlarge\"\n[expect]\ngpus = 1\ngpu_model = \"H100\"\nnvswitch = true\nefa = 1\ninstance_store_disks = 1\n").unwrap();
+        let v = toml::Value::try_from(&full).unwrap();
+        let mut leaves = Vec::new();
+        fn collect(v: &toml::Value, prefix: String, out: &mut Vec<String>) {
+            match v.as_table() {
+                Some(t) => t.iter().for_each(|(k, v)| collect(v, if prefix.is_empty() { k.clone() } else { format!("{prefix}.{k}") }, out)),
+                None => out.push(prefix),
+            }
+        }
+        collect(&v, String::new(), &mut leaves);
+        let documented: Vec<&str> = KEYS.iter().map(|k| k.key).collect();
+        for leaf in &leaves {
+            assert!(documented.contains(&leaf.as_str()), "{leaf} is not in config::KEYS");
+        }
+        assert_eq!(leaves.len(), KEYS.len());
+    }
+}

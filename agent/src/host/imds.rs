@@ -1,0 +1,138 @@
+//! IMDSv2 client: instance type, placement group and availability zone.
+//!
+//! Every request has a connect and read deadline (default 1 s) and is tried at most twice. A 401 means
+//! the session token expired (or was revoked): a new token is fetched once and the request repeated.
+//! Proxies from the environment are never used: IMDS is link-local.
+
+use std::time::{Duration, Instant};
+
+use reqwest::StatusCode;
+
+/// Token lifetime asked for. nodeprep only needs a token for a few requests.
+const TOKEN_TTL_SECONDS: u32 = 300;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ImdsError {
+    #[error("IMDS at {endpoint} did not answer {what} within {timeout_ms} ms (tried twice)")]
+    Timeout { endpoint: String, what: &'static str, timeout_ms: u64 },
+    #[error("IMDS at {endpoint} is unreachable for {what}: {cause}")]
+    Unreachable { endpoint: String, what: &'static str, cause: String },
+    #[error("IMDS at {endpoint} answered {what} with HTTP {status}")]
+    Status { endpoint: String, what: &'static str, status: u16 },
+}
+
+/// What IMDS says about this instance. `None` fields were not available (e.g. no placement group).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ImdsFacts {
+    pub instance_type: Option<String>,
+    pub placement_group: Option<String>,
+    pub availability_zone: Option<String>,
+}
+
+pub struct ImdsClient {
+    endpoint: String,
+    timeout: Duration,
+    client: reqwest::Client,
+}
+
+impl ImdsClient {
+    pub fn new(endpoint: &str, timeout: Duration) -> Self {
+        let client = reqwest::Client::builder()
+            .no_proxy()
+            .connect_timeout(timeout)
+            .read_timeout(timeout)
+            .timeout(timeout * 2)
+            .build()
+            .expect("a plain HTTP client always builds");
+        ImdsClient { endpoint: endpoint.trim_end_matches('/').to_string(), timeout, client }
+    }
+
+    fn timeout_ms(&self) -> u64 {
+        self.timeout.as_millis() as u64
+    }
+
+    /// Sends a request, retrying once on a timeout or connection error.
+    async fn send(&self, what: &'static str, make: impl Fn() -> reqwest::RequestBuilder) -> Result<reqwest::Response, ImdsError> {
+        let mut last = None;
+        for attempt in 1..=2 {
+            let started = Instant::now();
+            match make().send().await {
+                Ok(resp) => return Ok(resp),
+                Err(e) => {
+                    tracing::debug!(what, attempt, elapsed_ms = started.elapsed().as_millis() as u64, error = %e, "IMDS request failed");
+                    last = Some(e);
+                }
+            }
+        }
+        let e = last.expect("two attempts made");
+        if e.is_timeout() {
+            Err(ImdsError::Timeout { endpoint: self.endpoint.clone(), what, timeout_ms: self.timeout_ms() })
+        } else {
+            let mut cause = e.to_string();
+            let mut src = std::error::Error::source(&e);
+            while let Some(s) = src {
+                cause = format!("{cause}: {s}");
+                src = s.source();
+            }
+            Err(ImdsError::Unreachable { endpoint: self.endpoint.clone(), what, cause })
+        }
+    }
+
+    async fn body(&self, what: &'static str, resp: reqwest::Response) -> Result<String, ImdsError> {
+        resp.text().await.map_err(|e| {
+            if e.is_timeout() {
+                ImdsError::Timeout { endpoint: self.endpoint.clone(), what, timeout_ms: self.timeout_ms() }
+            } else {
+                ImdsError::Unreachable { endpoint: self.endpoint.clone(), what, cause: e.to_string() }
+            }
+        })
+    }
+
+    /// PUT /latest/api/token.
+    pub async fn token(&self) -> Result<String, ImdsError> {
+        let url = format!("{}/latest/api/token", self.endpoint);
+        let what = "the token request";
+        let resp =
+            self.send(what, || self.client.put(&url).header("X-aws-ec2-metadata-token-ttl-seconds", TOKEN_TTL_SECONDS.to_string())).await?;
+        if resp.status() != StatusCode::OK {
+            return Err(ImdsError::Status { endpoint: self.endpoint.clone(), what, status: resp.status().as_u16() });
+        }
+        Ok(self.body(what, resp).await?.trim().to_string())
+    }
+
+    /// GET a metadata path. 404 is `Ok(None)`. A 401 refreshes `token` once.
+    pub async fn get(&self, token: &mut String, path: &'static str) -> Result<Option<String>, ImdsError> {
+        let url = format!("{}/latest/meta-data/{path}", self.endpoint);
+        for refreshed in [false, true] {
+            let tok = token.clone();
+            let resp = self.send(path, || self.client.get(&url).header("X-aws-ec2-metadata-token", tok.as_str())).await?;
+            match resp.status() {
+                StatusCode::OK => return Ok(Some(self.body(path, resp).await?.trim().to_string())),
+                StatusCode::NOT_FOUND => return Ok(None),
+                StatusCode::UNAUTHORIZED if !refreshed => {
+                    tracing::debug!(path, "IMDS token rejected (401); fetching a new one");
+                    *token = self.token().await?;
+                }
+                s => return Err(ImdsError::Status { endpoint: self.endpoint.clone(), what: path, status: s.as_u16() }),
+            }
+        }
+        unreachable!("the loop returns on its second pass")
+    }
+
+    /// Instance type, placement group and availability zone.
+    pub async fn facts(&self) -> Result<ImdsFacts, ImdsError> {
+        let started = Instant::now();
+        let mut token = self.token().await?;
+        let instance_type = self.get(&mut token, "instance-type").await?;
+        let placement_group = self.get(&mut token, "placement/group-name").await?.filter(|s| !s.is_empty());
+        let availability_zone = self.get(&mut token, "placement/availability-zone").await?;
+        tracing::debug!(elapsed_ms = started.elapsed().as_millis() as u64, ?instance_type, ?placement_group, "IMDS answered");
+        Ok(ImdsFacts { instance_type, placement_group, availability_zone })
+    }
+
+    /// [`ImdsClient::facts`] from synchronous code: runs a small runtime of its own.
+    pub fn facts_blocking(&self) -> Result<ImdsFacts, ImdsError> {
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("tokio runtime builds");
+        rt.block_on(self.facts())
+    }
+}

@@ -1,0 +1,207 @@
+//! The one seam through which nodeprep looks at the host.
+//!
+//! Every read of sysfs, procfs, `/dev`, `/etc`, `/run` and `/var/lib` goes through [`Host`], which
+//! prefixes the path with `--root`. Tests point the root at a fixture tree; a DaemonSet points it at
+//! the host mounted at `/host`. Fixture trees use regular files and directories where a real host has
+//! device nodes and symlinks, so callers read through paths and never assume a file type.
+//!
+//! Errors always carry the full path that was read and the cause.
+
+pub mod imds;
+
+use std::ffi::OsStr;
+use std::io;
+use std::path::{Path, PathBuf};
+
+/// An error reading something on the host: names the path (as seen by this process, i.e. with the
+/// root prefix) and the operating-system cause.
+#[derive(Debug, thiserror::Error)]
+#[error("{op} {}: {source}", path.display())]
+pub struct HostError {
+    pub op: &'static str,
+    pub path: PathBuf,
+    #[source]
+    pub source: io::Error,
+}
+
+impl HostError {
+    /// True when the file or directory does not exist (as opposed to existing but unreadable).
+    pub fn is_not_found(&self) -> bool {
+        self.source.kind() == io::ErrorKind::NotFound
+    }
+
+    /// True when the error is a permission problem: the remedy is to run as root.
+    pub fn is_permission(&self) -> bool {
+        self.source.kind() == io::ErrorKind::PermissionDenied
+    }
+}
+
+pub type HostResult<T> = Result<T, HostError>;
+
+/// Root-prefixed, read-only view of a host.
+#[derive(Debug, Clone)]
+pub struct Host {
+    root: PathBuf,
+}
+
+impl Host {
+    pub fn new(root: impl Into<PathBuf>) -> Self {
+        Host { root: root.into() }
+    }
+
+    /// The root every host path is resolved under.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// True when the root is `/`: only then may nodeprep run host commands (systemctl, mdadm,
+    /// mkfs, mount). Under any other root such actions are reported as skipped.
+    pub fn is_live(&self) -> bool {
+        self.root == Path::new("/")
+    }
+
+    /// Resolves a host path (absolute like `/sys/class/infiniband`, or relative to the root) to the
+    /// path this process must open.
+    pub fn path(&self, host_path: impl AsRef<Path>) -> PathBuf {
+        let p = host_path.as_ref();
+        let rel = p.strip_prefix("/").unwrap_or(p);
+        if rel.as_os_str().is_empty() {
+            self.root.clone()
+        } else {
+            self.root.join(rel)
+        }
+    }
+
+    /// Reads a whole file as UTF-8 (lossy: sysfs attributes can hold anything).
+    pub fn read_string(&self, host_path: impl AsRef<Path>) -> HostResult<String> {
+        let path = self.path(host_path);
+        match std::fs::read(&path) {
+            Ok(bytes) => Ok(String::from_utf8_lossy(&bytes).into_owned()),
+            Err(source) => Err(HostError { op: "reading", path, source }),
+        }
+    }
+
+    /// Reads a sysfs-style attribute: the file's content with surrounding whitespace trimmed.
+    pub fn read_attr(&self, host_path: impl AsRef<Path>) -> HostResult<String> {
+        self.read_string(host_path).map(|s| s.trim().to_string())
+    }
+
+    /// Like [`Host::read_attr`], but a missing file is `Ok(None)`; other errors are still errors.
+    pub fn read_attr_opt(&self, host_path: impl AsRef<Path>) -> HostResult<Option<String>> {
+        match self.read_attr(host_path) {
+            Ok(v) => Ok(Some(v)),
+            Err(e) if e.is_not_found() => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// True when something exists at the host path (file, directory, device node or symlink
+    /// target).
+    pub fn exists(&self, host_path: impl AsRef<Path>) -> bool {
+        self.path(host_path).exists()
+    }
+
+    /// Names of the entries of a directory, sorted. A missing directory is an error; use
+    /// [`Host::list_dir_opt`] where absence is normal.
+    pub fn list_dir(&self, host_path: impl AsRef<Path>) -> HostResult<Vec<String>> {
+        let path = self.path(host_path);
+        let rd = std::fs::read_dir(&path).map_err(|source| HostError { op: "listing", path: path.clone(), source })?;
+        let mut names = Vec::new();
+        for entry in rd {
+            let entry = entry.map_err(|source| HostError { op: "listing", path: path.clone(), source })?;
+            names.push(entry.file_name().to_string_lossy().into_owned());
+        }
+        names.sort_by(|a, b| natural_cmp(a, b));
+        Ok(names)
+    }
+
+    /// Like [`Host::list_dir`], but a missing directory is an empty list.
+    pub fn list_dir_opt(&self, host_path: impl AsRef<Path>) -> HostResult<Vec<String>> {
+        match self.list_dir(host_path) {
+            Ok(v) => Ok(v),
+            Err(e) if e.is_not_found() => Ok(Vec::new()),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// The last path component a sysfs symlink points to (e.g. the driver name behind
+    /// `device/driver`), or, in a fixture tree where the link is a regular file, its content.
+    pub fn link_name(&self, host_path: impl AsRef<Path>) -> HostResult<Option<String>> {
+        let host_path = host_path.as_ref();
+        let path = self.path(host_path);
+        match std::fs::read_link(&path) {
+            Ok(target) => Ok(target.file_name().and_then(OsStr::to_str).map(str::to_string)),
+            Err(e) if e.kind() == io::ErrorKind::InvalidInput => {
+                // Not a symlink: a fixture stands in for it with a file holding the name.
+                self.read_attr(host_path).map(Some)
+            }
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+            Err(source) => Err(HostError { op: "reading link", path, source }),
+        }
+    }
+}
+
+/// Orders names the way people expect device names: `uverbs2` before `uverbs10`.
+pub fn natural_cmp(a: &str, b: &str) -> std::cmp::Ordering {
+    fn split(s: &str) -> (&str, Option<u64>) {
+        let idx = s.trim_end_matches(|c: char| c.is_ascii_digit()).len();
+        let (head, tail) = s.split_at(idx);
+        (head, tail.parse().ok())
+    }
+    let (ha, na) = split(a);
+    let (hb, nb) = split(b);
+    ha.cmp(hb).then(na.cmp(&nb)).then(a.cmp(b))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn paths_are_prefixed_by_root() {
+        let h = Host::new("/tmp/tree");
+        assert_eq!(h.path("/sys/class"), PathBuf::from("/tmp/tree/sys/class"));
+        assert_eq!(h.path("sys/class"), PathBuf::from("/tmp/tree/sys/class"));
+        assert_eq!(h.path("/"), PathBuf::from("/tmp/tree"));
+        assert!(!h.is_live());
+        assert!(Host::new("/").is_live());
+        assert_eq!(Host::new("/").path("/proc/1/mountinfo"), PathBuf::from("/proc/1/mountinfo"));
+    }
+
+    #[test]
+    fn read_errors_name_the_full_path_and_cause() {
+        let dir = tempfile::tempdir().unwrap();
+        let h = Host::new(dir.path());
+        let err = h.read_attr("/sys/devices/virtual/dmi/id/product_name").unwrap_err();
+        let msg = err.to_string();
+        assert!(err.is_not_found());
+        assert!(msg.contains(&format!("{}/sys/devices/virtual/dmi/id/product_name", dir.path().display())), "{msg}");
+        assert!(msg.contains("No such file"), "{msg}");
+        assert_eq!(h.read_attr_opt("/nope").unwrap(), None);
+    }
+
+    #[test]
+    fn attributes_are_trimmed_and_dirs_sorted_naturally() {
+        let dir = tempfile::tempdir().unwrap();
+        let h = Host::new(dir.path());
+        std::fs::create_dir_all(h.path("/d")).unwrap();
+        for n in ["uverbs10", "uverbs2", "uverbs1"] {
+            std::fs::write(h.path(format!("/d/{n}")), " x \n").unwrap();
+        }
+        assert_eq!(h.list_dir("/d").unwrap(), ["uverbs1", "uverbs2", "uverbs10"]);
+        assert_eq!(h.read_attr("/d/uverbs1").unwrap(), "x");
+        assert!(h.list_dir_opt("/missing").unwrap().is_empty());
+    }
+
+    #[test]
+    fn link_name_reads_symlinks_and_fixture_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let h = Host::new(dir.path());
+        std::fs::create_dir_all(h.path("/a")).unwrap();
+        std::os::unix::fs::symlink("../../bus/pci/drivers/efa", h.path("/a/driver")).unwrap();
+        std::fs::write(h.path("/a/driver2"), "efa\n").unwrap();
+        assert_eq!(h.link_name("/a/driver").unwrap().as_deref(), Some("efa"));
+        assert_eq!(h.link_name("/a/driver2").unwrap().as_deref(), Some("efa"));
+        assert_eq!(h.link_name("/a/none").unwrap(), None);
+    }
+}

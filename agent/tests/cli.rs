@@ -1,0 +1,262 @@
+//! The binary as a user runs it: exit codes, messages, the report in both formats, the example tree.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use nodeprep_fixtures::Spec;
+
+fn nodeprep(root: &Path, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_nodeprep"))
+        .arg("--root")
+        .arg(root)
+        .args(args)
+        .env_remove("NODEPREP_CONFIG")
+        .env_remove("NODEPREP_INSTANCE_TYPE")
+        .env_remove("NODEPREP_OUTPUT")
+        .env_remove("NODEPREP_LOG")
+        .output()
+        .expect("nodeprep runs")
+}
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+fn example() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/p5.48xlarge")
+}
+
+fn tree(spec: &Spec) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    spec.write(dir.path()).unwrap();
+    dir
+}
+
+/// Every file under `dir` with its content (symlinks as their target), for comparing trees.
+fn snapshot(dir: &Path) -> Vec<(PathBuf, Vec<u8>)> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).unwrap() {
+            let p = e.unwrap().path();
+            let meta = std::fs::symlink_metadata(&p).unwrap();
+            let rel = p.strip_prefix(dir).unwrap().to_path_buf();
+            if meta.file_type().is_symlink() {
+                out.push((rel, std::fs::read_link(&p).unwrap().into_os_string().into_encoded_bytes()));
+            } else if meta.is_dir() {
+                out.push((rel, b"<dir>".to_vec()));
+                stack.push(p);
+            } else {
+                out.push((rel, std::fs::read(&p).unwrap()));
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+#[test]
+fn example_tree_is_what_the_generator_writes() {
+    let fresh = tree(&Spec::p5_48xlarge());
+    let want = snapshot(fresh.path());
+    let have = snapshot(&example());
+    let names = |v: &[(PathBuf, Vec<u8>)]| v.iter().map(|(p, _)| p.clone()).collect::<Vec<_>>();
+    assert_eq!(names(&have), names(&want), "examples/p5.48xlarge differs from the generator: run `cargo run -p nodeprep-fixtures -- p5.48xlarge examples/p5.48xlarge` after removing it");
+    for ((p, a), (_, b)) in have.iter().zip(&want) {
+        assert!(a == b, "examples/p5.48xlarge/{} differs from the generator's", p.display());
+    }
+}
+
+#[test]
+fn check_on_the_example_tree_is_ready() {
+    let o = nodeprep(&example(), &["check"]);
+    let out = stdout(&o);
+    assert_eq!(o.status.code(), Some(0), "{out}{}", stderr(&o));
+    assert!(out.starts_with("nodeprep: p5.48xlarge: READY"), "{out}");
+    assert!(out.contains("instance  p5.48xlarge (from DMI): 8 × H100"), "{out}");
+    assert!(!out.contains('\x1b'), "no colour when stdout is not a terminal");
+}
+
+#[test]
+fn json_report_has_the_design_schema() {
+    let o = nodeprep(&example(), &["--output", "json", "check"]);
+    assert_eq!(o.status.code(), Some(0));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["schema"], "nodeprep.report/v1");
+    assert_eq!(v["ready"], true);
+    assert_eq!(v["instance_type"], "p5.48xlarge");
+    assert_eq!(v["identity"]["source"], "dmi");
+    let inst = v["checks"].as_array().unwrap().iter().find(|c| c["name"] == "instance").unwrap();
+    assert_eq!(inst["status"], "pass");
+    assert_eq!(inst["expected"]["efa"], 32);
+    assert_eq!(inst["expected"]["gpus"], 8);
+    // The env var does the same as the flag.
+    let o2 = Command::new(env!("CARGO_BIN_EXE_nodeprep"))
+        .env("NODEPREP_ROOT", example())
+        .env("NODEPREP_OUTPUT", "json")
+        .arg("check")
+        .output()
+        .unwrap();
+    let v2: serde_json::Value = serde_json::from_slice(&o2.stdout).unwrap();
+    assert_eq!(v2["instance_type"], "p5.48xlarge");
+}
+
+#[test]
+fn instance_type_flag_overrides_dmi_and_unknown_types_warn() {
+    let o = nodeprep(&example(), &["--instance-type", "m7i.large", "check"]);
+    let out = stdout(&o);
+    assert_eq!(o.status.code(), Some(0), "{out}");
+    assert!(
+        out.contains("warn    instance  m7i.large (from --instance-type) is not in the catalog: hardware is checked for consistency only"),
+        "{out}"
+    );
+    assert!(out.contains("remedy: set [expect]"), "{out}");
+}
+
+#[test]
+fn node_without_identity_still_gets_a_report() {
+    let dir = tree(&Spec::empty());
+    let o = nodeprep(dir.path(), &["check"]);
+    let out = stdout(&o);
+    assert_eq!(o.status.code(), Some(0), "{out}");
+    assert!(out.starts_with("nodeprep: unknown instance type: READY"), "{out}");
+    assert!(out.contains("instance type unknown (DMI: reading"), "{out}");
+    assert!(out.contains("IMDS: not queried"), "{out}");
+}
+
+#[test]
+fn config_errors_exit_2_naming_file_line_and_key() {
+    let mut spec = Spec::p5_48xlarge();
+    spec.config = Some("[limits]\nmemlock = \"lots\"\n".into());
+    let dir = tree(&spec);
+    let before = snapshot(dir.path());
+    for cmd in [&["check"][..], &["boot"], &["boot", "--dry-run"], &["serve"], &["config", "check"], &["status"]] {
+        let o = nodeprep(dir.path(), cmd);
+        assert_eq!(o.status.code(), Some(2), "{cmd:?}: {}", stderr(&o));
+        let want = format!("nodeprep: configuration error: {}/etc/nodeprep/config.toml:2: key `limits.memlock`: expected \"unlimited\" or a number of bytes, found \"lots\"", dir.path().display());
+        assert!(stderr(&o).contains(&want), "{cmd:?}: {}", stderr(&o));
+        assert!(stdout(&o).is_empty() || cmd == ["status"], "{cmd:?} printed a report: {}", stdout(&o));
+    }
+    assert_eq!(snapshot(dir.path()), before, "nothing on the host changed");
+}
+
+#[test]
+fn explicit_config_must_exist() {
+    let o = nodeprep(&example(), &["--config", "/nonexistent/nodeprep.toml", "config", "check"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(stderr(&o).contains("/nonexistent/nodeprep.toml: cannot read: no such file"), "{}", stderr(&o));
+}
+
+#[test]
+fn config_check_and_show() {
+    let o = nodeprep(&example(), &["config", "check"]);
+    assert_eq!(o.status.code(), Some(0));
+    assert!(stdout(&o).contains("configuration ok: built-in defaults"), "{}", stdout(&o));
+    let o = nodeprep(&example(), &["config", "show"]);
+    let out = stdout(&o);
+    assert_eq!(o.status.code(), Some(0));
+    for key in [
+        "memlock = \"unlimited\"",
+        "mount_point = \"/mnt/nodeprep\"",
+        "listen = \"127.0.0.1:9477\"",
+        "interval_seconds = 30",
+        "[kubernetes]",
+        "# instance_type =",
+    ] {
+        assert!(out.contains(key), "{key} missing from config show:\n{out}");
+    }
+}
+
+#[test]
+fn usage_errors_exit_2() {
+    let cases: &[(&[&str], &str)] = &[
+        (&["check", "--only", "efa-typo"], "unknown check `efa-typo`; known checks: instance, limits, efa"),
+        (&["--instance-type", "P5!", "check"], "--instance-type: \"P5!\" is not an EC2 instance type"),
+        (&["catalog", "x9.huge"], "x9.huge is not in the catalog"),
+        (&["frobnicate"], "unrecognized subcommand 'frobnicate'"),
+        (&["--output", "yaml", "check"], "invalid value 'yaml' for '--output <OUTPUT>'"),
+    ];
+    for (args, want) in cases {
+        let o = nodeprep(&example(), args);
+        assert_eq!(o.status.code(), Some(2), "{args:?}");
+        assert!(stderr(&o).contains(want), "{args:?}: {}", stderr(&o));
+    }
+    let o = Command::new(env!("CARGO_BIN_EXE_nodeprep")).args(["--root", "/nonexistent/root", "check"]).output().unwrap();
+    assert_eq!(o.status.code(), Some(2));
+    assert!(stderr(&o).contains("--root /nonexistent/root: not a directory"), "{}", stderr(&o));
+}
+
+#[test]
+fn unbuilt_commands_say_so_and_exit_2() {
+    for cmd in [&["boot"][..], &["boot", "--dry-run"], &["serve"]] {
+        let o = nodeprep(&example(), cmd);
+        assert_eq!(o.status.code(), Some(2), "{cmd:?}");
+        assert!(stderr(&o).contains(&format!("`nodeprep {}` is not built in nodeprep", cmd[0])), "{}", stderr(&o));
+        assert!(stdout(&o).is_empty(), "no fake output");
+    }
+}
+
+#[test]
+fn help_and_version_exit_0() {
+    let o = nodeprep(&example(), &["--help"]);
+    assert_eq!(o.status.code(), Some(0));
+    let help = stdout(&o);
+    assert!(help.contains("Exit codes (all commands)"), "{help}");
+    assert!(help.contains("--root <DIR>"), "{help}");
+    let o = nodeprep(&example(), &["--version"]);
+    assert_eq!(o.status.code(), Some(0));
+    assert!(stdout(&o).starts_with("nodeprep "));
+}
+
+#[test]
+fn status_reads_the_status_file_with_its_age() {
+    let dir = tree(&Spec::p5_48xlarge());
+    // No status file: says so and runs the checks.
+    let o = nodeprep(dir.path(), &["status"]);
+    assert_eq!(o.status.code(), Some(0));
+    assert!(stdout(&o).starts_with("no status file at"), "{}", stdout(&o));
+    // A not-ready report written by boot/serve an hour ago: shown as is, with its age and exit 1.
+    let then = humantime::format_rfc3339_seconds(std::time::SystemTime::now() - std::time::Duration::from_secs(3600)).to_string();
+    let report = format!(
+        r#"{{"schema":"nodeprep.report/v1","ready":false,"instance_type":"p5.48xlarge","generated_at":"{then}","duration_ms":9,
+        "checks":[{{"name":"efa","status":"fail","required":true,"summary":"31 of 32 EFA devices active","expected":{{"devices":32}},"found":{{"devices":31}},"remedy":"relaunch","duration_ms":1}}]}}"#
+    );
+    std::fs::create_dir_all(dir.path().join("run/nodeprep")).unwrap();
+    std::fs::write(dir.path().join("run/nodeprep/status.json"), report).unwrap();
+    let o = nodeprep(dir.path(), &["status"]);
+    let out = stdout(&o);
+    assert_eq!(o.status.code(), Some(1), "{out}");
+    assert!(out.contains("(1h old)"), "{out}");
+    assert!(out.contains("FAIL    efa    31 of 32 EFA devices active"), "{out}");
+    // --fresh ignores the file.
+    let o = nodeprep(dir.path(), &["status", "--fresh"]);
+    assert_eq!(o.status.code(), Some(0), "{}", stdout(&o));
+}
+
+#[test]
+fn catalog_prints_entries() {
+    let o = nodeprep(&example(), &["catalog", "p5.48xlarge"]);
+    let out = stdout(&o);
+    assert_eq!(o.status.code(), Some(0));
+    assert!(out.lines().nth(1).unwrap().starts_with("p5.48xlarge"), "{out}");
+    assert!(out.contains("H100"), "{out}");
+    let o = nodeprep(&example(), &["--output", "json", "catalog"]);
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["p5.48xlarge"]["efa"], 32);
+    assert_eq!(v["g5.xlarge"]["efa"], 0);
+}
+
+#[test]
+fn readme_documents_every_config_key_and_exit_code() {
+    let readme = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../README.md")).unwrap();
+    for k in nodeprep::config::KEYS {
+        assert!(readme.contains(&format!("| `{}` |", k.key)), "README's config table lacks `{}`", k.key);
+    }
+    for code in ["| 0 | ready", "| 1 | not ready", "| 2 | usage or configuration error"] {
+        assert!(readme.contains(code), "README lacks exit code row {code}");
+    }
+}
