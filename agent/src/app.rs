@@ -88,16 +88,61 @@ fn dispatch(cli: &Cli) -> Result<i32, UsageError> {
             Ok(EXIT_READY)
         }
         Command::Catalog { instance_type } => catalog_cmd(g, instance_type.as_deref()),
-        Command::Boot { .. } => {
-            // Validate config first: even an unbuilt command must not hide a broken config.
-            load_config(g)?;
-            Err(not_built("boot", "limits and instance storage are not applied by this version; `nodeprep check` runs the checks"))
-        }
+        Command::Boot { dry_run } => boot(g, *dry_run),
         Command::Serve => {
             load_config(g)?;
             Err(not_built("serve", "use `nodeprep check` (exit code 0/1) from a probe or node-problem-detector meanwhile"))
         }
     }
+}
+
+/// `boot`: apply limits (and, once built, instance storage), then check and write the status file.
+fn boot(g: &Global, dry_run: bool) -> Result<i32, UsageError> {
+    let started = Instant::now();
+    let cfg = load_config(g)?;
+    let host = Host::new(&g.root);
+    let snap = crate::checks::limits::observe(&host);
+    let plan = crate::apply::limits::plan(&snap, &cfg.limits, host.is_live());
+    let storage_note =
+        format!("storage: skip: instance storage is not built in nodeprep {} yet; disks left untouched", env!("CARGO_PKG_VERSION"));
+    // Text goes to stdout; with --output json, stdout carries only the report.
+    let say = |line: &str| match g.output {
+        Output::Text => println!("{line}"),
+        Output::Json => eprintln!("{line}"),
+    };
+    if dry_run {
+        say(&format!("nodeprep boot --dry-run: nothing is changed (root {})", g.root.display()));
+        say(plan.render().trim_end());
+        say(&storage_note);
+        return Ok(EXIT_READY);
+    }
+    tracing::info!(root = %g.root.display(), "boot: applying limits");
+    let outcomes = crate::apply::execute(&host, &plan);
+    let mut failed = false;
+    for o in &outcomes {
+        let (kind, text) = o.text();
+        failed |= matches!(o, crate::apply::Outcome::Failed(_));
+        say(&format!("{}: {kind}: {text}", plan.capability));
+    }
+    if outcomes.is_empty() {
+        say(&format!("{}: up to date", plan.capability));
+    }
+    say(&storage_note);
+    let selected = checks::select(&[]).map_err(|e| UsageError::Other(e.to_string()))?;
+    let report = run_checks(g, cfg, &selected);
+    if let Err(e) = write_status(&host, &report) {
+        tracing::error!(error = %e, "status file not written");
+        say(&format!("status: FAIL: {e}"));
+        failed = true;
+    }
+    print_report(g, &report, None);
+    tracing::info!(ready = report.ready, failed_steps = failed, elapsed_ms = started.elapsed().as_millis() as u64, "boot finished");
+    Ok(if failed { EXIT_NOT_READY } else { report.exit_code() })
+}
+
+/// Replaces `<root>/run/nodeprep/status.json` atomically.
+pub fn write_status(host: &Host, report: &Report) -> Result<(), String> {
+    crate::apply::write_atomic(host, Path::new(STATUS_FILE), &report.to_json(), 0o644).map(|_| ())
 }
 
 fn not_built(cmd: &str, hint: &str) -> UsageError {

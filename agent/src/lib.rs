@@ -5,6 +5,7 @@
 //! every command prints; [`config`], [`catalog`] and [`identity`] say what the node must have.
 
 pub mod app;
+pub mod apply;
 pub mod catalog;
 pub mod checks;
 pub mod cli;

@@ -5,6 +5,7 @@
 //! stalling the report, and a check that panics is reported as a failure naming the bug.
 
 pub mod instance;
+pub mod limits;
 
 use std::panic::AssertUnwindSafe;
 use std::sync::{mpsc, Arc};
@@ -35,11 +36,12 @@ pub trait Check: Send + Sync {
 
 /// Every check name nodeprep knows, in report order, and whether it is built in this version.
 pub const ALL: &[(&str, bool)] =
-    &[("instance", true), ("limits", false), ("efa", false), ("nvidia", false), ("storage", false), ("device-plugins", false)];
+    &[("instance", true), ("limits", true), ("efa", false), ("nvidia", false), ("storage", false), ("device-plugins", false)];
 
 fn build(name: &str) -> Option<Arc<dyn Check>> {
     match name {
         "instance" => Some(Arc::new(instance::Instance)),
+        "limits" => Some(Arc::new(limits::Limits)),
         _ => None,
     }
 }

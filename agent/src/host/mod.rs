@@ -7,6 +7,7 @@
 //!
 //! Errors always carry the full path that was read and the cause.
 
+pub mod cmd;
 pub mod imds;
 
 use std::ffi::OsStr;

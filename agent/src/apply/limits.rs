@@ -1,0 +1,174 @@
+//! Plans memlock/stack limits where pods get them: a containerd drop-in (LimitMEMLOCK/LimitSTACK),
+//! the base runtime spec's `process.rlimits` (only RLIMIT_MEMLOCK and RLIMIT_STACK; every other
+//! entry, notably RLIMIT_NOFILE, stays exactly as it was), and limits.d for login sessions.
+//! containerd is never restarted: pods may be running. When it runs with lower limits the plan
+//! says so, with the command.
+
+use serde_json::Value;
+
+use super::{Action, Plan};
+use crate::checks::limits::{Kind, Snapshot, SpecState, BASE_RUNTIME_SPEC, DROPIN, LIMITS_D, RLIM_INFINITY};
+use crate::config::{Limit, LimitsConfig, Mode};
+
+fn systemd_value(l: Limit) -> String {
+    match l {
+        Limit::Unlimited => "infinity".into(),
+        Limit::Bytes(b) => b.to_string(),
+    }
+}
+
+/// limits.conf counts memlock and stack in KiB.
+fn limits_conf_value(l: Limit) -> String {
+    match l {
+        Limit::Unlimited => "unlimited".into(),
+        Limit::Bytes(b) => b.div_ceil(1024).to_string(),
+    }
+}
+
+fn oci_value(l: Limit) -> u64 {
+    match l {
+        Limit::Unlimited => RLIM_INFINITY,
+        Limit::Bytes(b) => b,
+    }
+}
+
+pub fn dropin_content(cfg: &LimitsConfig) -> String {
+    format!(
+        "# Written by `nodeprep boot`; set [limits] in /etc/nodeprep/config.toml instead of editing.\n\
+         # containerd passes these limits to every container whose OCI spec does not set its own.\n\
+         [Service]\nLimitMEMLOCK={}\nLimitSTACK={}\n",
+        systemd_value(cfg.memlock),
+        systemd_value(cfg.stack)
+    )
+}
+
+pub fn limits_d_content(cfg: &LimitsConfig) -> String {
+    let (m, s) = (limits_conf_value(cfg.memlock), limits_conf_value(cfg.stack));
+    format!(
+        "# Written by `nodeprep boot` for login sessions (SSM shells). Pods never read this file:\n\
+         # their limits come from containerd (see 50-nodeprep-limits.conf) and its base runtime spec.\n\
+         *    soft    memlock    {m}\n*    hard    memlock    {m}\n*    soft    stack      {s}\n*    hard    stack      {s}\n"
+    )
+}
+
+/// The spec with RLIMIT_MEMLOCK and RLIMIT_STACK set; `None` when it already has them.
+pub fn updated_spec(spec: &Value, cfg: &LimitsConfig) -> Option<Value> {
+    let mut new = spec.clone();
+    let process = new.as_object_mut()?.entry("process").or_insert_with(|| Value::Object(Default::default()));
+    let rlimits = process.as_object_mut()?.entry("rlimits").or_insert_with(|| Value::Array(Vec::new())).as_array_mut()?;
+    for k in Kind::ALL {
+        let v = oci_value(k.wanted(cfg));
+        let entry = serde_json::json!({"type": k.oci(), "hard": v, "soft": v});
+        match rlimits.iter_mut().find(|e| e.get("type").and_then(Value::as_str) == Some(k.oci())) {
+            Some(e) => {
+                // Keep any other fields of the entry; set only hard and soft.
+                if let Some(obj) = e.as_object_mut() {
+                    obj.insert("hard".into(), Value::from(v));
+                    obj.insert("soft".into(), Value::from(v));
+                } else {
+                    *e = entry;
+                }
+            }
+            None => rlimits.push(entry),
+        }
+    }
+    (new != *spec).then_some(new)
+}
+
+/// Whether limits are applied on this node.
+pub fn wanted(cfg: &LimitsConfig, snap: &Snapshot) -> Result<(), String> {
+    match cfg.apply {
+        Mode::Never => Err("limits.apply = \"never\"".into()),
+        Mode::Auto if !snap.efa_present => Err("no EFA devices on this node (limits.apply = \"auto\")".into()),
+        _ => Ok(()),
+    }
+}
+
+/// Computes the limits plan from what the host shows now. `live`: `--root` is `/`.
+pub fn plan(snap: &Snapshot, cfg: &LimitsConfig, live: bool) -> Plan {
+    let mut actions = Vec::new();
+    if let Err(why) = wanted(cfg, snap) {
+        actions.push(Action::Skip { what: "memlock/stack limits".into(), why });
+        return Plan { capability: "limits", actions };
+    }
+    let dropin = dropin_content(cfg);
+    let dropin_changes = snap.dropin.as_deref() != Some(dropin.as_str());
+    if dropin_changes {
+        actions.push(Action::WriteFile {
+            path: DROPIN.into(),
+            content: dropin,
+            old: snap.dropin.clone(),
+            mode: 0o644,
+            why: "containerd's own memlock/stack, inherited by containers".into(),
+        });
+    }
+    let limits_d = limits_d_content(cfg);
+    if snap.limits_d.as_deref() != Some(limits_d.as_str()) {
+        actions.push(Action::WriteFile {
+            path: LIMITS_D.into(),
+            content: limits_d,
+            old: snap.limits_d.clone(),
+            mode: 0o644,
+            why: "login sessions (SSM shells)".into(),
+        });
+    }
+    let mut spec_changes = false;
+    match &snap.spec {
+        SpecState::Absent => actions.push(Action::Skip {
+            what: "base runtime spec".into(),
+            why: format!("{BASE_RUNTIME_SPEC} does not exist; containers get containerd's limits"),
+        }),
+        SpecState::Invalid { error } => {
+            actions.push(Action::Notice { message: format!("{BASE_RUNTIME_SPEC} left untouched: {error}; fix or remove it") })
+        }
+        SpecState::Valid { text, value, .. } => {
+            if let Some(new) = updated_spec(value, cfg) {
+                spec_changes = true;
+                let content = serde_json::to_string_pretty(&new).expect("JSON value serializes") + "\n";
+                actions.push(Action::WriteFile {
+                    path: BASE_RUNTIME_SPEC.into(),
+                    content,
+                    old: Some(text.clone()),
+                    mode: 0o644,
+                    why: "RLIMIT_MEMLOCK/RLIMIT_STACK in process.rlimits (other entries kept)".into(),
+                });
+            }
+        }
+    }
+    if dropin_changes {
+        let reload =
+            || Action::Run { program: "systemctl".into(), args: vec!["daemon-reload".into()], why: "load the containerd drop-in".into() };
+        match (live, snap.systemd_running) {
+            (true, true) => actions.push(reload()),
+            (false, _) => actions.push(Action::Skip { what: "systemctl daemon-reload".into(), why: "--root is not /".into() }),
+            (true, false) => actions.push(Action::Skip { what: "systemctl daemon-reload".into(), why: "systemd is not running".into() }),
+        }
+    }
+    if let Some(c) = &snap.containerd {
+        // With a usable spec, pods get its rlimits, but containerd reads the spec only when it
+        // starts. Without one, pods inherit containerd's own limits.
+        let reason = match &snap.spec {
+            SpecState::Valid { .. } if spec_changes || snap.spec_newer_than_containerd() => {
+                Some("it has not loaded the updated base runtime spec".to_string())
+            }
+            SpecState::Valid { .. } => None,
+            _ => {
+                let low: Vec<&str> = Kind::ALL
+                    .into_iter()
+                    .filter(|&k| snap.containerd_limit(k).is_none_or(|have| have < k.wanted(cfg)))
+                    .map(Kind::key)
+                    .collect();
+                (!low.is_empty()).then(|| format!("it runs with a lower {} than configured", low.join(" and ")))
+            }
+        };
+        if let Some(reason) = reason {
+            actions.push(Action::Notice {
+                message: format!(
+                    "containerd must be restarted: {reason} (pid {}); nodeprep does not restart it because pods may be running: run `systemctl restart containerd`",
+                    c.pid
+                ),
+            });
+        }
+    }
+    Plan { capability: "limits", actions }
+}

@@ -1,0 +1,227 @@
+//! Plans and their executor.
+//!
+//! Each capability computes a [`Plan`] from what the host shows now (pure, tested on fixture trees);
+//! [`execute`] applies it with thin effects: files are written atomically (temporary file in the same
+//! directory, same mode and owner, fsync, rename) and only when their content differs; commands go
+//! through [`crate::host::cmd`]. `--dry-run` prints [`Plan::render`] instead: every file with its diff
+//! and every command.
+
+pub mod limits;
+
+use std::fmt::Write as _;
+use std::io::Write as _;
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use crate::host::{cmd, Host};
+
+/// One step of a plan.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Action {
+    /// Replace a file (host path) with `content`. `old` is its current content (None: absent).
+    WriteFile { path: PathBuf, content: String, old: Option<String>, mode: u32, why: String },
+    /// Run a host command (skipped under a root other than /).
+    Run { program: String, args: Vec<String>, why: String },
+    /// Something a person must know or do; nodeprep does not do it itself.
+    Notice { message: String },
+    /// A part of the plan that is not done, and why.
+    Skip { what: String, why: String },
+}
+
+/// What one capability will do.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Plan {
+    pub capability: &'static str,
+    pub actions: Vec<Action>,
+}
+
+/// How one action ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    Done(String),
+    Skipped(String),
+    Notice(String),
+    Failed(String),
+}
+
+impl Outcome {
+    pub fn text(&self) -> (&'static str, &str) {
+        match self {
+            Outcome::Done(s) => ("done", s),
+            Outcome::Skipped(s) => ("skip", s),
+            Outcome::Notice(s) => ("note", s),
+            Outcome::Failed(s) => ("FAIL", s),
+        }
+    }
+}
+
+impl Plan {
+    /// True when executing the plan would change nothing.
+    pub fn is_noop(&self) -> bool {
+        self.actions.iter().all(|a| matches!(a, Action::Notice { .. } | Action::Skip { .. }))
+    }
+
+    /// The dry-run view: every action, files with a unified diff.
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        if self.actions.is_empty() {
+            let _ = writeln!(out, "{}: nothing to do", self.capability);
+        }
+        for a in &self.actions {
+            match a {
+                Action::WriteFile { path, content, old, mode, why } => {
+                    let verb = if old.is_some() { "would update" } else { "would create" };
+                    let _ = writeln!(out, "{}: {verb} {} (mode {mode:o}): {why}", self.capability, path.display());
+                    let old_text = old.as_deref().unwrap_or("");
+                    let diff = similar::TextDiff::from_lines(old_text, content.as_str());
+                    let from = if old.is_some() { path.display().to_string() } else { "/dev/null".into() };
+                    let _ = write!(out, "{}", diff.unified_diff().context_radius(3).header(&from, &path.display().to_string()));
+                }
+                Action::Run { program, args, why } => {
+                    let _ = writeln!(out, "{}: would run `{program} {}`: {why}", self.capability, args.join(" "));
+                }
+                Action::Notice { message } => {
+                    let _ = writeln!(out, "{}: note: {message}", self.capability);
+                }
+                Action::Skip { what, why } => {
+                    let _ = writeln!(out, "{}: skip {what}: {why}", self.capability);
+                }
+            }
+        }
+        out
+    }
+}
+
+/// Applies a plan. Stops at the first failed write (later steps may depend on it) and reports it.
+pub fn execute(host: &Host, plan: &Plan) -> Vec<Outcome> {
+    let mut outcomes = Vec::new();
+    for a in &plan.actions {
+        let outcome = match a {
+            Action::WriteFile { path, content, mode, .. } => match write_atomic(host, path, content, *mode) {
+                Ok(true) => Outcome::Done(format!("wrote {}", path.display())),
+                Ok(false) => Outcome::Skipped(format!("{} already up to date", path.display())),
+                Err(e) => Outcome::Failed(e),
+            },
+            Action::Run { program, args, why } => {
+                let args: Vec<&str> = args.iter().map(String::as_str).collect();
+                match cmd::run(host, program, &args, Duration::from_secs(60)) {
+                    Ok(_) => Outcome::Done(format!("ran `{program} {}` ({why})", args.join(" "))),
+                    Err(e @ cmd::CmdError::NotLive { .. }) => Outcome::Skipped(e.to_string()),
+                    Err(e) => Outcome::Failed(e.to_string()),
+                }
+            }
+            Action::Notice { message } => Outcome::Notice(message.clone()),
+            Action::Skip { what, why } => Outcome::Skipped(format!("{what}: {why}")),
+        };
+        let (kind, text) = outcome.text();
+        match &outcome {
+            Outcome::Failed(_) => tracing::error!(capability = plan.capability, outcome = kind, "{text}"),
+            _ => tracing::info!(capability = plan.capability, outcome = kind, "{text}"),
+        }
+        let failed = matches!(outcome, Outcome::Failed(_));
+        outcomes.push(outcome);
+        if failed {
+            break;
+        }
+    }
+    outcomes
+}
+
+/// Writes `content` to the host path atomically, keeping the mode and owner of an existing file
+/// (`mode` for a new one). Returns false when the file already has this content (nothing written).
+pub fn write_atomic(host: &Host, host_path: &Path, content: &str, mode: u32) -> Result<bool, String> {
+    let path = host.path(host_path);
+    let explain = |op: &str, p: &Path, e: std::io::Error| {
+        let hint = match e.kind() {
+            std::io::ErrorKind::PermissionDenied => " — nodeprep boot must run as root (the nodeprep-boot.service unit does)",
+            std::io::ErrorKind::ReadOnlyFilesystem => " — the filesystem is read-only; on Bottlerocket use its settings API instead",
+            _ => "",
+        };
+        format!("{op} {}: {e}{hint}", p.display())
+    };
+    let existing = std::fs::metadata(&path).ok();
+    if existing.is_some() {
+        if let Ok(cur) = std::fs::read(&path) {
+            if cur == content.as_bytes() {
+                return Ok(false);
+            }
+        }
+    }
+    let dir = path.parent().ok_or_else(|| format!("{} has no parent directory", path.display()))?;
+    std::fs::create_dir_all(dir).map_err(|e| explain("creating directory", dir, e))?;
+    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let tmp = dir.join(format!(".{name}.nodeprep-tmp"));
+    let (mode, owner) = match &existing {
+        Some(m) => (m.permissions().mode() & 0o7777, Some((m.uid(), m.gid()))),
+        None => (mode, None),
+    };
+    let result = (|| {
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(mode)
+            .open(&tmp)
+            .map_err(|e| explain("creating", &tmp, e))?;
+        f.write_all(content.as_bytes()).map_err(|e| explain("writing", &tmp, e))?;
+        std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(mode)).map_err(|e| explain("setting mode of", &tmp, e))?;
+        if let Some((uid, gid)) = owner {
+            std::os::unix::fs::chown(&tmp, Some(uid), Some(gid)).map_err(|e| explain("setting owner of", &tmp, e))?;
+        }
+        f.sync_all().map_err(|e| explain("syncing", &tmp, e))?;
+        std::fs::rename(&tmp, &path).map_err(|e| explain("renaming onto", &path, e))?;
+        if let Ok(d) = std::fs::File::open(dir) {
+            let _ = d.sync_all();
+        }
+        Ok(true)
+    })();
+    if result.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    result
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn atomic_write_keeps_mode_and_skips_identical_content() {
+        let dir = tempfile::tempdir().unwrap();
+        let host = Host::new(dir.path());
+        assert!(write_atomic(&host, Path::new("/etc/a/b.conf"), "one\n", 0o644).unwrap());
+        let p = host.path("/etc/a/b.conf");
+        assert_eq!(std::fs::metadata(&p).unwrap().permissions().mode() & 0o777, 0o644);
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o600)).unwrap();
+        let before = std::fs::metadata(&p).unwrap().modified().unwrap();
+        assert!(!write_atomic(&host, Path::new("/etc/a/b.conf"), "one\n", 0o644).unwrap());
+        assert_eq!(std::fs::metadata(&p).unwrap().modified().unwrap(), before);
+        assert!(write_atomic(&host, Path::new("/etc/a/b.conf"), "two\n", 0o644).unwrap());
+        assert_eq!(std::fs::read_to_string(&p).unwrap(), "two\n");
+        assert_eq!(std::fs::metadata(&p).unwrap().permissions().mode() & 0o777, 0o600, "mode kept");
+        assert_eq!(std::fs::read_dir(host.path("/etc/a")).unwrap().count(), 1, "no temporary file left");
+    }
+
+    #[test]
+    fn dry_run_render_shows_a_diff() {
+        let plan = Plan {
+            capability: "limits",
+            actions: vec![
+                Action::WriteFile {
+                    path: "/etc/x.conf".into(),
+                    content: "a\nB\n".into(),
+                    old: Some("a\nb\n".into()),
+                    mode: 0o644,
+                    why: "test".into(),
+                },
+                Action::Run { program: "systemctl".into(), args: vec!["daemon-reload".into()], why: "reload".into() },
+            ],
+        };
+        let r = plan.render();
+        assert!(r.contains("limits: would update /etc/x.conf (mode 644): test"), "{r}");
+        assert!(r.contains("--- /etc/x.conf\n+++ /etc/x.conf\n@@ -1,2 +1,2 @@\n a\n-b\n+B\n"), "{r}");
+        assert!(r.contains("limits: would run `systemctl daemon-reload`: reload"), "{r}");
+        assert!(!plan.is_noop());
+    }
+}
