@@ -233,3 +233,22 @@ fn readme_documents_every_config_key_and_exit_code() {
         assert!(readme.contains(code), "README lacks exit code row {code}");
     }
 }
+
+#[test]
+fn logs_go_to_stderr_with_structured_fields_and_verbosity() {
+    let dir = tree(&Spec::empty());
+    // Default: warnings only (the unknown instance type is one); stdout keeps the report alone.
+    let o = nodeprep(dir.path(), &["check"]);
+    let err = stderr(&o);
+    assert!(err.contains("WARN") && err.contains("instance type unknown"), "{err}");
+    assert!(!err.contains("INFO"), "{err}");
+    assert!(!stdout(&o).contains("WARN"));
+    // -vv: info and debug lines, each with key=value fields.
+    let o = nodeprep(&example(), &["check", "-vv"]);
+    let err = stderr(&o);
+    assert!(err.contains("INFO") && err.contains("instance identified instance_type=\"p5.48xlarge\" source=DMI"), "{err}");
+    assert!(err.contains("DEBUG") && err.contains("check finished check=\"instance\" status=\"pass\""), "{err}");
+    // -q: errors only.
+    let o = nodeprep(dir.path(), &["-q", "check"]);
+    assert!(stderr(&o).is_empty(), "{}", stderr(&o));
+}
