@@ -12,7 +12,7 @@ use crate::cli::{Cli, Command, ConfigCommand, Global, Output};
 use crate::config::{self, Config};
 use crate::host::Host;
 use crate::identity;
-use crate::report::{Report, Style};
+use crate::report::{CheckResult, Report, Status, Style};
 
 /// Exit codes (DESIGN.md).
 pub const EXIT_READY: i32 = 0;
@@ -72,7 +72,7 @@ fn dispatch(cli: &Cli) -> Result<i32, UsageError> {
         Command::Check { only } => {
             let cfg = load_config(g)?;
             let selected = checks::select(only).map_err(|e| UsageError::Other(e.to_string()))?;
-            let report = run_checks(g, cfg, &selected);
+            let report = run_checks(g, cfg, &selected, false);
             print_report(g, &report, None);
             Ok(report.exit_code())
         }
@@ -89,9 +89,9 @@ fn dispatch(cli: &Cli) -> Result<i32, UsageError> {
         }
         Command::Catalog { instance_type } => catalog_cmd(g, instance_type.as_deref()),
         Command::Boot { dry_run } => boot(g, *dry_run),
-        Command::Serve => {
-            load_config(g)?;
-            Err(not_built("serve", "use `nodeprep check` (exit code 0/1) from a probe or node-problem-detector meanwhile"))
+        Command::Serve { listen } => {
+            let cfg = load_config(g)?;
+            crate::serve::run(g, cfg, *listen).map_err(UsageError::Other)
         }
     }
 }
@@ -129,7 +129,7 @@ fn boot(g: &Global, dry_run: bool) -> Result<i32, UsageError> {
     }
     say(&storage_note);
     let selected = checks::select(&[]).map_err(|e| UsageError::Other(e.to_string()))?;
-    let report = run_checks(g, cfg, &selected);
+    let report = run_checks(g, cfg, &selected, true);
     if let Err(e) = write_status(&host, &report) {
         tracing::error!(error = %e, "status file not written");
         say(&format!("status: FAIL: {e}"));
@@ -145,25 +145,46 @@ pub fn write_status(host: &Host, report: &Report) -> Result<(), String> {
     crate::apply::write_atomic(host, Path::new(STATUS_FILE), &report.to_json(), 0o644).map(|_| ())
 }
 
-fn not_built(cmd: &str, hint: &str) -> UsageError {
-    UsageError::Other(format!("`nodeprep {cmd}` is not built in nodeprep {} yet: {hint}", env!("CARGO_PKG_VERSION")))
-}
-
 fn load_config(g: &Global) -> Result<Config, UsageError> {
     let (cfg, origin) = config::load(&g.root, g.config.as_deref())?;
     tracing::debug!(config = %origin, "configuration loaded");
     Ok(cfg)
 }
 
-/// Identifies the node, runs the selected checks and builds the report.
-pub fn run_checks(g: &Global, cfg: Config, selected: &[Arc<dyn checks::Check>]) -> Report {
-    let started = Instant::now();
+/// Identifies the node and what it must have: the context every check run uses.
+pub fn prepare(g: &Global, cfg: Config) -> Arc<Context> {
     let host = Host::new(&g.root);
     let identity = identity::discover(&host, &cfg, g.instance_type.as_deref());
     let expected = Expected::new(identity.instance_type.as_deref(), &cfg.expect);
-    let timeout = Duration::from_secs(cfg.checks.timeout_seconds);
-    let ctx = Arc::new(Context { host, config: cfg, identity, expected });
-    let results = checks::run(Arc::clone(&ctx), selected, timeout);
+    Arc::new(Context { host, config: cfg, identity, expected })
+}
+
+/// Identifies the node, runs the selected checks and builds the report.
+/// `at_boot`: checks that need kubelet are reported as skipped instead of run.
+pub fn run_checks(g: &Global, cfg: Config, selected: &[Arc<dyn checks::Check>], at_boot: bool) -> Report {
+    let started = Instant::now();
+    let ctx = prepare(g, cfg);
+    let mut report = check_context(&ctx, selected, at_boot);
+    report.duration_ms = started.elapsed().as_millis() as u64;
+    report
+}
+
+/// Runs the selected checks against a prepared context.
+pub fn check_context(ctx: &Arc<Context>, selected: &[Arc<dyn checks::Check>], at_boot: bool) -> Report {
+    let started = Instant::now();
+    let timeout = Duration::from_secs(ctx.config.checks.timeout_seconds);
+    let (now, later): (Vec<_>, Vec<_>) = selected.iter().cloned().partition(|c| !(at_boot && c.needs_kubelet()));
+    let mut results = checks::run(Arc::clone(ctx), &now, timeout);
+    for c in later {
+        let skip = CheckResult::new(
+            c.name(),
+            Status::Skip,
+            "not checked at boot: kubelet starts after `nodeprep boot`; `nodeprep check` and `serve` check it",
+        );
+        results.push(skip.required(c.required(ctx)));
+    }
+    let order = |name: &str| checks::ALL.iter().position(|(n, _)| *n == name).unwrap_or(usize::MAX);
+    results.sort_by_key(|r| order(&r.name));
     let identity_json = serde_json::to_value(&ctx.identity).ok();
     let report = Report::new(ctx.identity.instance_type.clone(), identity_json, results, started.elapsed().as_millis() as u64);
     tracing::info!(ready = report.ready, duration_ms = report.duration_ms, checks = report.checks.len(), "checks done");
@@ -208,7 +229,7 @@ fn status(g: &Global, fresh: bool) -> Result<i32, UsageError> {
     }
     let cfg = load_config(g)?;
     let selected = checks::select(&[]).map_err(|e| UsageError::Other(e.to_string()))?;
-    let report = run_checks(g, cfg, &selected);
+    let report = run_checks(g, cfg, &selected, false);
     print_report(g, &report, None);
     Ok(report.exit_code())
 }

@@ -86,8 +86,17 @@ pub enum Command {
         #[arg(long, value_delimiter = ',', value_name = "NAME,...")]
         only: Vec<String>,
     },
-    /// Recheck periodically and serve /livez, /readyz, /status and /metrics.
-    Serve,
+    /// Recheck every serve.interval_seconds and serve /livez, /readyz, /status and /metrics.
+    ///
+    /// Endpoints answer from memory (the last report), never waiting on a check. Under systemd
+    /// (Type=notify) it reports READY=1 after the first check and pings the watchdog while the check
+    /// loop is healthy. SIGTERM stops it cleanly.
+    Serve {
+        /// Address to listen on [default: serve.listen, 127.0.0.1:9477]; port 0 picks a free port
+        /// (printed on stdout).
+        #[arg(long, value_name = "ADDR:PORT")]
+        listen: Option<std::net::SocketAddr>,
+    },
     /// Print the last report (from boot or serve) with its age.
     Status {
         /// Run the checks now instead of reading the status file.

@@ -14,3 +14,4 @@ pub mod host;
 pub mod identity;
 pub mod logging;
 pub mod report;
+pub mod serve;

@@ -4,6 +4,7 @@
 //! (NVML on a broken GPU, a wedged sysfs read) is reported as a failure after its deadline instead of
 //! stalling the report, and a check that panics is reported as a failure naming the bug.
 
+pub mod device_plugins;
 pub mod instance;
 pub mod limits;
 
@@ -32,15 +33,21 @@ pub trait Check: Send + Sync {
     /// out still counts as it should.
     fn required(&self, ctx: &Context) -> bool;
     fn run(&self, ctx: &Context) -> CheckResult;
+    /// True for checks of what kubelet does. `boot` runs before kubelet starts and reports them as
+    /// skipped; `check` and `serve` run them.
+    fn needs_kubelet(&self) -> bool {
+        false
+    }
 }
 
 /// Every check name nodeprep knows, in report order, and whether it is built in this version.
 pub const ALL: &[(&str, bool)] =
-    &[("instance", true), ("limits", true), ("efa", false), ("nvidia", false), ("storage", false), ("device-plugins", false)];
+    &[("instance", true), ("limits", true), ("efa", false), ("nvidia", false), ("storage", false), ("device-plugins", true)];
 
 fn build(name: &str) -> Option<Arc<dyn Check>> {
     match name {
         "instance" => Some(Arc::new(instance::Instance)),
+        "device-plugins" => Some(Arc::new(device_plugins::DevicePlugins)),
         "limits" => Some(Arc::new(limits::Limits)),
         _ => None,
     }

@@ -1,0 +1,138 @@
+//! `device-plugins`: the devices kubelet has registered from its device plugins, read from kubelet's
+//! checkpoint file, so it works without API access. A GPU/EFA node whose plugins have not registered
+//! cannot run GPU/EFA pods: they sit Pending.
+//!
+//! kubelet writes `var/lib/kubelet/device-plugins/kubelet_internal_checkpoint` as
+//! `{"Data":{"PodDeviceEntries":[...],"RegisteredDevices":{"nvidia.com/gpu":["GPU-…",…]}},"Checksum":N}`.
+
+use serde_json::Value;
+
+use super::{Check, Context};
+use crate::report::{CheckResult, Status};
+
+pub const CHECKPOINT: &str = "/var/lib/kubelet/device-plugins/kubelet_internal_checkpoint";
+pub const GPU: &str = "nvidia.com/gpu";
+pub const EFA: &str = "vpc.amazonaws.com/efa";
+
+/// Registered device counts per resource name, from the checkpoint's text.
+pub fn parse_checkpoint(text: &str) -> Result<Vec<(String, usize)>, String> {
+    let v: Value = serde_json::from_str(text).map_err(|e| format!("not valid JSON: {e}"))?;
+    let data = v.get("Data").ok_or("no \"Data\" object")?;
+    let registered = match data.get("RegisteredDevices") {
+        None | Some(Value::Null) => return Ok(Vec::new()),
+        Some(Value::Object(m)) => m,
+        Some(_) => return Err("\"Data.RegisteredDevices\" is not an object".into()),
+    };
+    let mut out = Vec::new();
+    for (name, devs) in registered {
+        let n = match devs {
+            Value::Array(a) => a.len(),
+            Value::Null => 0,
+            _ => return Err(format!("\"Data.RegisteredDevices.{name}\" is not a list")),
+        };
+        out.push((name.clone(), n));
+    }
+    Ok(out)
+}
+
+pub struct DevicePlugins;
+
+impl DevicePlugins {
+    /// `(resource, expected count)` for the resources this node must register.
+    fn expected(ctx: &Context) -> Vec<(&'static str, Option<u32>)> {
+        vec![(GPU, ctx.expected.gpus), (EFA, ctx.expected.efa)]
+    }
+}
+
+impl Check for DevicePlugins {
+    fn name(&self) -> &'static str {
+        "device-plugins"
+    }
+
+    fn needs_kubelet(&self) -> bool {
+        true
+    }
+
+    fn required(&self, ctx: &Context) -> bool {
+        Self::expected(ctx).iter().any(|(_, n)| n.is_some_and(|n| n > 0))
+    }
+
+    fn run(&self, ctx: &Context) -> CheckResult {
+        let required = self.required(ctx);
+        let expected = Self::expected(ctx);
+        let mut r = CheckResult::new("device-plugins", Status::Pass, "").required(required);
+        for (res, n) in &expected {
+            r = r.expect(res, n.map_or(Value::Null, Value::from));
+        }
+        let path = ctx.host.path(CHECKPOINT);
+        let text = match ctx.host.read_string(CHECKPOINT) {
+            Ok(t) => Some(t),
+            Err(e) if e.is_not_found() => None,
+            Err(e) => {
+                r.status = Status::Fail;
+                r.summary = format!("cannot read kubelet's device-plugin checkpoint: {e}");
+                return r.remedy("run nodeprep as root, or mount /var/lib/kubelet into its container");
+            }
+        };
+        if !required {
+            r.status = Status::Skip;
+            r.summary = "no GPUs or EFA expected on this instance type".into();
+            return r;
+        }
+        let Some(text) = text else {
+            r.status = Status::Fail;
+            r.summary = format!("no device plugin has registered with kubelet ({} absent)", path.display());
+            for (res, _) in &expected {
+                r = r.found(res, 0);
+            }
+            return r.remedy("check that kubelet runs and that the NVIDIA and EFA device plugin DaemonSets have pods on this node (`kubectl get pods -A -o wide --field-selector spec.nodeName=<node>`)");
+        };
+        let counts = match parse_checkpoint(&text) {
+            Ok(c) => c,
+            Err(e) => {
+                r.status = Status::Fail;
+                r.summary = format!("{}: {e}", path.display());
+                return r.remedy("kubelet rewrites this file when a plugin registers; restart kubelet if it stays unreadable");
+            }
+        };
+        let mut short = Vec::new();
+        let mut parts = Vec::new();
+        for (res, want) in &expected {
+            let have = counts.iter().find(|(n, _)| n == res).map_or(0, |(_, c)| *c);
+            r = r.found(res, have);
+            if let Some(want) = want.filter(|w| *w > 0) {
+                parts.push(format!("{res} {have}/{want}"));
+                if have < want as usize {
+                    short.push(*res);
+                }
+            }
+        }
+        r.summary = format!("registered with kubelet: {}", parts.join(", "));
+        if !short.is_empty() {
+            r.status = Status::Fail;
+            let plugin = |res: &str| if res == GPU { "NVIDIA device plugin (or GPU operator)" } else { "aws-efa-k8s-device-plugin" };
+            let names: Vec<String> = short.iter().map(|s| plugin(s).to_string()).collect();
+            r = r.remedy(format!("the {} has not registered every device: check its pod logs on this node; a plugin started before the driver was ready must be restarted", names.join(" and ")));
+        }
+        r
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn checkpoint_parsing() {
+        let t = r#"{"Data":{"PodDeviceEntries":null,"RegisteredDevices":{"nvidia.com/gpu":["a","b"],"vpc.amazonaws.com/efa":[]}},"Checksum":1}"#;
+        let c = parse_checkpoint(t).unwrap();
+        assert_eq!(c, vec![("nvidia.com/gpu".to_string(), 2), ("vpc.amazonaws.com/efa".to_string(), 0)]);
+        assert_eq!(parse_checkpoint(r#"{"Data":{"RegisteredDevices":null},"Checksum":1}"#).unwrap(), vec![]);
+        assert!(parse_checkpoint("{").unwrap_err().starts_with("not valid JSON"));
+        assert_eq!(parse_checkpoint(r#"{"Checksum":1}"#).unwrap_err(), "no \"Data\" object");
+        assert_eq!(
+            parse_checkpoint(r#"{"Data":{"RegisteredDevices":{"x":5}}}"#).unwrap_err(),
+            "\"Data.RegisteredDevices.x\" is not a list"
+        );
+    }
+}

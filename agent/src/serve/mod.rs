@@ -1,0 +1,189 @@
+//! `nodeprep serve`: reruns the checks every `serve.interval_seconds` on a thread of its own (never two
+//! runs at once; each check under its deadline), publishes the last report in memory and in the
+//! status file, and serves it over HTTP. Endpoints answer from memory and never wait on a check.
+//!
+//! - [`http`]: `/livez`, `/readyz`, `/status`, `/metrics` with bounded requests and idle timeouts
+//! - [`metrics`]: Prometheus text from each report
+//! - [`notify`]: systemd `Type=notify` readiness, watchdog and STATUS=
+
+pub mod http;
+pub mod metrics;
+pub mod notify;
+
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant};
+
+use crate::app;
+use crate::checks::{self, Context};
+use crate::cli::Global;
+use crate::config::Config;
+use crate::report::Report;
+
+/// What the endpoints serve, rebuilt after each check run and swapped in whole.
+pub struct Published {
+    pub ready: bool,
+    /// Body of `/readyz`: "ready" or the failing required checks.
+    pub readyz: String,
+    pub status_json: String,
+    pub metrics: String,
+}
+
+/// State shared by the check loop and the endpoints.
+pub struct Shared {
+    published: RwLock<Option<Arc<Published>>>,
+    /// When the current (or last) check run started, and whether it is still running.
+    heartbeat: Mutex<(Instant, bool)>,
+    /// How long one run may take before the loop counts as stuck: every check runs in parallel under
+    /// the check deadline, plus slack.
+    stuck_after: Duration,
+    interval: Duration,
+    metrics: metrics::Metrics,
+}
+
+impl Shared {
+    pub fn new(interval: Duration, check_timeout: Duration) -> Self {
+        Shared {
+            published: RwLock::new(None),
+            heartbeat: Mutex::new((Instant::now(), false)),
+            stuck_after: check_timeout * 2 + Duration::from_secs(5),
+            interval,
+            metrics: metrics::Metrics::new(),
+        }
+    }
+
+    pub fn published(&self) -> Option<Arc<Published>> {
+        self.published.read().expect("published lock").clone()
+    }
+
+    /// `Ok` while the check loop runs on schedule; `Err` says how it is stuck.
+    pub fn loop_health(&self) -> Result<(), String> {
+        let (since, running) = *self.heartbeat.lock().expect("heartbeat lock");
+        let age = since.elapsed();
+        let limit = if running { self.stuck_after } else { self.interval + self.stuck_after };
+        if age > limit {
+            let what = if running { "a check run has been running" } else { "no check run has started" };
+            Err(format!("{what} for {} s (limit {} s)", age.as_secs(), limit.as_secs()))
+        } else {
+            Ok(())
+        }
+    }
+
+    fn run_started(&self) {
+        *self.heartbeat.lock().expect("heartbeat lock") = (Instant::now(), true);
+    }
+
+    fn run_finished(&self) {
+        *self.heartbeat.lock().expect("heartbeat lock") = (Instant::now(), false);
+    }
+
+    /// Publishes a new report to the endpoints.
+    pub fn publish(&self, report: &Report, status_write_failed: bool) {
+        self.metrics.update(report, status_write_failed);
+        let readyz = if report.ready {
+            "ready\n".to_string()
+        } else {
+            let failing: Vec<String> =
+                report.checks.iter().filter(|c| c.blocks_readiness()).map(|c| format!("{}: {}", c.name, c.summary)).collect();
+            format!("not ready\n{}\n", failing.join("\n"))
+        };
+        let p = Published { ready: report.ready, readyz, status_json: report.to_json(), metrics: self.metrics.encode() };
+        *self.published.write().expect("published lock") = Some(Arc::new(p));
+    }
+}
+
+/// One line for systemd's STATUS= and the logs.
+pub fn status_line(report: &Report) -> String {
+    let failing: Vec<&str> = report.checks.iter().filter(|c| c.blocks_readiness()).map(|c| c.name.as_str()).collect();
+    let passed = report.checks.iter().filter(|c| c.status == crate::report::Status::Pass).count();
+    if failing.is_empty() {
+        format!("ready: {passed} of {} checks pass", report.checks.len())
+    } else {
+        format!("not ready: {} failing", failing.join(", "))
+    }
+}
+
+/// Runs the checks forever (until `stop`), publishing each report.
+fn check_loop(ctx: Arc<Context>, shared: Arc<Shared>, stop: std::sync::mpsc::Receiver<()>) {
+    let selected = checks::select(&[]).expect("all built checks are selectable");
+    let mut first = true;
+    loop {
+        shared.run_started();
+        let report = app::check_context(&ctx, &selected, false);
+        let status_failed = match app::write_status(&ctx.host, &report) {
+            Ok(()) => false,
+            Err(e) => {
+                tracing::error!(error = %e, "status file not written; endpoints keep serving");
+                true
+            }
+        };
+        shared.publish(&report, status_failed);
+        shared.run_finished();
+        let line = status_line(&report);
+        tracing::info!(ready = report.ready, duration_ms = report.duration_ms, status = %line, "check run published");
+        notify::status(&line);
+        if first {
+            notify::ready();
+            first = false;
+        }
+        match stop.recv_timeout(shared.interval) {
+            Err(std::sync::mpsc::RecvTimeoutError::Timeout) => continue,
+            _ => return,
+        }
+    }
+}
+
+/// `nodeprep serve`. Returns an error message (exit 2) when it cannot start; otherwise runs until
+/// SIGTERM/SIGINT and returns Ok(0).
+pub fn run(g: &Global, cfg: Config, listen: Option<SocketAddr>) -> Result<i32, String> {
+    let addr: SocketAddr = match listen {
+        Some(a) => a,
+        None => cfg.serve.listen.parse().map_err(|_| format!("serve.listen \"{}\" is not an address:port", cfg.serve.listen))?,
+    };
+    let interval = Duration::from_secs(cfg.serve.interval_seconds);
+    let shared = Arc::new(Shared::new(interval, Duration::from_secs(cfg.checks.timeout_seconds)));
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(|e| format!("cannot start the runtime: {e}"))?;
+    let listener = rt
+        .block_on(tokio::net::TcpListener::bind(addr))
+        .map_err(|e| format!("cannot listen on {addr}: {e} (set serve.listen or --listen)"))?;
+    let bound = listener.local_addr().map_err(|e| e.to_string())?;
+    println!("nodeprep serve: listening on http://{bound}");
+    tracing::info!(listen = %bound, interval_s = interval.as_secs(), "serving");
+
+    let ctx = app::prepare(g, cfg);
+    let (stop_tx, stop_rx) = std::sync::mpsc::channel();
+    let loop_shared = Arc::clone(&shared);
+    let checker = std::thread::Builder::new()
+        .name("check-loop".into())
+        .spawn(move || check_loop(ctx, loop_shared, stop_rx))
+        .map_err(|e| format!("cannot start the check loop: {e}"))?;
+
+    rt.block_on(async {
+        let watchdog = notify::watchdog_interval().map(|every| tokio::spawn(notify::watchdog(Arc::clone(&shared), every)));
+        let server = tokio::spawn(http::serve(listener, Arc::clone(&shared)));
+        shutdown_signal().await;
+        tracing::info!("shutting down");
+        notify::stopping();
+        server.abort();
+        if let Some(w) = watchdog {
+            w.abort();
+        }
+    });
+    let _ = stop_tx.send(());
+    // A check run in progress finishes within its deadlines; do not wait for it past a bound.
+    let deadline = Instant::now() + Duration::from_secs(2);
+    while !checker.is_finished() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    Ok(app::EXIT_READY)
+}
+
+async fn shutdown_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler installs");
+    let mut int = signal(SignalKind::interrupt()).expect("SIGINT handler installs");
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = int.recv() => {}
+    }
+}
