@@ -224,3 +224,250 @@ fn busy_port_is_a_clear_error() {
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(err.contains(&format!("cannot listen on {addr}: Address already in use")), "{err}");
 }
+
+/// A fake Kubernetes API server: one Node, bearer-token auth, resourceVersion preconditions on
+/// merge patches (409 on mismatch), and the failures seen in the field.
+mod fake_kube {
+    use std::sync::{Arc, Mutex};
+    use std::time::Duration;
+
+    use axum::body::Bytes;
+    use axum::extract::{Path, State};
+    use axum::http::{HeaderMap, StatusCode};
+    use axum::routing::get;
+    use axum::Router;
+    use serde_json::{json, Value};
+
+    #[derive(Clone, Copy, PartialEq)]
+    pub enum Mode {
+        Normal,
+        ConflictOnce,
+        Unauthorized,
+        Hang,
+    }
+
+    pub struct Api {
+        pub node: Value,
+        pub mode: Mode,
+        pub conflicts: usize,
+        pub status_patches: Vec<(String, Value)>,
+        pub requests: usize,
+    }
+
+    pub type Shared = Arc<Mutex<Api>>;
+
+    fn status(code: u16, reason: &str, msg: &str) -> (StatusCode, [(&'static str, &'static str); 1], String) {
+        let body = json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure", "message": msg, "reason": reason, "code": code});
+        (StatusCode::from_u16(code).unwrap(), [("content-type", "application/json")], body.to_string())
+    }
+
+    type Resp = (StatusCode, [(&'static str, &'static str); 1], String);
+
+    async fn gate(s: &Shared, headers: &HeaderMap) -> Option<Resp> {
+        let mode = {
+            let mut a = s.lock().unwrap();
+            a.requests += 1;
+            a.mode
+        };
+        if mode == Mode::Hang {
+            tokio::time::sleep(Duration::from_secs(60)).await;
+        }
+        let auth = headers.get("authorization").and_then(|v| v.to_str().ok()).unwrap_or("");
+        if mode == Mode::Unauthorized || auth != "Bearer test-token" {
+            return Some(status(401, "Unauthorized", "Unauthorized"));
+        }
+        None
+    }
+
+    async fn get_node(State(s): State<Shared>, Path(name): Path<String>, headers: HeaderMap) -> Resp {
+        if let Some(r) = gate(&s, &headers).await {
+            return r;
+        }
+        let a = s.lock().unwrap();
+        if a.node["metadata"]["name"] != name.as_str() {
+            return status(404, "NotFound", &format!("nodes \"{name}\" not found"));
+        }
+        (StatusCode::OK, [("content-type", "application/json")], a.node.to_string())
+    }
+
+    async fn patch_status(State(s): State<Shared>, Path(_name): Path<String>, headers: HeaderMap, body: Bytes) -> Resp {
+        if let Some(r) = gate(&s, &headers).await {
+            return r;
+        }
+        let ct = headers.get("content-type").and_then(|v| v.to_str().ok()).unwrap_or("").to_string();
+        let patch: Value = serde_json::from_slice(&body).unwrap();
+        let mut a = s.lock().unwrap();
+        a.status_patches.push((ct, patch.clone()));
+        // Strategic merge of status.conditions by type.
+        let mut conds = a.node["status"]["conditions"].as_array().cloned().unwrap_or_default();
+        for c in patch["status"]["conditions"].as_array().unwrap() {
+            conds.retain(|e| e["type"] != c["type"]);
+            conds.push(c.clone());
+        }
+        a.node["status"]["conditions"] = Value::Array(conds);
+        bump(&mut a.node);
+        (StatusCode::OK, [("content-type", "application/json")], a.node.to_string())
+    }
+
+    async fn patch_node(State(s): State<Shared>, Path(_name): Path<String>, headers: HeaderMap, body: Bytes) -> Resp {
+        if let Some(r) = gate(&s, &headers).await {
+            return r;
+        }
+        let patch: Value = serde_json::from_slice(&body).unwrap();
+        let mut a = s.lock().unwrap();
+        if a.mode == Mode::ConflictOnce && a.conflicts == 0 {
+            a.conflicts += 1;
+            // Someone else changed the node meanwhile.
+            bump(&mut a.node);
+            return status(409, "Conflict", "the object has been modified; please apply your changes to the latest version and try again");
+        }
+        if patch["metadata"]["resourceVersion"] != a.node["metadata"]["resourceVersion"] {
+            a.conflicts += 1;
+            return status(409, "Conflict", "the object has been modified");
+        }
+        a.node["spec"]["taints"] = patch["spec"]["taints"].clone();
+        bump(&mut a.node);
+        (StatusCode::OK, [("content-type", "application/json")], a.node.to_string())
+    }
+
+    fn bump(node: &mut Value) {
+        let rv: u64 = node["metadata"]["resourceVersion"].as_str().unwrap().parse().unwrap();
+        node["metadata"]["resourceVersion"] = Value::from((rv + 1).to_string());
+    }
+
+    pub fn start(mode: Mode, allocatable: Value) -> (String, Shared) {
+        let node = json!({
+            "apiVersion": "v1", "kind": "Node",
+            "metadata": {"name": "node-1", "resourceVersion": "100"},
+            "spec": {"taints": [
+                {"key": "nodeprep.io/not-ready", "effect": "NoSchedule"},
+                {"key": "dedicated", "value": "gpu", "effect": "NoSchedule"}
+            ]},
+            "status": {"allocatable": allocatable, "conditions": [
+                {"type": "Ready", "status": "True", "reason": "KubeletReady", "message": "kubelet is posting ready status",
+                 "lastHeartbeatTime": "2026-11-25T00:00:00Z", "lastTransitionTime": "2026-11-25T00:00:00Z"}
+            ]}
+        });
+        let shared: Shared = Arc::new(Mutex::new(Api { node, mode, conflicts: 0, status_patches: vec![], requests: 0 }));
+        let app = Router::new()
+            .route("/api/v1/nodes/{name}", get(get_node).patch(patch_node))
+            .route("/api/v1/nodes/{name}/status", axum::routing::patch(patch_status))
+            .with_state(Arc::clone(&shared));
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.set_nonblocking(true).unwrap();
+        let addr = listener.local_addr().unwrap();
+        std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+            rt.block_on(async move { axum::serve(tokio::net::TcpListener::from_std(listener).unwrap(), app).await.unwrap() });
+        });
+        (format!("http://{addr}"), shared)
+    }
+}
+
+fn kube_node(api: &str) -> tempfile::TempDir {
+    let mut s = Spec::p5_48xlarge();
+    s.config = Some(
+        "[serve]\ninterval_seconds = 1\n[kubernetes]\nenabled = true\nnode_name = \"node-1\"\nkubeconfig = \"/etc/nodeprep/kubeconfig\"\nstartup_taint = \"nodeprep.io/not-ready\"\n".into(),
+    );
+    s.files.push((
+        "etc/nodeprep/kubeconfig".into(),
+        format!("apiVersion: v1\nkind: Config\nclusters:\n- name: fake\n  cluster:\n    server: {api}\ncontexts:\n- name: fake\n  context:\n    cluster: fake\n    user: fake\ncurrent-context: fake\nusers:\n- name: fake\n  user:\n    token: test-token\n"),
+    ));
+    let dir = tempfile::tempdir().unwrap();
+    s.write(dir.path()).unwrap();
+    dir
+}
+
+fn wait_until(what: &str, mut f: impl FnMut() -> bool) {
+    let t0 = Instant::now();
+    while !f() {
+        assert!(t0.elapsed() < Duration::from_secs(20), "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+fn taint_keys(api: &fake_kube::Shared) -> Vec<String> {
+    let a = api.lock().unwrap();
+    a.node["spec"]["taints"].as_array().unwrap().iter().map(|t| t["key"].as_str().unwrap().to_string()).collect()
+}
+
+#[test]
+fn conditions_are_set_and_the_taint_waits_for_allocatable_devices() {
+    let (url, api) = fake_kube::start(fake_kube::Mode::Normal, serde_json::json!({"cpu": "192", "memory": "2000Gi"}));
+    let dir = kube_node(&url);
+    let srv = Server::start(dir.path(), &[]);
+    wait_until("three status patches", || api.lock().unwrap().status_patches.len() >= 3);
+    {
+        let a = api.lock().unwrap();
+        let (ct, first) = &a.status_patches[0];
+        assert_eq!(ct, "application/strategic-merge-patch+json");
+        let types: Vec<&str> = first["status"]["conditions"].as_array().unwrap().iter().map(|c| c["type"].as_str().unwrap()).collect();
+        assert!(
+            types.contains(&"NodeprepReady") && types.contains(&"NodeprepLimits") && types.contains(&"NodeprepDevicePlugins"),
+            "{types:?}"
+        );
+        assert!(types.iter().all(|t| t.starts_with("Nodeprep")), "only our conditions are sent: {types:?}");
+        let ready = |p: &serde_json::Value| {
+            p["status"]["conditions"].as_array().unwrap().iter().find(|c| c["type"] == "NodeprepReady").cloned().unwrap()
+        };
+        assert_eq!(ready(first)["status"], "True");
+        // Same status on later runs: the transition time stays.
+        assert_eq!(ready(&a.status_patches[2].1)["lastTransitionTime"], ready(first)["lastTransitionTime"]);
+        // kubelet's own Ready condition is untouched.
+        assert!(a.node["status"]["conditions"].as_array().unwrap().iter().any(|c| c["type"] == "Ready" && c["reason"] == "KubeletReady"));
+    }
+    // Ready, but kubelet does not report the GPUs/EFA as allocatable yet: the taint stays.
+    assert_eq!(taint_keys(&api), ["nodeprep.io/not-ready", "dedicated"]);
+    api.lock().unwrap().node["status"]["allocatable"] =
+        serde_json::json!({"cpu": "192", "nvidia.com/gpu": "8", "vpc.amazonaws.com/efa": "32"});
+    wait_until("the startup taint to go", || taint_keys(&api) == ["dedicated"]);
+    assert_eq!(srv.get("/readyz").0, 200);
+}
+
+#[test]
+fn a_conflict_is_retried_on_fresh_data() {
+    let (url, api) =
+        fake_kube::start(fake_kube::Mode::ConflictOnce, serde_json::json!({"nvidia.com/gpu": "8", "vpc.amazonaws.com/efa": "32"}));
+    let dir = kube_node(&url);
+    let _srv = Server::start(dir.path(), &[]);
+    wait_until("the startup taint to go", || taint_keys(&api) == ["dedicated"]);
+    assert_eq!(api.lock().unwrap().conflicts, 1);
+}
+
+#[test]
+fn api_failures_never_stop_the_endpoints() {
+    for mode in [fake_kube::Mode::Unauthorized, fake_kube::Mode::Hang] {
+        let (url, api) = fake_kube::start(mode, serde_json::json!({"nvidia.com/gpu": "8", "vpc.amazonaws.com/efa": "32"}));
+        let dir = kube_node(&url);
+        let srv = Server::start(dir.path(), &[]);
+        assert_eq!(srv.wait_for("/readyz", 200).0, 200);
+        wait_until("a request to the API", || api.lock().unwrap().requests >= 1);
+        // Endpoints answer at once while the API refuses or hangs; the taint is not touched.
+        for _ in 0..5 {
+            let t0 = Instant::now();
+            assert_eq!(srv.get("/readyz").0, 200);
+            assert!(t0.elapsed() < Duration::from_secs(1));
+        }
+        assert_eq!(taint_keys(&api), ["nodeprep.io/not-ready", "dedicated"]);
+        assert!(api.lock().unwrap().status_patches.is_empty());
+    }
+}
+
+#[test]
+fn kubernetes_without_credentials_is_a_clear_startup_error() {
+    let mut s = Spec::p5_48xlarge();
+    s.config = Some("[kubernetes]\nenabled = true\nnode_name = \"node-1\"\n".into());
+    let dir = tempfile::tempdir().unwrap();
+    s.write(dir.path()).unwrap();
+    let o = Command::new(env!("CARGO_BIN_EXE_nodeprep"))
+        .arg("--root")
+        .arg(dir.path())
+        .args(["serve", "--listen", "127.0.0.1:0"])
+        .env_remove("KUBERNETES_SERVICE_HOST")
+        .env_remove("KUBERNETES_SERVICE_PORT")
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("kubernetes: no in-cluster service account") && err.contains("set kubernetes.kubeconfig"), "{err}");
+}

@@ -5,8 +5,10 @@
 //! - [`http`]: `/livez`, `/readyz`, `/status`, `/metrics` with bounded requests and idle timeouts
 //! - [`metrics`]: Prometheus text from each report
 //! - [`notify`]: systemd `Type=notify` readiness, watchdog and STATUS=
+//! - [`kube`]: node conditions and the startup taint (opt-in)
 
 pub mod http;
+pub mod kube;
 pub mod metrics;
 pub mod notify;
 
@@ -104,7 +106,12 @@ pub fn status_line(report: &Report) -> String {
 }
 
 /// Runs the checks forever (until `stop`), publishing each report.
-fn check_loop(ctx: Arc<Context>, shared: Arc<Shared>, stop: std::sync::mpsc::Receiver<()>) {
+fn check_loop(
+    ctx: Arc<Context>,
+    shared: Arc<Shared>,
+    stop: std::sync::mpsc::Receiver<()>,
+    kube: Option<tokio::sync::watch::Sender<Option<Arc<Report>>>>,
+) {
     let selected = checks::select(&[]).expect("all built checks are selectable");
     let mut first = true;
     loop {
@@ -119,6 +126,10 @@ fn check_loop(ctx: Arc<Context>, shared: Arc<Shared>, stop: std::sync::mpsc::Rec
         };
         shared.publish(&report, status_failed);
         shared.run_finished();
+        if let Some(tx) = &kube {
+            // The Kubernetes task always works from the latest report; it never blocks this loop.
+            let _ = tx.send(Some(Arc::new(report.clone())));
+        }
         let line = status_line(&report);
         tracing::info!(ready = report.ready, duration_ms = report.duration_ms, status = %line, "check run published");
         notify::status(&line);
@@ -143,6 +154,19 @@ pub fn run(g: &Global, cfg: Config, listen: Option<SocketAddr>) -> Result<i32, S
     let interval = Duration::from_secs(cfg.serve.interval_seconds);
     let shared = Arc::new(Shared::new(interval, Duration::from_secs(cfg.checks.timeout_seconds)));
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(|e| format!("cannot start the runtime: {e}"))?;
+    let kube_cfg = cfg.kubernetes.clone();
+    let ctx = app::prepare(g, cfg);
+    let kube_tx = if kube_cfg.enabled {
+        let name = kube::node_name(&kube_cfg, &ctx.host)?;
+        let client = rt.block_on(kube::client(&kube_cfg, &ctx.host))?;
+        tracing::info!(node = %name, credentials = %kube::describe(&kube_cfg, &ctx.host), taint = %kube_cfg.startup_taint, "Kubernetes updates enabled");
+        let sync = Arc::new(kube::Sync::new(client, name, &kube_cfg, &ctx));
+        let (tx, rx) = tokio::sync::watch::channel(None);
+        rt.spawn(kube::run(sync, rx));
+        Some(tx)
+    } else {
+        None
+    };
     let listener = rt
         .block_on(tokio::net::TcpListener::bind(addr))
         .map_err(|e| format!("cannot listen on {addr}: {e} (set serve.listen or --listen)"))?;
@@ -150,12 +174,11 @@ pub fn run(g: &Global, cfg: Config, listen: Option<SocketAddr>) -> Result<i32, S
     println!("nodeprep serve: listening on http://{bound}");
     tracing::info!(listen = %bound, interval_s = interval.as_secs(), "serving");
 
-    let ctx = app::prepare(g, cfg);
     let (stop_tx, stop_rx) = std::sync::mpsc::channel();
     let loop_shared = Arc::clone(&shared);
     let checker = std::thread::Builder::new()
         .name("check-loop".into())
-        .spawn(move || check_loop(ctx, loop_shared, stop_rx))
+        .spawn(move || check_loop(ctx, loop_shared, stop_rx, kube_tx))
         .map_err(|e| format!("cannot start the check loop: {e}"))?;
 
     rt.block_on(async {

@@ -1,0 +1,273 @@
+//! Kubernetes updates from `serve` (opt-in, `[kubernetes] enabled = true`):
+//!
+//! - one node condition per check plus `NodeprepReady`, type `Nodeprep<Check>` (e.g. `NodeprepEfa`):
+//!   `True` when the check passed (or warned), `False` when it failed, `Unknown` when it was skipped.
+//!   `lastTransitionTime` changes only when the status changes. Conditions are merged by type with a
+//!   strategic merge patch, so other conditions are never touched.
+//! - the startup taint (`kubernetes.startup_taint`, e.g. from a Karpenter NodePool's `startupTaints`)
+//!   is removed only once the report is ready **and** kubelet reports the expected
+//!   `nvidia.com/gpu` and `vpc.amazonaws.com/efa` allocatable. The patch carries the node's
+//!   resourceVersion, so a concurrent change gives 409 and the removal is retried on fresh data;
+//!   other taints are kept as they are.
+//!
+//! The API being down never stops the endpoints: updates are retried with backoff (1 s doubling to
+//! 60 s) from the latest report.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use k8s_openapi::api::core::v1::Node;
+use kube::api::{Patch, PatchParams};
+use kube::config::{KubeConfigOptions, Kubeconfig};
+use kube::{Api, Client};
+use serde_json::{json, Value};
+use tokio::sync::watch;
+
+use crate::checks::device_plugins::{EFA, GPU};
+use crate::checks::Context;
+use crate::config::KubernetesConfig;
+use crate::host::Host;
+use crate::report::{Report, Status};
+
+const API_TIMEOUT: Duration = Duration::from_secs(5);
+const MAX_BACKOFF: Duration = Duration::from_secs(60);
+
+/// The node name: config, then `NODE_NAME`, then the host's hostname.
+pub fn node_name(cfg: &KubernetesConfig, host: &Host) -> Result<String, String> {
+    if !cfg.node_name.is_empty() {
+        return Ok(cfg.node_name.clone());
+    }
+    if let Ok(n) = std::env::var("NODE_NAME") {
+        if !n.is_empty() {
+            return Ok(n);
+        }
+    }
+    host.read_attr("/proc/sys/kernel/hostname")
+        .map_err(|e| format!("no node name: kubernetes.node_name and NODE_NAME are empty, and {e}"))
+        .and_then(|h| if h.is_empty() { Err("no node name: the hostname is empty; set kubernetes.node_name".into()) } else { Ok(h) })
+}
+
+/// Builds the API client from the kubeconfig (a host path) or the in-cluster service account.
+pub async fn client(cfg: &KubernetesConfig, host: &Host) -> Result<Client, String> {
+    let mut config = if cfg.kubeconfig.is_empty() {
+        kube::Config::incluster().map_err(|e| format!("kubernetes: no in-cluster service account ({e}); set kubernetes.kubeconfig"))?
+    } else {
+        let path = host.path(&cfg.kubeconfig);
+        let kc = Kubeconfig::read_from(&path).map_err(|e| format!("kubernetes.kubeconfig {}: {e}", path.display()))?;
+        kube::Config::from_custom_kubeconfig(kc, &KubeConfigOptions::default())
+            .await
+            .map_err(|e| format!("kubernetes.kubeconfig {}: {e}", path.display()))?
+    };
+    config.connect_timeout = Some(API_TIMEOUT);
+    config.read_timeout = Some(API_TIMEOUT);
+    config.write_timeout = Some(API_TIMEOUT);
+    Client::try_from(config).map_err(|e| format!("kubernetes client: {e}"))
+}
+
+/// `device-plugins` → `NodeprepDevicePlugins`.
+pub fn condition_type(check: &str) -> String {
+    let camel: String = check
+        .split(['-', '_'])
+        .map(|w| {
+            let mut c = w.chars();
+            c.next().map(|f| f.to_ascii_uppercase().to_string() + c.as_str()).unwrap_or_default()
+        })
+        .collect();
+    format!("Nodeprep{camel}")
+}
+
+/// The conditions for a report, keeping `lastTransitionTime` of existing conditions whose status
+/// did not change.
+pub fn conditions(report: &Report, existing: &[Value], now: &str) -> Vec<Value> {
+    let mut out = Vec::new();
+    let mut push = |kind: String, status: &str, reason: &str, message: String| {
+        let prev = existing.iter().find(|c| c.get("type").and_then(Value::as_str) == Some(kind.as_str()));
+        let transition = match prev {
+            Some(p) if p.get("status").and_then(Value::as_str) == Some(status) => {
+                p.get("lastTransitionTime").cloned().unwrap_or_else(|| now.into())
+            }
+            _ => now.into(),
+        };
+        let mut message = message;
+        message.truncate(1024);
+        out.push(json!({"type": kind, "status": status, "reason": reason, "message": message, "lastHeartbeatTime": now, "lastTransitionTime": transition}));
+    };
+    for c in &report.checks {
+        let (status, reason) = match c.status {
+            Status::Pass => ("True", "CheckPassed"),
+            Status::Warn => ("True", "CheckPassedWithWarnings"),
+            Status::Fail => ("False", "CheckFailed"),
+            Status::Skip => ("Unknown", "CheckSkipped"),
+        };
+        push(condition_type(&c.name), status, reason, c.summary.clone());
+    }
+    let failing: Vec<&str> = report.checks.iter().filter(|c| c.blocks_readiness()).map(|c| c.name.as_str()).collect();
+    if report.ready {
+        push("NodeprepReady".into(), "True", "AllRequiredChecksPassed", "every required nodeprep check passed".into());
+    } else {
+        push("NodeprepReady".into(), "False", "RequiredChecksFailed", format!("failing: {}", failing.join(", ")));
+    }
+    out
+}
+
+/// Whether kubelet reports at least the expected allocatable of each device resource.
+pub fn allocatable_ok(node: &Node, expected: &[(&str, Option<u32>)]) -> Result<(), String> {
+    let alloc = node.status.as_ref().and_then(|s| s.allocatable.as_ref());
+    for (res, want) in expected {
+        let Some(want) = want.filter(|w| *w > 0) else { continue };
+        let have = alloc.and_then(|a| a.get(*res)).and_then(|q| q.0.parse::<u64>().ok()).unwrap_or(0);
+        if have < u64::from(want) {
+            return Err(format!("kubelet reports {res} allocatable {have}, expected {want}"));
+        }
+    }
+    Ok(())
+}
+
+fn api_code(e: &kube::Error) -> Option<u16> {
+    match e {
+        kube::Error::Api(s) => Some(s.code),
+        _ => None,
+    }
+}
+
+pub struct Sync {
+    nodes: Api<Node>,
+    name: String,
+    taint: Option<String>,
+    expected: Vec<(&'static str, Option<u32>)>,
+}
+
+impl Sync {
+    pub fn new(client: Client, name: String, cfg: &KubernetesConfig, ctx: &Context) -> Self {
+        Sync {
+            nodes: Api::all(client),
+            name,
+            taint: (!cfg.startup_taint.is_empty()).then(|| cfg.startup_taint.clone()),
+            expected: vec![(GPU, ctx.expected.gpus), (EFA, ctx.expected.efa)],
+        }
+    }
+
+    /// Publishes the conditions for `report` and removes the startup taint when allowed.
+    pub async fn update(&self, report: &Report) -> Result<(), String> {
+        let err = |what: &str, e: kube::Error| format!("{what} node {}: {e}", self.name);
+        let node = self.nodes.get(&self.name).await.map_err(|e| err("reading", e))?;
+        let existing: Vec<Value> = node
+            .status
+            .as_ref()
+            .and_then(|s| s.conditions.as_ref())
+            .map(|cs| cs.iter().filter_map(|c| serde_json::to_value(c).ok()).collect())
+            .unwrap_or_default();
+        let now = humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string();
+        let patch = json!({"status": {"conditions": conditions(report, &existing, &now)}});
+        self.nodes
+            .patch_status(&self.name, &PatchParams::default(), &Patch::Strategic(patch))
+            .await
+            .map_err(|e| err("updating conditions of", e))?;
+        tracing::debug!(node = %self.name, ready = report.ready, "node conditions updated");
+        if let Some(key) = &self.taint {
+            self.remove_taint(key, report, node).await?;
+        }
+        Ok(())
+    }
+
+    async fn remove_taint(&self, key: &str, report: &Report, mut node: Node) -> Result<(), String> {
+        for attempt in 1..=5 {
+            let taints = node.spec.as_ref().and_then(|s| s.taints.clone()).unwrap_or_default();
+            if !taints.iter().any(|t| t.key == key) {
+                return Ok(());
+            }
+            if !report.ready {
+                tracing::info!(node = %self.name, taint = key, "startup taint kept: node not ready");
+                return Ok(());
+            }
+            if let Err(why) = allocatable_ok(&node, &self.expected) {
+                tracing::info!(node = %self.name, taint = key, reason = %why, "startup taint kept: devices not allocatable yet");
+                return Ok(());
+            }
+            let kept: Vec<_> = taints.into_iter().filter(|t| t.key != key).collect();
+            let rv = node.metadata.resource_version.clone();
+            let patch = json!({"metadata": {"resourceVersion": rv}, "spec": {"taints": kept}});
+            match self.nodes.patch(&self.name, &PatchParams::default(), &Patch::Merge(patch)).await {
+                Ok(_) => {
+                    tracing::info!(node = %self.name, taint = key, "startup taint removed: node ready and devices allocatable");
+                    return Ok(());
+                }
+                Err(e) if api_code(&e) == Some(409) => {
+                    tracing::info!(node = %self.name, attempt, "node changed while removing the taint (409); retrying on fresh data");
+                    node = self.nodes.get(&self.name).await.map_err(|e| format!("reading node {}: {e}", self.name))?;
+                }
+                Err(e) => return Err(format!("removing taint {key} from node {}: {e}", self.name)),
+            }
+        }
+        Err(format!("removing taint {key} from node {}: still conflicting after 5 attempts", self.name))
+    }
+}
+
+/// Applies every new report, retrying failures with backoff, until the sender is dropped.
+pub async fn run(sync: Arc<Sync>, mut reports: watch::Receiver<Option<Arc<Report>>>) {
+    let mut backoff: Option<Duration> = None;
+    loop {
+        match backoff {
+            None => {
+                if reports.changed().await.is_err() {
+                    return;
+                }
+            }
+            Some(wait) => {
+                // Retry after the backoff, or sooner with a newer report.
+                tokio::select! {
+                    r = reports.changed() => if r.is_err() { return },
+                    _ = tokio::time::sleep(wait) => {}
+                }
+            }
+        }
+        let Some(report) = reports.borrow_and_update().clone() else { continue };
+        match sync.update(&report).await {
+            Ok(()) => backoff = None,
+            Err(e) => {
+                let next = backoff.map_or(Duration::from_secs(1), |b| (b * 2).min(MAX_BACKOFF));
+                tracing::warn!(error = %e, retry_in_s = next.as_secs(), "Kubernetes update failed; endpoints keep serving");
+                backoff = Some(next);
+            }
+        }
+    }
+}
+
+/// Reads a kubeconfig path for messages (unused by the client, which resolves it itself).
+pub fn describe(cfg: &KubernetesConfig, host: &Host) -> String {
+    if cfg.kubeconfig.is_empty() {
+        "in-cluster service account".into()
+    } else {
+        format!("kubeconfig {}", host.path(Path::new(&cfg.kubeconfig)).display())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::report::CheckResult;
+
+    #[test]
+    fn condition_names() {
+        assert_eq!(condition_type("device-plugins"), "NodeprepDevicePlugins");
+        assert_eq!(condition_type("efa"), "NodeprepEfa");
+    }
+
+    #[test]
+    fn transition_time_changes_only_with_status() {
+        let pass = Report::new(None, None, vec![CheckResult::new("efa", Status::Pass, "ok").required(true)], 1);
+        let fail = Report::new(None, None, vec![CheckResult::new("efa", Status::Fail, "31 of 32").required(true)], 1);
+        let first = conditions(&pass, &[], "T1");
+        assert_eq!(first[0]["type"], "NodeprepEfa");
+        assert_eq!(first[0]["status"], "True");
+        assert_eq!(first[1]["type"], "NodeprepReady");
+        let same = conditions(&pass, &first, "T2");
+        assert_eq!(same[0]["lastTransitionTime"], "T1");
+        assert_eq!(same[0]["lastHeartbeatTime"], "T2");
+        let changed = conditions(&fail, &same, "T3");
+        assert_eq!(changed[0]["status"], "False");
+        assert_eq!(changed[0]["lastTransitionTime"], "T3");
+        assert_eq!(changed[1]["message"], "failing: efa");
+    }
+}
