@@ -142,7 +142,8 @@ fn boot(g: &Global, dry_run: bool) -> Result<i32, UsageError> {
 
 /// Replaces `<root>/run/nodeprep/status.json` atomically.
 pub fn write_status(host: &Host, report: &Report) -> Result<(), String> {
-    crate::apply::write_atomic(host, Path::new(STATUS_FILE), &report.to_json(), 0o644).map(|_| ())
+    // /run is tmpfs: atomic rename, no fsync (serve rewrites it every interval).
+    crate::apply::write_atomic(host, Path::new(STATUS_FILE), &report.to_json(), 0o644, crate::apply::Durability::Volatile).map(|_| ())
 }
 
 fn load_config(g: &Global) -> Result<Config, UsageError> {

@@ -98,7 +98,7 @@ pub fn execute(host: &Host, plan: &Plan) -> Vec<Outcome> {
     let mut outcomes = Vec::new();
     for a in &plan.actions {
         let outcome = match a {
-            Action::WriteFile { path, content, mode, .. } => match write_atomic(host, path, content, *mode) {
+            Action::WriteFile { path, content, mode, .. } => match write_atomic(host, path, content, *mode, Durability::Durable) {
                 Ok(true) => Outcome::Done(format!("wrote {}", path.display())),
                 Ok(false) => Outcome::Skipped(format!("{} already up to date", path.display())),
                 Err(e) => Outcome::Failed(e),
@@ -128,9 +128,19 @@ pub fn execute(host: &Host, plan: &Plan) -> Vec<Outcome> {
     outcomes
 }
 
+/// Whether a write must survive a power loss.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Durability {
+    /// fsync the file and its directory (configuration under /etc).
+    Durable,
+    /// Atomic rename only (files under /run, which is tmpfs and gone at reboot anyway): no fsync
+    /// disturbing the node every few seconds.
+    Volatile,
+}
+
 /// Writes `content` to the host path atomically, keeping the mode and owner of an existing file
 /// (`mode` for a new one). Returns false when the file already has this content (nothing written).
-pub fn write_atomic(host: &Host, host_path: &Path, content: &str, mode: u32) -> Result<bool, String> {
+pub fn write_atomic(host: &Host, host_path: &Path, content: &str, mode: u32, durability: Durability) -> Result<bool, String> {
     let path = host.path(host_path);
     let explain = |op: &str, p: &Path, e: std::io::Error| {
         let hint = match e.kind() {
@@ -169,10 +179,14 @@ pub fn write_atomic(host: &Host, host_path: &Path, content: &str, mode: u32) -> 
         if let Some((uid, gid)) = owner {
             std::os::unix::fs::chown(&tmp, Some(uid), Some(gid)).map_err(|e| explain("setting owner of", &tmp, e))?;
         }
-        f.sync_all().map_err(|e| explain("syncing", &tmp, e))?;
+        if durability == Durability::Durable {
+            f.sync_all().map_err(|e| explain("syncing", &tmp, e))?;
+        }
         std::fs::rename(&tmp, &path).map_err(|e| explain("renaming onto", &path, e))?;
-        if let Ok(d) = std::fs::File::open(dir) {
-            let _ = d.sync_all();
+        if durability == Durability::Durable {
+            if let Ok(d) = std::fs::File::open(dir) {
+                let _ = d.sync_all();
+            }
         }
         Ok(true)
     })();
@@ -190,14 +204,14 @@ mod tests {
     fn atomic_write_keeps_mode_and_skips_identical_content() {
         let dir = tempfile::tempdir().unwrap();
         let host = Host::new(dir.path());
-        assert!(write_atomic(&host, Path::new("/etc/a/b.conf"), "one\n", 0o644).unwrap());
+        assert!(write_atomic(&host, Path::new("/etc/a/b.conf"), "one\n", 0o644, Durability::Durable).unwrap());
         let p = host.path("/etc/a/b.conf");
         assert_eq!(std::fs::metadata(&p).unwrap().permissions().mode() & 0o777, 0o644);
         std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o600)).unwrap();
         let before = std::fs::metadata(&p).unwrap().modified().unwrap();
-        assert!(!write_atomic(&host, Path::new("/etc/a/b.conf"), "one\n", 0o644).unwrap());
+        assert!(!write_atomic(&host, Path::new("/etc/a/b.conf"), "one\n", 0o644, Durability::Durable).unwrap());
         assert_eq!(std::fs::metadata(&p).unwrap().modified().unwrap(), before);
-        assert!(write_atomic(&host, Path::new("/etc/a/b.conf"), "two\n", 0o644).unwrap());
+        assert!(write_atomic(&host, Path::new("/etc/a/b.conf"), "two\n", 0o644, Durability::Volatile).unwrap());
         assert_eq!(std::fs::read_to_string(&p).unwrap(), "two\n");
         assert_eq!(std::fs::metadata(&p).unwrap().permissions().mode() & 0o777, 0o600, "mode kept");
         assert_eq!(std::fs::read_dir(host.path("/etc/a")).unwrap().count(), 1, "no temporary file left");

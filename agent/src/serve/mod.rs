@@ -105,6 +105,17 @@ pub fn status_line(report: &Report) -> String {
     }
 }
 
+/// Lowers the calling thread's scheduling priority (nice +10; Linux nice values are per thread and
+/// inherited by threads it spawns, so every check thread runs below the HTTP thread). Endpoints then
+/// keep their latency while checks run on a busy node.
+fn lower_priority() {
+    // SAFETY: setpriority has no memory-safety preconditions; who = 0 is the calling thread on Linux.
+    let rc = unsafe { libc::setpriority(libc::PRIO_PROCESS, 0, 10) };
+    if rc != 0 {
+        tracing::debug!(error = %std::io::Error::last_os_error(), "could not lower the check loop's priority");
+    }
+}
+
 /// Runs the checks forever (until `stop`), publishing each report.
 fn check_loop(
     ctx: Arc<Context>,
@@ -112,6 +123,7 @@ fn check_loop(
     stop: std::sync::mpsc::Receiver<()>,
     kube: Option<tokio::sync::watch::Sender<Option<Arc<Report>>>>,
 ) {
+    lower_priority();
     let selected = checks::select(&[]).expect("all built checks are selectable");
     let mut first = true;
     loop {
