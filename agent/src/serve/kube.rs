@@ -234,7 +234,7 @@ pub async fn run(sync: Arc<Sync>, mut reports: watch::Receiver<Option<Arc<Report
     }
 }
 
-/// Reads a kubeconfig path for messages (unused by the client, which resolves it itself).
+/// Where the credentials come from, for the startup log line.
 pub fn describe(cfg: &KubernetesConfig, host: &Host) -> String {
     if cfg.kubeconfig.is_empty() {
         "in-cluster service account".into()
