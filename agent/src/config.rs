@@ -30,6 +30,7 @@ pub struct Config {
     pub kubernetes: KubernetesConfig,
     pub imds: ImdsConfig,
     pub checks: ChecksConfig,
+    pub nvidia: NvidiaConfig,
 }
 
 /// Overrides of the catalog entry for this instance type.
@@ -213,6 +214,22 @@ impl Default for ChecksConfig {
     }
 }
 
+/// The XIDs the EKS node monitoring agent treats as fatal.
+pub const DEFAULT_FATAL_XIDS: &[u32] = &[46, 48, 54, 62, 63, 64, 74, 79, 95, 109, 110, 119, 120, 136, 140, 142, 143, 151, 155, 156, 158];
+
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct NvidiaConfig {
+    pub fatal_xids: Vec<u32>,
+    pub nvml_timeout_ms: u64,
+}
+
+impl Default for NvidiaConfig {
+    fn default() -> Self {
+        NvidiaConfig { fatal_xids: DEFAULT_FATAL_XIDS.to_vec(), nvml_timeout_ms: 2000 }
+    }
+}
+
 /// One documented key: its dotted name and what it means (the default comes from
 /// `Config::default()`, so it cannot drift).
 pub struct KeyDoc {
@@ -248,6 +265,14 @@ pub const KEYS: &[KeyDoc] = &[
     KeyDoc { key: "imds.endpoint", doc: "IMDS base URL (plain http)." },
     KeyDoc { key: "imds.timeout_ms", doc: "Connect and read deadline of each IMDS request; one retry (100..10000)." },
     KeyDoc { key: "checks.timeout_seconds", doc: "Deadline of each check; a check past it fails (1..300)." },
+    KeyDoc {
+        key: "nvidia.fatal_xids",
+        doc: "XID errors that fail the nvidia check (the GPU needs a reset or replacing); other XIDs warn.",
+    },
+    KeyDoc {
+        key: "nvidia.nvml_timeout_ms",
+        doc: "Deadline of each NVML call; a GPU that does not answer fails the check (100..60000, below checks.timeout_seconds).",
+    },
 ];
 
 /// A configuration error: names the file, the line (when the key is in the file) and the key.
@@ -483,6 +508,29 @@ fn validate(c: &Config) -> Result<(), Invalid> {
     if !(1..=300).contains(&c.checks.timeout_seconds) {
         return bad("checks.timeout_seconds", format!("{} is out of range 1..300", c.checks.timeout_seconds));
     }
+    let mut seen = Vec::new();
+    for x in &c.nvidia.fatal_xids {
+        if !(1..=999).contains(x) {
+            return bad("nvidia.fatal_xids", format!("{x} is not an XID (1..999)"));
+        }
+        if seen.contains(&x) {
+            return bad("nvidia.fatal_xids", format!("{x} is listed twice"));
+        }
+        seen.push(x);
+    }
+    let nvml_ms = c.nvidia.nvml_timeout_ms;
+    if !(100..=60000).contains(&nvml_ms) {
+        return bad("nvidia.nvml_timeout_ms", format!("{nvml_ms} is out of range 100..60000"));
+    }
+    if nvml_ms >= c.checks.timeout_seconds * 1000 {
+        return bad(
+            "nvidia.nvml_timeout_ms",
+            format!(
+                "{nvml_ms} ms is not below checks.timeout_seconds ({} s): the check would time out before NVML does",
+                c.checks.timeout_seconds
+            ),
+        );
+    }
     Ok(())
 }
 
@@ -668,6 +716,20 @@ startup_taint = "nodeprep.io/not-ready"
                 "/etc/nodeprep/config.toml:2: key `imds.endpoint`: \"https://169.254.169.254\" must be a plain http:// URL",
             ),
             ("[checks]\ntimeout_seconds = 0\n", "/etc/nodeprep/config.toml:2: key `checks.timeout_seconds`: 0 is out of range 1..300"),
+            ("[nvidia]\nfatal_xids = [79, 0]\n", "/etc/nodeprep/config.toml:2: key `nvidia.fatal_xids`: 0 is not an XID (1..999)"),
+            ("[nvidia]\nfatal_xids = [79, 79]\n", "/etc/nodeprep/config.toml:2: key `nvidia.fatal_xids`: 79 is listed twice"),
+            (
+                "[nvidia]\nfatal_xids = 79\n",
+                "/etc/nodeprep/config.toml:2: key `nvidia.fatal_xids`: invalid type: integer `79`, expected a sequence",
+            ),
+            (
+                "[nvidia]\nnvml_timeout_ms = 10\n",
+                "/etc/nodeprep/config.toml:2: key `nvidia.nvml_timeout_ms`: 10 is out of range 100..60000",
+            ),
+            (
+                "[checks]\ntimeout_seconds = 2\n[nvidia]\nnvml_timeout_ms = 5000\n",
+                "/etc/nodeprep/config.toml:4: key `nvidia.nvml_timeout_ms`: 5000 ms is not below checks.timeout_seconds (2 s)",
+            ),
             ("[limits\nmemlock = 1\n", "/etc/nodeprep/config.toml:1: invalid TOML"),
             ("a = 1\na = 2\n", "/etc/nodeprep/config.toml:2: invalid TOML: duplicate key `a`"),
         ];

@@ -7,6 +7,7 @@
 pub mod device_plugins;
 pub mod instance;
 pub mod limits;
+pub mod nvidia;
 
 use std::panic::AssertUnwindSafe;
 use std::sync::{mpsc, Arc};
@@ -42,13 +43,14 @@ pub trait Check: Send + Sync {
 
 /// Every check name nodeprep knows, in report order, and whether it is built in this version.
 pub const ALL: &[(&str, bool)] =
-    &[("instance", true), ("limits", true), ("efa", false), ("nvidia", false), ("storage", false), ("device-plugins", true)];
+    &[("instance", true), ("limits", true), ("efa", false), ("nvidia", true), ("storage", false), ("device-plugins", true)];
 
 fn build(name: &str) -> Option<Arc<dyn Check>> {
     match name {
         "instance" => Some(Arc::new(instance::Instance)),
         "device-plugins" => Some(Arc::new(device_plugins::DevicePlugins)),
         "limits" => Some(Arc::new(limits::Limits)),
+        "nvidia" => Some(Arc::new(nvidia::Nvidia)),
         _ => None,
     }
 }

@@ -1,0 +1,418 @@
+/*
+ * A fake libnvidia-ml.so.1 for nodeprep's tests: the subset of NVML that nodeprep uses, with the
+ * same entry points, struct layouts, return codes and rules as the real library (nothing works
+ * before nvmlInit_v2, handles come from nvmlDeviceGetHandleByIndex_v2, buffers that are too small
+ * get NVML_ERROR_INSUFFICIENT_SIZE, versioned structs must carry the right version).
+ *
+ * Its answers come from the file named by FAKE_NVML_CONFIG, read at nvmlInit_v2 (a missing or
+ * unreadable file makes init fail with NVML_ERROR_UNKNOWN and a message on stderr). Without
+ * FAKE_NVML_CONFIG it is a healthy p5.48xlarge: 8 H100 at the bus ids of the fixture generator's
+ * p5 tree, driver 550.127.05, fabric registration complete.
+ *
+ * Control file, one directive per line ('#' starts a comment):
+ *   driver_version 550.127.05
+ *   error <function> <code>        a system-level call (nvmlInit_v2, nvmlDeviceGetCount_v2,
+ *                                  nvmlSystemGetDriverVersion, ...) returns <code>
+ *   hang <function>                that call never returns (a GPU wedged in the driver)
+ *   delay <function> <ms>          that call takes <ms> milliseconds
+ *   gpu <busId>                    adds a GPU (e.g. 00000000:53:00.0), healthy H100 80GB by
+ *                                  default; the lines below it until the next `gpu` describe it:
+ *     name <text>                  nvmlDeviceGetName
+ *     uuid <text>                  nvmlDeviceGetUUID
+ *     memory_total <bytes>         nvmlDeviceGetMemoryInfo(_v2)
+ *     ecc_uncorrected <n>          volatile uncorrected ECC errors (nvmlDeviceGetTotalEccErrors)
+ *     retired_pending <0|1>        nvmlDeviceGetRetiredPagesPendingStatus
+ *     remapped_rows <corr> <unc> <pending> <failure>   nvmlDeviceGetRemappedRows
+ *     fabric <state> <status>      nvmlDeviceGetGpuFabricInfo (state 0..3, status an nvmlReturn_t)
+ *     error <function> <code>      that call on this GPU returns <code> (15: GPU is lost,
+ *                                  3: not supported)
+ *     hang <function>              that call on this GPU never returns
+ *
+ * Variants without a function (an older driver) are built with -DOMIT_<function>, e.g.
+ * -DOMIT_nvmlDeviceGetGpuFabricInfo: the symbol is then absent, as in a driver that predates it.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#define EXPORT __attribute__((visibility("default")))
+
+typedef unsigned int nvmlReturn_t;
+enum {
+    NVML_SUCCESS = 0,
+    NVML_ERROR_UNINITIALIZED = 1,
+    NVML_ERROR_INVALID_ARGUMENT = 2,
+    NVML_ERROR_NOT_SUPPORTED = 3,
+    NVML_ERROR_INSUFFICIENT_SIZE = 7,
+    NVML_ERROR_GPU_IS_LOST = 15,
+    NVML_ERROR_ARGUMENT_VERSION_MISMATCH = 25,
+    NVML_ERROR_UNKNOWN = 999,
+};
+
+typedef struct {
+    char busIdLegacy[16];
+    unsigned int domain;
+    unsigned int bus;
+    unsigned int device;
+    unsigned int pciDeviceId;
+    unsigned int pciSubSystemId;
+    char busId[32];
+} nvmlPciInfo_t;
+
+typedef struct {
+    unsigned long long total;
+    unsigned long long free;
+    unsigned long long used;
+} nvmlMemory_t;
+
+typedef struct {
+    unsigned int version;
+    unsigned long long total;
+    unsigned long long reserved;
+    unsigned long long free;
+    unsigned long long used;
+} nvmlMemory_v2_t;
+
+typedef struct {
+    unsigned char clusterUuid[16];
+    nvmlReturn_t status;
+    unsigned int cliqueId;
+    unsigned char state;
+} nvmlGpuFabricInfo_t;
+
+#define NVML_STRUCT_VERSION(size, ver) ((unsigned int)(size) | ((unsigned int)(ver) << 24))
+
+#define MAX_GPUS 64
+#define MAX_RULES 32
+
+struct rule {
+    char fn[64];
+    nvmlReturn_t code;
+    int hang;
+    long delay_ms;
+};
+
+struct fake_gpu {
+    char bus_id[32];
+    char name[96];
+    char uuid[96];
+    unsigned long long memory_total;
+    unsigned long long ecc_uncorrected;
+    unsigned int retired_pending;
+    unsigned int remap[4];
+    unsigned char fabric_state;
+    nvmlReturn_t fabric_status;
+    struct rule rules[MAX_RULES];
+    int nrules;
+};
+
+typedef struct fake_gpu *nvmlDevice_t;
+
+static int init_count;
+static char driver_version[80] = "550.127.05";
+static struct fake_gpu gpus[MAX_GPUS];
+static int ngpus;
+static struct rule rules[MAX_RULES];
+static int nrules;
+
+static void sleep_ms(long ms) {
+    struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
+    while (nanosleep(&ts, &ts) != 0) {
+    }
+}
+
+/* Applies the rules for `fn` (global, then the GPU's): a hang never returns, a delay sleeps, an
+ * error code is returned. NVML_SUCCESS: go on. */
+static nvmlReturn_t apply_rules(const char *fn, struct fake_gpu *g) {
+    struct rule *sets[2] = {rules, g ? g->rules : NULL};
+    int counts[2] = {nrules, g ? g->nrules : 0};
+    for (int s = 0; s < 2; s++) {
+        for (int i = 0; i < counts[s]; i++) {
+            struct rule *r = &sets[s][i];
+            if (strcmp(r->fn, fn) != 0) continue;
+            if (r->hang)
+                for (;;) sleep_ms(3600 * 1000);
+            if (r->delay_ms) sleep_ms(r->delay_ms);
+            if (r->code) return r->code;
+        }
+    }
+    return NVML_SUCCESS;
+}
+
+static void gpu_defaults(struct fake_gpu *g, const char *bus_id, int index) {
+    memset(g, 0, sizeof *g);
+    snprintf(g->bus_id, sizeof g->bus_id, "%s", bus_id);
+    snprintf(g->name, sizeof g->name, "NVIDIA H100 80GB HBM3");
+    snprintf(g->uuid, sizeof g->uuid, "GPU-6a1f3c2e-0b7d-4d2a-9c1e-5f8a2b3c4d%02d", index);
+    g->memory_total = 85520809984ULL;
+    g->fabric_state = 3; /* NVML_GPU_FABRIC_STATE_COMPLETED */
+    g->fabric_status = NVML_SUCCESS;
+}
+
+static void defaults(void) {
+    static const char *buses[] = {"00000000:53:00.0", "00000000:64:00.0", "00000000:75:00.0", "00000000:86:00.0",
+                                  "00000001:97:00.0", "00000001:A8:00.0", "00000001:B9:00.0", "00000001:CA:00.0"};
+    ngpus = 8;
+    for (int i = 0; i < ngpus; i++) gpu_defaults(&gpus[i], buses[i], i);
+}
+
+static char *trim(char *s) {
+    while (*s == ' ' || *s == '\t') s++;
+    char *e = s + strlen(s);
+    while (e > s && (e[-1] == '\n' || e[-1] == '\r' || e[-1] == ' ' || e[-1] == '\t')) *--e = 0;
+    return s;
+}
+
+static int load_config(const char *path) {
+    FILE *f = fopen(path, "r");
+    if (!f) {
+        fprintf(stderr, "fake NVML: cannot open FAKE_NVML_CONFIG %s\n", path);
+        return -1;
+    }
+    char line[512];
+    struct fake_gpu *g = NULL;
+    while (fgets(line, sizeof line, f)) {
+        char *hash = strchr(line, '#');
+        if (hash) *hash = 0;
+        char *s = trim(line);
+        if (!*s) continue;
+        char key[64] = {0};
+        int n = 0;
+        if (sscanf(s, "%63s %n", key, &n) < 1) continue;
+        char *rest = s + n;
+        struct rule *rs = g ? g->rules : rules;
+        int *nr = g ? &g->nrules : &nrules;
+        if (!strcmp(key, "driver_version")) {
+            snprintf(driver_version, sizeof driver_version, "%s", rest);
+        } else if (!strcmp(key, "gpu")) {
+            if (ngpus == MAX_GPUS) continue;
+            g = &gpus[ngpus];
+            gpu_defaults(g, rest, ngpus);
+            ngpus++;
+        } else if ((!strcmp(key, "error") || !strcmp(key, "hang") || !strcmp(key, "delay")) && *nr < MAX_RULES) {
+            struct rule *r = &rs[(*nr)++];
+            memset(r, 0, sizeof *r);
+            long v = 0;
+            sscanf(rest, "%63s %ld", r->fn, &v);
+            if (!strcmp(key, "error")) r->code = (nvmlReturn_t)v;
+            if (!strcmp(key, "hang")) r->hang = 1;
+            if (!strcmp(key, "delay")) r->delay_ms = v;
+        } else if (g && !strcmp(key, "name")) {
+            snprintf(g->name, sizeof g->name, "%s", rest);
+        } else if (g && !strcmp(key, "uuid")) {
+            snprintf(g->uuid, sizeof g->uuid, "%s", rest);
+        } else if (g && !strcmp(key, "memory_total")) {
+            g->memory_total = strtoull(rest, NULL, 10);
+        } else if (g && !strcmp(key, "ecc_uncorrected")) {
+            g->ecc_uncorrected = strtoull(rest, NULL, 10);
+        } else if (g && !strcmp(key, "retired_pending")) {
+            g->retired_pending = (unsigned)strtoul(rest, NULL, 10);
+        } else if (g && !strcmp(key, "remapped_rows")) {
+            sscanf(rest, "%u %u %u %u", &g->remap[0], &g->remap[1], &g->remap[2], &g->remap[3]);
+        } else if (g && !strcmp(key, "fabric")) {
+            unsigned st = 0, status = 0;
+            sscanf(rest, "%u %u", &st, &status);
+            g->fabric_state = (unsigned char)st;
+            g->fabric_status = status;
+        } else {
+            fprintf(stderr, "fake NVML: %s: unknown directive %s\n", path, key);
+        }
+    }
+    fclose(f);
+    return 0;
+}
+
+/* Every device call: initialized, a valid handle, then the rules. */
+static nvmlReturn_t device_call(const char *fn, nvmlDevice_t d) {
+    if (!init_count) return NVML_ERROR_UNINITIALIZED;
+    if (d < gpus || d >= gpus + ngpus) return NVML_ERROR_INVALID_ARGUMENT;
+    return apply_rules(fn, d);
+}
+
+static nvmlReturn_t copy_string(char *dst, unsigned int len, const char *src) {
+    if (!dst) return NVML_ERROR_INVALID_ARGUMENT;
+    if (strlen(src) + 1 > len) return NVML_ERROR_INSUFFICIENT_SIZE;
+    memcpy(dst, src, strlen(src) + 1);
+    return NVML_SUCCESS;
+}
+
+EXPORT nvmlReturn_t nvmlInit_v2(void) {
+    if (!init_count) {
+        ngpus = 0;
+        nrules = 0;
+        snprintf(driver_version, sizeof driver_version, "550.127.05");
+        const char *path = getenv("FAKE_NVML_CONFIG");
+        if (path && *path) {
+            if (load_config(path) != 0) return NVML_ERROR_UNKNOWN;
+        } else {
+            defaults();
+        }
+    }
+    nvmlReturn_t r = apply_rules("nvmlInit_v2", NULL);
+    if (r != NVML_SUCCESS) return r;
+    init_count++;
+    return NVML_SUCCESS;
+}
+
+EXPORT nvmlReturn_t nvmlInitWithFlags(unsigned int flags) {
+    (void)flags;
+    return nvmlInit_v2();
+}
+
+EXPORT nvmlReturn_t nvmlShutdown(void) {
+    if (!init_count) return NVML_ERROR_UNINITIALIZED;
+    init_count--;
+    return NVML_SUCCESS;
+}
+
+EXPORT const char *nvmlErrorString(nvmlReturn_t r) {
+    switch (r) {
+    case 0: return "Success";
+    case 1: return "Uninitialized";
+    case 2: return "Invalid Argument";
+    case 3: return "Not Supported";
+    case 4: return "Insufficient Permissions";
+    case 6: return "Not Found";
+    case 7: return "Insufficient Size";
+    case 9: return "Driver Not Loaded";
+    case 10: return "Timeout";
+    case 12: return "NVML Shared Library Not Found";
+    case 13: return "Function Not Found";
+    case 15: return "GPU is lost";
+    case 18: return "RM has detected an NVML/RM version mismatch.";
+    case 25: return "Argument version mismatch";
+    default: return "Unknown Error";
+    }
+}
+
+#ifndef OMIT_nvmlSystemGetDriverVersion
+EXPORT nvmlReturn_t nvmlSystemGetDriverVersion(char *version, unsigned int length) {
+    if (!init_count) return NVML_ERROR_UNINITIALIZED;
+    nvmlReturn_t r = apply_rules("nvmlSystemGetDriverVersion", NULL);
+    if (r) return r;
+    return copy_string(version, length, driver_version);
+}
+#endif
+
+EXPORT nvmlReturn_t nvmlDeviceGetCount_v2(unsigned int *count) {
+    if (!init_count) return NVML_ERROR_UNINITIALIZED;
+    if (!count) return NVML_ERROR_INVALID_ARGUMENT;
+    nvmlReturn_t r = apply_rules("nvmlDeviceGetCount_v2", NULL);
+    if (r) return r;
+    *count = (unsigned)ngpus;
+    return NVML_SUCCESS;
+}
+
+EXPORT nvmlReturn_t nvmlDeviceGetHandleByIndex_v2(unsigned int index, nvmlDevice_t *device) {
+    if (!init_count) return NVML_ERROR_UNINITIALIZED;
+    if (!device || index >= (unsigned)ngpus) return NVML_ERROR_INVALID_ARGUMENT;
+    nvmlReturn_t r = apply_rules("nvmlDeviceGetHandleByIndex_v2", &gpus[index]);
+    if (r) return r;
+    *device = &gpus[index];
+    return NVML_SUCCESS;
+}
+
+EXPORT nvmlReturn_t nvmlDeviceGetName(nvmlDevice_t d, char *name, unsigned int length) {
+    nvmlReturn_t r = device_call("nvmlDeviceGetName", d);
+    return r ? r : copy_string(name, length, d->name);
+}
+
+EXPORT nvmlReturn_t nvmlDeviceGetUUID(nvmlDevice_t d, char *uuid, unsigned int length) {
+    nvmlReturn_t r = device_call("nvmlDeviceGetUUID", d);
+    return r ? r : copy_string(uuid, length, d->uuid);
+}
+
+EXPORT nvmlReturn_t nvmlDeviceGetPciInfo_v3(nvmlDevice_t d, nvmlPciInfo_t *pci) {
+    nvmlReturn_t r = device_call("nvmlDeviceGetPciInfo_v3", d);
+    if (r) return r;
+    if (!pci) return NVML_ERROR_INVALID_ARGUMENT;
+    memset(pci, 0, sizeof *pci);
+    unsigned dom = 0, bus = 0, dev = 0, fn = 0;
+    sscanf(d->bus_id, "%x:%x:%x.%x", &dom, &bus, &dev, &fn);
+    pci->domain = dom;
+    pci->bus = bus;
+    pci->device = dev;
+    pci->pciDeviceId = 0x233010de;
+    pci->pciSubSystemId = 0x16c110de;
+    snprintf(pci->busId, sizeof pci->busId, "%s", d->bus_id);
+    snprintf(pci->busIdLegacy, sizeof pci->busIdLegacy, "%04X:%02X:%02X.%X", dom & 0xffff, bus, dev, fn);
+    return NVML_SUCCESS;
+}
+
+#ifndef OMIT_nvmlDeviceGetMemoryInfo
+EXPORT nvmlReturn_t nvmlDeviceGetMemoryInfo(nvmlDevice_t d, nvmlMemory_t *m) {
+    nvmlReturn_t r = device_call("nvmlDeviceGetMemoryInfo", d);
+    if (r) return r;
+    if (!m) return NVML_ERROR_INVALID_ARGUMENT;
+    m->total = d->memory_total;
+    m->used = 0;
+    m->free = d->memory_total;
+    return NVML_SUCCESS;
+}
+
+EXPORT nvmlReturn_t nvmlDeviceGetMemoryInfo_v2(nvmlDevice_t d, nvmlMemory_v2_t *m) {
+    nvmlReturn_t r = device_call("nvmlDeviceGetMemoryInfo_v2", d);
+    if (r) return r;
+    if (!m) return NVML_ERROR_INVALID_ARGUMENT;
+    if (m->version != NVML_STRUCT_VERSION(sizeof(nvmlMemory_v2_t), 2)) return NVML_ERROR_ARGUMENT_VERSION_MISMATCH;
+    m->reserved = 512ULL << 20;
+    m->total = d->memory_total;
+    m->used = 0;
+    m->free = d->memory_total - m->reserved;
+    return NVML_SUCCESS;
+}
+#endif
+
+#ifndef OMIT_nvmlDeviceGetTotalEccErrors
+EXPORT nvmlReturn_t nvmlDeviceGetTotalEccErrors(nvmlDevice_t d, unsigned int errorType, unsigned int counterType,
+                                                unsigned long long *count) {
+    nvmlReturn_t r = device_call("nvmlDeviceGetTotalEccErrors", d);
+    if (r) return r;
+    if (!count || errorType > 1 || counterType > 1) return NVML_ERROR_INVALID_ARGUMENT;
+    /* Only volatile uncorrected errors are modelled; the others are zero. */
+    *count = (errorType == 1 && counterType == 0) ? d->ecc_uncorrected : 0;
+    return NVML_SUCCESS;
+}
+#endif
+
+#ifndef OMIT_nvmlDeviceGetRetiredPagesPendingStatus
+EXPORT nvmlReturn_t nvmlDeviceGetRetiredPagesPendingStatus(nvmlDevice_t d, unsigned int *isPending) {
+    nvmlReturn_t r = device_call("nvmlDeviceGetRetiredPagesPendingStatus", d);
+    if (r) return r;
+    if (!isPending) return NVML_ERROR_INVALID_ARGUMENT;
+    *isPending = d->retired_pending ? 1 : 0;
+    return NVML_SUCCESS;
+}
+#endif
+
+#ifndef OMIT_nvmlDeviceGetRemappedRows
+EXPORT nvmlReturn_t nvmlDeviceGetRemappedRows(nvmlDevice_t d, unsigned int *corrRows, unsigned int *uncRows,
+                                              unsigned int *isPending, unsigned int *failureOccurred) {
+    nvmlReturn_t r = device_call("nvmlDeviceGetRemappedRows", d);
+    if (r) return r;
+    if (!corrRows || !uncRows || !isPending || !failureOccurred) return NVML_ERROR_INVALID_ARGUMENT;
+    *corrRows = d->remap[0];
+    *uncRows = d->remap[1];
+    *isPending = d->remap[2];
+    *failureOccurred = d->remap[3];
+    return NVML_SUCCESS;
+}
+#endif
+
+#ifndef OMIT_nvmlDeviceGetGpuFabricInfo
+EXPORT nvmlReturn_t nvmlDeviceGetGpuFabricInfo(nvmlDevice_t d, nvmlGpuFabricInfo_t *info) {
+    nvmlReturn_t r = device_call("nvmlDeviceGetGpuFabricInfo", d);
+    if (r) return r;
+    if (!info) return NVML_ERROR_INVALID_ARGUMENT;
+    memset(info, 0, sizeof *info);
+    info->state = d->fabric_state;
+    info->status = d->fabric_status;
+    if (d->fabric_state == 3) {
+        memcpy(info->clusterUuid, "fake-nvml-clustr", 16);
+        info->cliqueId = 1;
+    }
+    return NVML_SUCCESS;
+}
+#endif
