@@ -34,6 +34,8 @@ impl Server {
         ] {
             cmd.env_remove(k);
         }
+        // The p5 tree's GPUs, through the fake NVML (trees carry no driver library).
+        cmd.env("NODEPREP_NVML_LIB", nodeprep_fixtures::fake_nvml(&[])).env_remove("FAKE_NVML_CONFIG");
         cmd.envs(env.iter().copied()).stdout(Stdio::piped()).stderr(Stdio::null());
         let mut child = cmd.spawn().unwrap();
         let mut line = String::new();

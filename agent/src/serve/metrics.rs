@@ -118,7 +118,9 @@ impl Metrics {
                     self.gpus.set(count("gpus").unwrap_or(0));
                     for x in c.found.get("xid_errors").and_then(|v| v.as_array()).into_iter().flatten() {
                         if let Some(xid) = x.get("xid").and_then(serde_json::Value::as_u64) {
-                            self.xids.get_or_create(&XidLabels { xid: xid.to_string() }).inc();
+                            // One entry per (XID, GPU) with how often it was logged.
+                            let n = x.get("count").and_then(serde_json::Value::as_i64).unwrap_or(1);
+                            self.xids.get_or_create(&XidLabels { xid: xid.to_string() }).inc_by(n);
                         }
                     }
                 }
@@ -145,7 +147,7 @@ mod tests {
         let efa = CheckResult::new("efa", Status::Fail, "31 of 32").required(true).found("devices", 31);
         let nv = CheckResult::new("nvidia", Status::Fail, "xid").required(true).found("gpus", 7).found(
             "xid_errors",
-            serde_json::json!([{"xid": 79, "pci": "0000:53:00.0", "message": "x"}, {"xid": 79, "pci": "0000:64:00.0", "message": "y"}, {"xid": 13, "pci": "0000:53:00.0", "message": "z"}]),
+            serde_json::json!([{"xid": 79, "pci": "0000:53:00.0", "message": "x", "count": 3}, {"xid": 79, "pci": "0000:64:00.0", "message": "y", "count": 1}, {"xid": 13, "pci": "0000:53:00.0", "message": "z"}]),
         );
         let report = Report::new(Some("p5.48xlarge".into()), None, vec![efa, nv], 12);
         let m = Metrics::new();
@@ -158,7 +160,7 @@ mod tests {
             "nodeprep_check_required{check=\"efa\"} 1",
             "nodeprep_efa_devices_up 31",
             "nodeprep_gpus_healthy 7",
-            "nodeprep_xid_errors{xid=\"79\"} 2",
+            "nodeprep_xid_errors{xid=\"79\"} 4",
             "nodeprep_xid_errors{xid=\"13\"} 1",
             "nodeprep_check_runs_total 1",
             "nodeprep_status_file_write_errors_total 1",
