@@ -197,15 +197,6 @@ pub fn parse_systemd_limit(v: &str) -> Option<Limit> {
     num.trim().parse::<u64>().ok().and_then(|n| n.checked_mul(mult)).map(Limit::Bytes)
 }
 
-/// Detects EFA devices (vendor 0x1d0f, device 0xefa0–0xefa4) under `sys/class/infiniband`.
-pub fn efa_present(host: &Host) -> bool {
-    host.list_dir_opt("/sys/class/infiniband").unwrap_or_default().iter().any(|d| {
-        let vendor = host.read_attr(format!("/sys/class/infiniband/{d}/device/vendor")).unwrap_or_default();
-        let device = host.read_attr(format!("/sys/class/infiniband/{d}/device/device")).unwrap_or_default();
-        vendor == "0x1d0f" && matches!(device.as_str(), "0xefa0" | "0xefa1" | "0xefa2" | "0xefa3" | "0xefa4")
-    })
-}
-
 /// Start time of a process: boot time (`btime` in /proc/stat) plus field 22 of /proc/<pid>/stat in
 /// clock ticks (USER_HZ, 100 on every Linux architecture EC2 runs).
 fn process_start(host: &Host, pid: u32) -> Option<SystemTime> {
@@ -330,7 +321,7 @@ pub fn observe(host: &Host) -> Snapshot {
         unit_stack,
         dropin,
         limits_d,
-        efa_present: efa_present(host),
+        efa_present: super::efa::present(host),
         systemd_running: host.exists("/run/systemd/system"),
         errors,
     }
@@ -368,7 +359,7 @@ impl Check for Limits {
     }
 
     fn required(&self, ctx: &Context) -> bool {
-        Limits::is_required(ctx, efa_present(&ctx.host))
+        Limits::is_required(ctx, super::efa::present(&ctx.host))
     }
 
     fn run(&self, ctx: &Context) -> CheckResult {

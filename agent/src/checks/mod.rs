@@ -5,6 +5,7 @@
 //! stalling the report, and a check that panics is reported as a failure naming the bug.
 
 pub mod device_plugins;
+pub mod efa;
 pub mod instance;
 pub mod limits;
 pub mod nvidia;
@@ -43,13 +44,14 @@ pub trait Check: Send + Sync {
 
 /// Every check name nodeprep knows, in report order, and whether it is built in this version.
 pub const ALL: &[(&str, bool)] =
-    &[("instance", true), ("limits", true), ("efa", false), ("nvidia", true), ("storage", false), ("device-plugins", true)];
+    &[("instance", true), ("limits", true), ("efa", true), ("nvidia", true), ("storage", false), ("device-plugins", true)];
 
 fn build(name: &str) -> Option<Arc<dyn Check>> {
     match name {
         "instance" => Some(Arc::new(instance::Instance)),
         "device-plugins" => Some(Arc::new(device_plugins::DevicePlugins)),
         "limits" => Some(Arc::new(limits::Limits)),
+        "efa" => Some(Arc::new(efa::Efa)),
         "nvidia" => Some(Arc::new(nvidia::Nvidia)),
         _ => None,
     }
