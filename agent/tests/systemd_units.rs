@@ -40,7 +40,12 @@ fn units_verify() {
 #[test]
 fn boot_runs_once_before_containerd_and_kubelet_without_blocking_them() {
     let u = unit("nodeprep-boot.service");
-    for line in ["Type=oneshot", "RemainAfterExit=yes", "ExecStart=/usr/bin/nodeprep boot", "Before=containerd.service kubelet.service nodeadm-run.service"] {
+    for line in [
+        "Type=oneshot",
+        "RemainAfterExit=yes",
+        "ExecStart=/usr/bin/nodeprep boot",
+        "Before=containerd.service kubelet.service nodeadm-run.service",
+    ] {
         assert!(u.lines().any(|l| l == line), "{line} missing:\n{u}");
     }
     assert!(!u.lines().any(|l| l.starts_with("RequiredBy=")), "must not block containerd unless configured");
