@@ -143,8 +143,10 @@ pub fn observe(host: &Host) -> Snapshot {
 }
 
 /// True when the node has at least one EFA device (used by `limits.apply = "auto"`).
+/// Only the PCI IDs are read, and it stops at the first EFA device: `observe` would also read
+/// every port and uverbs attribute.
 pub fn present(host: &Host) -> bool {
-    !observe(host).devices.is_empty()
+    host.list_dir_opt(CLASS).unwrap_or_default().iter().any(|name| matches!(is_efa(host, name), Ok(Some(_))))
 }
 
 const REMEDY_MISSING: &str = "make the launch template / EC2NodeClass request every EFA interface (one per network card, interfaceType efa), make sure the EFA driver is installed (aws-efa-installer) and loaded (`modprobe efa`), then relaunch the instance";
