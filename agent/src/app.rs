@@ -96,15 +96,16 @@ fn dispatch(cli: &Cli) -> Result<i32, UsageError> {
     }
 }
 
-/// `boot`: apply limits (and, once built, instance storage), then check and write the status file.
+/// `boot`: apply limits and instance storage, then check and write the status file.
 fn boot(g: &Global, dry_run: bool) -> Result<i32, UsageError> {
     let started = Instant::now();
     let cfg = load_config(g)?;
     let host = Host::new(&g.root);
-    let snap = crate::checks::limits::observe(&host);
-    let plan = crate::apply::limits::plan(&snap, &cfg.limits, host.is_live());
-    let storage_note =
-        format!("storage: skip: instance storage is not built in nodeprep {} yet; disks left untouched", env!("CARGO_PKG_VERSION"));
+    let limits = crate::apply::limits::plan(&crate::checks::limits::observe(&host), &cfg.limits, host.is_live());
+    let t0 = Instant::now();
+    let storage_snap = crate::checks::storage::observe(&host, &cfg.storage, true);
+    tracing::debug!(disks = storage_snap.disks.len(), elapsed_ms = t0.elapsed().as_millis() as u64, "storage observed");
+    let storage = crate::apply::storage::plan(&storage_snap, &cfg.storage);
     // Text goes to stdout; with --output json, stdout carries only the report.
     let say = |line: &str| match g.output {
         Output::Text => println!("{line}"),
@@ -112,22 +113,27 @@ fn boot(g: &Global, dry_run: bool) -> Result<i32, UsageError> {
     };
     if dry_run {
         say(&format!("nodeprep boot --dry-run: nothing is changed (root {})", g.root.display()));
-        say(plan.render().trim_end());
-        say(&storage_note);
-        return Ok(EXIT_READY);
+        say(limits.render().trim_end());
+        say(storage.render().trim_end());
+        return Ok(if storage.refuses() { EXIT_NOT_READY } else { EXIT_READY });
     }
-    tracing::info!(root = %g.root.display(), "boot: applying limits");
-    let outcomes = crate::apply::execute(&host, &plan);
     let mut failed = false;
-    for o in &outcomes {
-        let (kind, text) = o.text();
-        failed |= matches!(o, crate::apply::Outcome::Failed(_));
-        say(&format!("{}: {kind}: {text}", plan.capability));
+    for plan in [&limits, &storage] {
+        tracing::info!(root = %g.root.display(), capability = plan.capability, actions = plan.actions.len(), "boot: applying");
+        let t0 = Instant::now();
+        let outcomes = crate::apply::execute(&host, plan);
+        let mut changed = false;
+        for o in &outcomes {
+            let (kind, text) = o.text();
+            failed |= matches!(o, crate::apply::Outcome::Failed(_));
+            changed |= matches!(o, crate::apply::Outcome::Done(_) | crate::apply::Outcome::Failed(_));
+            say(&format!("{}: {kind}: {text}", plan.capability));
+        }
+        if !changed && !plan.skips() {
+            say(&format!("{}: up to date", plan.capability));
+        }
+        tracing::info!(capability = plan.capability, elapsed_ms = t0.elapsed().as_millis() as u64, "boot: applied");
     }
-    if outcomes.is_empty() {
-        say(&format!("{}: up to date", plan.capability));
-    }
-    say(&storage_note);
     let selected = checks::select(&[]).map_err(|e| UsageError::Other(e.to_string()))?;
     let report = run_checks(g, cfg, &selected, true);
     if let Err(e) = write_status(&host, &report) {
@@ -184,7 +190,7 @@ pub fn check_context(ctx: &Arc<Context>, selected: &[Arc<dyn checks::Check>], at
         );
         results.push(skip.required(c.required(ctx)));
     }
-    let order = |name: &str| checks::ALL.iter().position(|(n, _)| *n == name).unwrap_or(usize::MAX);
+    let order = |name: &str| checks::ALL.iter().position(|n| *n == name).unwrap_or(usize::MAX);
     results.sort_by_key(|r| order(&r.name));
     let identity_json = serde_json::to_value(&ctx.identity).ok();
     let report = Report::new(ctx.identity.instance_type.clone(), identity_json, results, started.elapsed().as_millis() as u64);

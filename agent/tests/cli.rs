@@ -173,11 +173,19 @@ fn usage_errors_exit_2() {
 }
 
 #[test]
-fn unbuilt_checks_say_so_and_exit_2() {
-    let o = nodeprep(&example(), &["check", "--only", "storage"]);
+fn only_runs_the_named_checks_and_rejects_unknown_ones() {
+    let o = nodeprep(&example(), &["check", "--only", "storage,efa"]);
+    assert_eq!(o.status.code(), Some(0), "{}", stdout(&o));
+    let out = stdout(&o);
+    assert!(out.contains("pass    efa") && out.contains("pass    storage") && !out.contains("nvidia"), "{out}");
+    let o = nodeprep(&example(), &["check", "--only", "raid"]);
     assert_eq!(o.status.code(), Some(2));
-    assert!(stderr(&o).contains("check `storage` is not built in nodeprep"), "{}", stderr(&o));
-    assert!(stdout(&o).is_empty(), "no fake output");
+    assert!(
+        stderr(&o).contains("unknown check `raid`; known checks: instance, limits, efa, nvidia, storage, device-plugins"),
+        "{}",
+        stderr(&o)
+    );
+    assert!(stdout(&o).is_empty(), "no report for a usage error");
 }
 
 #[test]

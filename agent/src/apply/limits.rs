@@ -136,8 +136,12 @@ pub fn plan(snap: &Snapshot, cfg: &LimitsConfig, live: bool) -> Plan {
         }
     }
     if dropin_changes {
-        let reload =
-            || Action::Run { program: "systemctl".into(), args: vec!["daemon-reload".into()], why: "load the containerd drop-in".into() };
+        let reload = || Action::Run {
+            program: "systemctl".into(),
+            args: vec!["daemon-reload".into()],
+            why: "load the containerd drop-in".into(),
+            timeout_s: 60,
+        };
         match (live, snap.systemd_running) {
             (true, true) => actions.push(reload()),
             (false, _) => actions.push(Action::Skip { what: "systemctl daemon-reload".into(), why: "--root is not /".into() }),

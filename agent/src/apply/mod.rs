@@ -7,6 +7,7 @@
 //! and every command.
 
 pub mod limits;
+pub mod storage;
 
 use std::fmt::Write as _;
 use std::io::Write as _;
@@ -21,12 +22,26 @@ use crate::host::{cmd, Host};
 pub enum Action {
     /// Replace a file (host path) with `content`. `old` is its current content (None: absent).
     WriteFile { path: PathBuf, content: String, old: Option<String>, mode: u32, why: String },
-    /// Run a host command (skipped under a root other than /).
-    Run { program: String, args: Vec<String>, why: String },
+    /// Run a host command (skipped under a root other than /) with a deadline.
+    Run { program: String, args: Vec<String>, why: String, timeout_s: u64 },
+    /// Create a directory (and its parents) with mode 0755 if missing.
+    MakeDir { path: String, why: String },
+    /// mount(2) a filesystem.
+    Mount { source: String, target: String, fstype: String, options: Vec<String>, why: String },
+    /// Prove a fresh mount is the filesystem we expect and is writable before anything uses it.
+    VerifyMount { path: String, fstype: String },
+    /// Give a bind target its directory on the instance store: keep one from an earlier boot, else copy
+    /// the target's current content (through a staging directory, renamed into place when complete).
+    PrepareBindSource { target: String, source: String, staging: String },
+    /// Bind-mount `source` onto `target`.
+    Bind { source: String, target: String },
     /// Something a person must know or do; nodeprep does not do it itself.
     Notice { message: String },
     /// A part of the plan that is not done, and why.
     Skip { what: String, why: String },
+    /// nodeprep will not do this part: doing it could destroy data or hide live state. Executing it
+    /// fails (exit 1) and stops the plan.
+    Refuse { message: String },
 }
 
 /// What one capability will do.
@@ -62,6 +77,16 @@ impl Plan {
         self.actions.iter().all(|a| matches!(a, Action::Notice { .. } | Action::Skip { .. }))
     }
 
+    /// True when the plan skips its whole job (disabled, nothing to do it on).
+    pub fn skips(&self) -> bool {
+        self.actions.iter().any(|a| matches!(a, Action::Skip { .. }))
+    }
+
+    /// True when the plan refuses part of its job.
+    pub fn refuses(&self) -> bool {
+        self.actions.iter().any(|a| matches!(a, Action::Refuse { .. }))
+    }
+
     /// The dry-run view: every action, files with a unified diff.
     pub fn render(&self) -> String {
         let mut out = String::new();
@@ -78,8 +103,30 @@ impl Plan {
                     let from = if old.is_some() { path.display().to_string() } else { "/dev/null".into() };
                     let _ = write!(out, "{}", diff.unified_diff().context_radius(3).header(&from, &path.display().to_string()));
                 }
-                Action::Run { program, args, why } => {
+                Action::Run { program, args, why, .. } => {
                     let _ = writeln!(out, "{}: would run `{program} {}`: {why}", self.capability, args.join(" "));
+                }
+                Action::MakeDir { path, why } => {
+                    let _ = writeln!(out, "{}: would create directory {path} if missing: {why}", self.capability);
+                }
+                Action::Mount { source, target, fstype, options, why } => {
+                    let _ = writeln!(out, "{}: would mount {source} on {target} ({fstype}, {}): {why}", self.capability, options.join(","));
+                }
+                Action::VerifyMount { path, fstype } => {
+                    let _ = writeln!(out, "{}: would verify {path} is {fstype} and writable before use", self.capability);
+                }
+                Action::PrepareBindSource { target, source, .. } => {
+                    let _ = writeln!(
+                        out,
+                        "{}: would copy {target} to {source} (kept as is if it exists: data from an earlier boot)",
+                        self.capability
+                    );
+                }
+                Action::Bind { source, target } => {
+                    let _ = writeln!(out, "{}: would bind-mount {source} on {target}", self.capability);
+                }
+                Action::Refuse { message } => {
+                    let _ = writeln!(out, "{}: REFUSED: {message}", self.capability);
                 }
                 Action::Notice { message } => {
                     let _ = writeln!(out, "{}: note: {message}", self.capability);
@@ -97,15 +144,16 @@ impl Plan {
 pub fn execute(host: &Host, plan: &Plan) -> Vec<Outcome> {
     let mut outcomes = Vec::new();
     for a in &plan.actions {
+        let started = std::time::Instant::now();
         let outcome = match a {
             Action::WriteFile { path, content, mode, .. } => match write_atomic(host, path, content, *mode, Durability::Durable) {
                 Ok(true) => Outcome::Done(format!("wrote {}", path.display())),
                 Ok(false) => Outcome::Skipped(format!("{} already up to date", path.display())),
                 Err(e) => Outcome::Failed(e),
             },
-            Action::Run { program, args, why } => {
+            Action::Run { program, args, why, timeout_s } => {
                 let args: Vec<&str> = args.iter().map(String::as_str).collect();
-                match cmd::run(host, program, &args, Duration::from_secs(60)) {
+                match cmd::run(host, program, &args, Duration::from_secs(*timeout_s)) {
                     Ok(_) => Outcome::Done(format!("ran `{program} {}` ({why})", args.join(" "))),
                     Err(e @ cmd::CmdError::NotLive { .. }) => Outcome::Skipped(e.to_string()),
                     Err(e) => Outcome::Failed(e.to_string()),
@@ -113,11 +161,18 @@ pub fn execute(host: &Host, plan: &Plan) -> Vec<Outcome> {
             }
             Action::Notice { message } => Outcome::Notice(message.clone()),
             Action::Skip { what, why } => Outcome::Skipped(format!("{what}: {why}")),
+            Action::Refuse { message } => Outcome::Failed(format!("refused: {message}")),
+            Action::MakeDir { .. }
+            | Action::Mount { .. }
+            | Action::VerifyMount { .. }
+            | Action::PrepareBindSource { .. }
+            | Action::Bind { .. } => storage::effect(host, a),
         };
         let (kind, text) = outcome.text();
+        let elapsed_ms = started.elapsed().as_millis() as u64;
         match &outcome {
-            Outcome::Failed(_) => tracing::error!(capability = plan.capability, outcome = kind, "{text}"),
-            _ => tracing::info!(capability = plan.capability, outcome = kind, "{text}"),
+            Outcome::Failed(_) => tracing::error!(capability = plan.capability, outcome = kind, elapsed_ms, "{text}"),
+            _ => tracing::info!(capability = plan.capability, outcome = kind, elapsed_ms, "{text}"),
         }
         let failed = matches!(outcome, Outcome::Failed(_));
         outcomes.push(outcome);
@@ -229,7 +284,7 @@ mod tests {
                     mode: 0o644,
                     why: "test".into(),
                 },
-                Action::Run { program: "systemctl".into(), args: vec!["daemon-reload".into()], why: "reload".into() },
+                Action::Run { program: "systemctl".into(), args: vec!["daemon-reload".into()], why: "reload".into(), timeout_s: 60 },
             ],
         };
         let r = plan.render();

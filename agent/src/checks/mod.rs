@@ -9,6 +9,7 @@ pub mod efa;
 pub mod instance;
 pub mod limits;
 pub mod nvidia;
+pub mod storage;
 
 use std::panic::AssertUnwindSafe;
 use std::sync::{mpsc, Arc};
@@ -42,9 +43,8 @@ pub trait Check: Send + Sync {
     }
 }
 
-/// Every check name nodeprep knows, in report order, and whether it is built in this version.
-pub const ALL: &[(&str, bool)] =
-    &[("instance", true), ("limits", true), ("efa", true), ("nvidia", true), ("storage", false), ("device-plugins", true)];
+/// Every check name nodeprep knows, in report order.
+pub const ALL: &[&str] = &["instance", "limits", "efa", "nvidia", "storage", "device-plugins"];
 
 fn build(name: &str) -> Option<Arc<dyn Check>> {
     match name {
@@ -53,36 +53,23 @@ fn build(name: &str) -> Option<Arc<dyn Check>> {
         "limits" => Some(Arc::new(limits::Limits)),
         "efa" => Some(Arc::new(efa::Efa)),
         "nvidia" => Some(Arc::new(nvidia::Nvidia)),
+        "storage" => Some(Arc::new(storage::Storage)),
         _ => None,
     }
 }
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum SelectError {
-    #[error("unknown check `{0}`; known checks: {known}", known = ALL.iter().map(|c| c.0).collect::<Vec<_>>().join(", "))]
+    #[error("unknown check `{0}`; known checks: {known}", known = ALL.join(", "))]
     Unknown(String),
-    #[error("check `{0}` is not built in nodeprep {version} yet; built: {built}", version = env!("CARGO_PKG_VERSION"), built = built_names().join(", "))]
-    NotBuilt(String),
 }
 
-pub fn built_names() -> Vec<&'static str> {
-    ALL.iter().filter(|c| c.1).map(|c| c.0).collect()
-}
-
-/// The checks to run: all that are built, or those named in `--only` (in report order).
+/// The checks to run: all, or those named in `--only` (in report order).
 pub fn select(only: &[String]) -> Result<Vec<Arc<dyn Check>>, SelectError> {
-    for name in only {
-        match ALL.iter().find(|c| c.0 == name) {
-            None => return Err(SelectError::Unknown(name.clone())),
-            Some((_, false)) => return Err(SelectError::NotBuilt(name.clone())),
-            Some(_) => {}
-        }
+    if let Some(bad) = only.iter().find(|n| !ALL.contains(&n.as_str())) {
+        return Err(SelectError::Unknown(bad.clone()));
     }
-    Ok(ALL
-        .iter()
-        .filter(|(name, built)| *built && (only.is_empty() || only.iter().any(|o| o == name)))
-        .filter_map(|(name, _)| build(name))
-        .collect())
+    Ok(ALL.iter().filter(|name| only.is_empty() || only.iter().any(|o| o == *name)).filter_map(|name| build(name)).collect())
 }
 
 /// Runs the checks in parallel, each under `timeout`, and returns results in the order given.
@@ -210,8 +197,9 @@ mod tests {
     }
 
     #[test]
-    fn selection_names_unknown_and_unbuilt_checks() {
-        assert_eq!(select(&[]).unwrap().iter().map(|c| c.name()).collect::<Vec<_>>(), built_names());
+    fn selection_names_unknown_checks() {
+        assert_eq!(select(&[]).unwrap().iter().map(|c| c.name()).collect::<Vec<_>>(), ALL);
+        assert_eq!(select(&["storage".into(), "efa".into()]).unwrap().iter().map(|c| c.name()).collect::<Vec<_>>(), ["efa", "storage"]);
         assert_eq!(select(&["efa-typo".into()]).err(), Some(SelectError::Unknown("efa-typo".into())));
         let msg = SelectError::Unknown("x".into()).to_string();
         assert!(msg.contains("known checks: instance, limits, efa, nvidia, storage, device-plugins"), "{msg}");

@@ -9,6 +9,7 @@
 
 pub mod cmd;
 pub mod imds;
+pub mod mountinfo;
 
 use std::ffi::OsStr;
 use std::io;
