@@ -6,7 +6,8 @@
 //! remembered between boots: every decision comes from what the disks and the mount table show now.
 //!
 //! Host paths: `sys/block/<dev>/{dev,size,device/model,device/serial,holders/,<part>/partition}`,
-//! `sys/block/md<N>/{dev,slaves/,md/array_state,md/level,md/raid_disks}`, `proc/1/mountinfo`,
+//! `sys/block/md<N>/{dev,slaves/,md/array_state,md/level,md/raid_disks}`, `proc/1/mountinfo`
+//! (`/proc/self/mountinfo` on the live host),
 //! `dev/<dev>` (read only by `boot`), `proc/<pid>/comm` (is containerd or kubelet running?).
 
 pub mod probe;
@@ -168,7 +169,7 @@ fn probe_device(host: &Host, name: &str, size: u64) -> Result<(Content, Option<C
 }
 
 /// Reads one block device's facts from sysfs.
-fn read_disk(host: &Host, name: &str, mounts: &[Mount], probe: bool, errors: &mut Vec<String>) -> Disk {
+fn read_disk(host: &Host, name: &str, cfg: &StorageConfig, mounts: &[Mount], probe: bool, errors: &mut Vec<String>) -> Disk {
     let base = PathBuf::from("/sys/block").join(name);
     let attr = |rel: &str| host.read_attr_opt(base.join(rel)).ok().flatten().unwrap_or_default();
     let size_bytes = attr("size").parse::<u64>().unwrap_or(0).saturating_mul(512);
@@ -179,7 +180,11 @@ fn read_disk(host: &Host, name: &str, mounts: &[Mount], probe: bool, errors: &mu
         entries.into_iter().filter(|e| e.starts_with(name) && host.exists(base.join(e).join("partition"))).collect();
     let part_devnums: Vec<(u32, u32)> =
         partitions.iter().filter_map(|p| parse_devnum(&host.read_attr_opt(base.join(p).join("dev")).ok().flatten()?)).collect();
-    let mounted_at = mounts.iter().find(|m| {
+    // Mounted by us (at the mount point or a bind target) is not "in use by someone else".
+    let ours = |m: &Mount| {
+        m.mount_point == cfg.mount_point.trim_end_matches('/') || cfg.bind.iter().any(|b| b.trim_end_matches('/') == m.mount_point)
+    };
+    let mounted_at = mounts.iter().filter(|m| !ours(m)).find(|m| {
         Some(m.dev) == devnum
             || part_devnums.contains(&m.dev)
             || m.source == format!("/dev/{name}")
@@ -241,10 +246,11 @@ fn read_array(host: &Host, name: &str, probe: bool, errors: &mut Vec<String>) ->
 /// (`boot` does; the periodic check does not touch the disks).
 pub fn observe(host: &Host, cfg: &StorageConfig, probe: bool) -> Snapshot {
     let mut snap = Snapshot { explicit: !cfg.devices.is_empty(), ..Snapshot::default() };
-    match host.read_string("/proc/1/mountinfo") {
+    let table = mountinfo_path(host);
+    match host.read_string(table) {
         Ok(text) => match mountinfo::parse(&text) {
             Ok(m) => snap.mounts = m,
-            Err(e) => snap.errors.push(format!("{}: {e}", host.path("/proc/1/mountinfo").display())),
+            Err(e) => snap.errors.push(format!("{}: {e}", host.path(table).display())),
         },
         Err(e) => snap.errors.push(e.to_string()),
     }
@@ -274,13 +280,13 @@ pub fn observe(host: &Host, cfg: &StorageConfig, probe: bool) -> Snapshot {
                 ));
                 continue;
             }
-            snap.disks.push(read_disk(host, &name, &mounts, probe, &mut errors));
+            snap.disks.push(read_disk(host, &name, cfg, &mounts, probe, &mut errors));
         }
     } else {
         for name in block.iter().filter(|n| is_nvme_namespace(n)) {
             let model = host.read_attr_opt(format!("/sys/block/{name}/device/model")).ok().flatten().unwrap_or_default();
             if model == INSTANCE_STORE_MODEL {
-                snap.disks.push(read_disk(host, name, &mounts, probe, &mut errors));
+                snap.disks.push(read_disk(host, name, cfg, &mounts, probe, &mut errors));
             }
         }
         // Keyed by serial: the same disks give the same order, whatever names the kernel gave them.
@@ -305,6 +311,17 @@ pub fn observe(host: &Host, cfg: &StorageConfig, probe: bool) -> Snapshot {
     }
     snap.errors.extend(errors);
     snap
+}
+
+/// The mount table to read: on the live host our own (`/proc/self/mountinfo`: the namespace our
+/// mounts go into, the host's under systemd); under another root, its init's (`proc/1/mountinfo`: a
+/// fixture tree, or the host seen from a DaemonSet).
+pub fn mountinfo_path(host: &Host) -> &'static str {
+    if host.is_live() {
+        "/proc/self/mountinfo"
+    } else {
+        "/proc/1/mountinfo"
+    }
 }
 
 /// Whether storage is wanted on this node: `never`, `always`, or `auto` = when instance-store disks
@@ -470,9 +487,9 @@ pub fn evaluate(host: &Host, snap: &Snapshot, cfg: &StorageConfig, expected: Opt
     if let Some((total, avail)) = cap {
         result_found.push(("usable_bytes", serde_json::json!(total)));
         result_found.push(("available_bytes", serde_json::json!(avail)));
-        // Filesystem overhead on xfs is 1–2 %; much less than the disks means the array does not span
-        // them all, and kubelet would advertise less (or, on a stale array, more) than exists.
-        if total < raw / 10 * 9 {
+        // xfs keeps 1–2 % of a large filesystem (its log is at most 2 GiB); much less than the disks
+        // means the filesystem does not span them all (an old, smaller array or partition).
+        if raw.saturating_sub(total) > (raw / 10).max(1 << 30) {
             warnings.push(format!("{} usable of {} raw", human(total), human(raw)));
         }
     }
