@@ -300,7 +300,8 @@ pub fn observe(host: &Host, cfg: &StorageConfig, probe: bool) -> Snapshot {
             snap.arrays.push(read_array(host, &md, probe, &mut errors));
         }
     }
-    if let Ok(procs) = host.list_dir_opt("/proc") {
+    // Only boot binds; the periodic check does not walk every process.
+    if let Ok(procs) = host.list_dir_opt("/proc").map(|p| if probe { p } else { Vec::new() }) {
         for pid in procs.iter().filter_map(|p| p.parse::<u32>().ok()) {
             if let Ok(Some(comm)) = host.read_attr_opt(format!("/proc/{pid}/comm")) {
                 if USERS.contains(&comm.as_str()) {

@@ -84,8 +84,32 @@ impl Host {
     }
 
     /// Reads a sysfs-style attribute: the file's content with surrounding whitespace trimmed.
+    ///
+    /// Attributes are small and sysfs returns one whole in the first read, so a short first read is
+    /// the end of the file (as it is for a regular file in a fixture tree): open, read, close — no
+    /// `stat` for a size hint and no second read for end-of-file. Checks read hundreds of these.
     pub fn read_attr(&self, host_path: impl AsRef<Path>) -> HostResult<String> {
-        self.read_string(host_path).map(|s| s.trim().to_string())
+        use std::io::Read;
+        let path = self.path(host_path);
+        let err = |source| HostError { op: "reading", path: path.clone(), source };
+        let mut f = std::fs::File::open(&path).map_err(err)?;
+        let mut buf = vec![0u8; 4096];
+        let mut len = 0;
+        loop {
+            match f.read(&mut buf[len..]) {
+                Ok(0) => break,
+                Ok(n) => {
+                    len += n;
+                    if len < buf.len() {
+                        break;
+                    }
+                    buf.resize(buf.len() * 2, 0);
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(err(e)),
+            }
+        }
+        Ok(String::from_utf8_lossy(&buf[..len]).trim().to_string())
     }
 
     /// Like [`Host::read_attr`], but a missing file is `Ok(None)`; other errors are still errors.
