@@ -99,11 +99,16 @@ fn dispatch(cli: &Cli) -> Result<i32, UsageError> {
 /// `boot`: apply limits and instance storage, then check and write the status file.
 fn boot(g: &Global, dry_run: bool) -> Result<i32, UsageError> {
     let started = Instant::now();
-    let cfg = load_config(g)?;
-    let host = Host::new(&g.root);
-    let limits = crate::apply::limits::plan(&crate::checks::limits::observe(&host), &cfg.limits, host.is_live());
+    let ctx = prepare(g, load_config(g)?);
+    let (host, cfg) = (&ctx.host, &ctx.config);
+    let limits = crate::apply::limits::plan(&crate::checks::limits::observe(host), &cfg.limits, host.is_live());
     let t0 = Instant::now();
-    let storage_snap = crate::checks::storage::observe(&host, &cfg.storage, true);
+    let want =
+        if cfg.storage.devices.is_empty() { ctx.expected.instance_store_disks.unwrap_or(0) as usize } else { cfg.storage.devices.len() };
+    if cfg.storage.enabled != crate::config::Mode::Never && !dry_run {
+        crate::checks::storage::wait_for_disks(host, &cfg.storage, want);
+    }
+    let storage_snap = crate::checks::storage::observe(host, &cfg.storage, true);
     tracing::debug!(disks = storage_snap.disks.len(), elapsed_ms = t0.elapsed().as_millis() as u64, "storage observed");
     let storage = crate::apply::storage::plan(&storage_snap, &cfg.storage);
     // Text goes to stdout; with --output json, stdout carries only the report.
@@ -121,7 +126,7 @@ fn boot(g: &Global, dry_run: bool) -> Result<i32, UsageError> {
     for plan in [&limits, &storage] {
         tracing::info!(root = %g.root.display(), capability = plan.capability, actions = plan.actions.len(), "boot: applying");
         let t0 = Instant::now();
-        let outcomes = crate::apply::execute(&host, plan);
+        let outcomes = crate::apply::execute(host, plan);
         let mut changed = false;
         for o in &outcomes {
             let (kind, text) = o.text();
@@ -135,8 +140,8 @@ fn boot(g: &Global, dry_run: bool) -> Result<i32, UsageError> {
         tracing::info!(capability = plan.capability, elapsed_ms = t0.elapsed().as_millis() as u64, "boot: applied");
     }
     let selected = checks::select(&[]).map_err(|e| UsageError::Other(e.to_string()))?;
-    let report = run_checks(g, cfg, &selected, true);
-    if let Err(e) = write_status(&host, &report) {
+    let report = check_context(&ctx, &selected, true);
+    if let Err(e) = write_status(host, &report) {
         tracing::error!(error = %e, "status file not written");
         say(&format!("status: FAIL: {e}"));
         failed = true;

@@ -153,6 +153,7 @@ pub struct StorageConfig {
     pub devices: Vec<String>,
     pub mount_point: String,
     pub bind: Vec<String>,
+    pub wait_seconds: u64,
 }
 
 impl Default for StorageConfig {
@@ -162,6 +163,7 @@ impl Default for StorageConfig {
             devices: Vec::new(),
             mount_point: "/mnt/nodeprep".into(),
             bind: ["/var/lib/containerd", "/var/lib/kubelet", "/var/log/pods", "/var/lib/soci-snapshotter-grpc"].map(String::from).to_vec(),
+            wait_seconds: 30,
         }
     }
 }
@@ -252,6 +254,10 @@ pub const KEYS: &[KeyDoc] = &[
     KeyDoc { key: "storage.devices", doc: "Explicit block devices (/dev/...) to use instead of discovery." },
     KeyDoc { key: "storage.mount_point", doc: "Where the instance-store filesystem is mounted (absolute host path)." },
     KeyDoc { key: "storage.bind", doc: "Host directories bind-mounted onto the instance store, parent first." },
+    KeyDoc {
+        key: "storage.wait_seconds",
+        doc: "How long boot waits for every expected instance-store disk to appear (NVMe enumeration can lag at boot).",
+    },
     KeyDoc { key: "serve.listen", doc: "Address of the health endpoints (/livez, /readyz, /status, /metrics)." },
     KeyDoc { key: "serve.interval_seconds", doc: "Seconds between check runs in `serve` (1..86400)." },
     KeyDoc { key: "kubernetes.enabled", doc: "Set node conditions and remove the startup taint from `serve`." },
@@ -481,6 +487,9 @@ fn validate(c: &Config) -> Result<(), Invalid> {
             return bad("storage.bind", format!("\"{b}\" is listed twice"));
         }
         seen.push(b);
+    }
+    if c.storage.wait_seconds > 600 {
+        return bad("storage.wait_seconds", format!("{} is out of range 0..600", c.storage.wait_seconds));
     }
     if c.serve.listen.parse::<SocketAddr>().is_err() {
         return bad("serve.listen", format!("\"{}\" is not an address:port (e.g. \"{DEFAULT_LISTEN}\")", c.serve.listen));

@@ -131,6 +131,19 @@ fn our_array_after_a_reboot_is_assembled_not_recreated() {
     let (_, lines) = dry_run(dir.path());
     assert!(lines[1].contains("would run `mkfs.xfs -f -K -L nodeprep /dev/md127`"), "{lines:#?}");
 
+    // A member has not appeared (or failed): never recreate over the others.
+    let mut missing = spec.clone();
+    missing.disks.retain(|d| d.name != "nvme8n1");
+    let dir2 = tree(&missing);
+    let (code, lines) = dry_run(dir2.path());
+    assert_eq!(code, 1);
+    assert_eq!(
+        lines,
+        ["storage: REFUSED: our array 5e117a2b:903c4d1e:a2076f3d:8b19c455 had 8 disks, only 7 are present; recreating it would \
+          erase their data. If a disk is slow to appear, rerun `nodeprep boot` (or raise storage.wait_seconds); if it failed, \
+          stop and start the instance"]
+    );
+
     // A crash in the middle of `mdadm --create`: only some disks got a superblock. Every disk is ours
     // or blank, so the array is created again from all of them.
     for i in 5..=8 {

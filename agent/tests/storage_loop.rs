@@ -280,6 +280,25 @@ fn a_disk_with_someone_elses_filesystem_is_refused_and_left_untouched() {
     assert_eq!(disk.sha(), sum, "not one byte changed");
 }
 
+#[test]
+fn boot_waits_for_a_listed_disk_then_names_it() {
+    let work = tempfile::tempdir().unwrap();
+    let disk = Loop::new(work.path(), "nvme.img", 64);
+    let node = Node::new(&[&disk.dev, "/dev/nodeprep-never-appears"]);
+    let cfg = std::fs::read_to_string(&node.cfg).unwrap().replace("[storage]\n", "[storage]\nwait_seconds = 2\n");
+    std::fs::write(&node.cfg, cfg).unwrap();
+    let ns = Ns::new();
+    let t0 = Instant::now();
+    let o = ns.cmd(BIN).arg("--config").arg(&node.cfg).arg("boot").env("NODEPREP_LOG", "info").output().unwrap();
+    let waited = t0.elapsed();
+    let out = text(&o);
+    assert_eq!(o.status.code(), Some(1), "{out}");
+    assert!(waited >= Duration::from_secs(2), "gave up after {waited:?} instead of waiting storage.wait_seconds");
+    assert!(out.contains("not every instance-store disk appeared"), "{out}");
+    assert!(out.contains("storage.devices: /dev/nodeprep-never-appears is not a block device on this host"), "{out}");
+    assert!(!ns.mountinfo().contains(&disk.dev), "nothing done with the disk that is there");
+}
+
 /// A tiny deterministic generator: the seed is printed, and `NODEPREP_CRASH_SEED` replays a run.
 struct Lcg(u64);
 impl Lcg {

@@ -160,6 +160,23 @@ pub fn plan(snap: &Snapshot, cfg: &StorageConfig) -> Plan {
                 60,
             ));
         }
+        // A set of our members that is missing disks while fewer disks are present than it had: a
+        // member has not appeared (or failed). Recreating would erase the rest; wait for it instead.
+        if let Some(m) = disks.iter().filter_map(|d| d.md()).find(|m| m.short_name() == NAME && disks.len() < m.raid_disks as usize) {
+            if complete_set(&disks).is_none() {
+                return refuse(
+                    &mut actions,
+                    format!(
+                        "our array {} had {} disks, only {} are present; recreating it would erase their data. \
+                         If a disk is slow to appear, rerun `nodeprep boot` (or raise storage.wait_seconds); \
+                         if it failed, stop and start the instance",
+                        m.uuid_string(),
+                        m.raid_disks,
+                        disks.len()
+                    ),
+                );
+            }
+        }
         let stopped: Vec<String> = snap.arrays.iter().map(|a| a.name.clone()).collect();
         let md = format!("/dev/{}", free_md(snap, &stopped));
         if let Some(set) = complete_set(&disks) {

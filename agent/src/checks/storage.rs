@@ -325,6 +325,31 @@ pub fn mountinfo_path(host: &Host) -> &'static str {
     }
 }
 
+/// Waits (up to `storage.wait_seconds`) until `want` disks are visible: NVMe namespaces can appear
+/// seconds after boot starts, and acting on 7 of 8 disks would build the wrong array. Returns how
+/// many were found.
+pub fn wait_for_disks(host: &Host, cfg: &StorageConfig, want: usize) -> usize {
+    let started = std::time::Instant::now();
+    let deadline = std::time::Duration::from_secs(cfg.wait_seconds);
+    let mut last_log = started;
+    loop {
+        let found = observe(host, cfg, false).disks.len();
+        if found >= want || started.elapsed() >= deadline || !host.is_live() {
+            if found < want {
+                tracing::warn!(found, want, waited_s = started.elapsed().as_secs(), "not every instance-store disk appeared");
+            } else if started.elapsed().as_millis() > 0 {
+                tracing::info!(found, waited_ms = started.elapsed().as_millis() as u64, "instance-store disks present");
+            }
+            return found;
+        }
+        if last_log.elapsed() >= std::time::Duration::from_secs(5) {
+            tracing::info!(found, want, waited_s = started.elapsed().as_secs(), "waiting for instance-store disks to appear");
+            last_log = std::time::Instant::now();
+        }
+        std::thread::sleep(std::time::Duration::from_millis(250));
+    }
+}
+
 /// Whether storage is wanted on this node: `never`, `always`, or `auto` = when instance-store disks
 /// (or configured devices) exist.
 pub fn enabled(cfg: &StorageConfig, snap: &Snapshot) -> bool {
