@@ -12,7 +12,8 @@ command -v hyperfine >/dev/null || {
   apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq hyperfine >/dev/null
 }
 B=${NODEPREP_BIN:-target/release/nodeprep}
-[[ -x $B && -x target/release/nodeprep-fixtures ]] || cargo build --release -q -p nodeprep -p nodeprep-fixtures
+[[ -x $B ]] || cargo build --release -q -p nodeprep
+[[ -x target/release/nodeprep-fixtures ]] || cargo build --release -q -p nodeprep-fixtures
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 target/release/nodeprep-fixtures p5.48xlarge "$work/root"

@@ -24,7 +24,9 @@ if ((${#need[@]})); then
 fi
 NGINX=$(command -v nginx || echo /usr/sbin/nginx)
 
-cargo build --release -q -p nodeprep -p nodeprep-fixtures
+B=${NODEPREP_BIN:-target/release/nodeprep}
+[[ -x $B ]] || cargo build --release -q -p nodeprep
+[[ -x target/release/nodeprep-fixtures ]] || cargo build --release -q -p nodeprep-fixtures
 work=$(mktemp -d)
 cleanup() { kill "${np_pid:-}" "${ng_pid:-}" 2>/dev/null || true; wait 2>/dev/null || true; rm -rf "$work"; }
 trap cleanup EXIT
@@ -34,11 +36,13 @@ target/release/nodeprep-fixtures p5.48xlarge "$work/root"
 mkdir -p "$work/root/etc/nodeprep"
 printf '[serve]\ninterval_seconds = %s\n' "${INTERVAL:-1}" > "$work/root/etc/nodeprep/config.toml"
 
-target/release/nodeprep --root "$work/root" serve --listen 127.0.0.1:0 > "$work/np.out" 2> "$work/np.err" &
+# The tree has no NVIDIA driver: its 8 GPUs are answered by the test suite's fake NVML.
+NODEPREP_NVML_LIB=$(target/release/nodeprep-fixtures fake-nvml) "$B" --root "$work/root" serve --listen 127.0.0.1:0 > "$work/np.out" 2> "$work/np.err" &
 np_pid=$!
 for _ in $(seq 100); do grep -q listening "$work/np.out" 2>/dev/null && break; sleep 0.05; done
 np_addr=$(sed -n 's/.*listening on http:\/\///p' "$work/np.out")
-until curl -fs "http://$np_addr/readyz" >/dev/null; do sleep 0.1; done
+for i in $(seq 100); do curl -fs "http://$np_addr/readyz" >/dev/null && break; sleep 0.1; done
+curl -fs "http://$np_addr/readyz" >/dev/null || { echo "bench: nodeprep is not ready on the bench tree:" >&2; curl -s "http://$np_addr/readyz" >&2; exit 1; }
 
 # nginx: one worker (nodeprep serves from one thread), constant 200 from memory.
 port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
@@ -76,7 +80,7 @@ np_rps=$(median "${np_rps_all[@]}"); ng_rps=$(median "${ng_rps_all[@]}")
 np_p99=$(median "${np_p99_all[@]}"); ng_p99=$(median "${ng_p99_all[@]}")
 rss_load=$(awk '/VmRSS/ {print $2}' /proc/$np_pid/status)
 runs=$(curl -fs "http://$np_addr/metrics" | awk '/^nodeprep_check_runs_total/ {print $2}')
-cp target/release/nodeprep "$work/stripped" && strip "$work/stripped"
+cp "$B" "$work/stripped" && strip "$work/stripped"
 size=$(stat -c %s "$work/stripped")
 
 echo "== /readyz, wrk -t$THREADS -c$CONNECTIONS -d${DURATION}s, median of $ROUNDS interleaved rounds; checks rerun every ${INTERVAL:-1} s ($runs runs during the bench)"
