@@ -307,3 +307,35 @@ fn unprivileged_run_says_it_needs_root() {
     assert_eq!(o.status.code(), Some(1), "{out}");
     assert!(out.contains("Permission denied") && out.contains("nodeprep boot must run as root"), "{out}");
 }
+
+#[test]
+fn the_spec_of_containerds_default_runtime_is_the_one_checked_and_written() {
+    // A GPU AMI whose containerd runs pods with the nvidia runtime and a spec at another path
+    // (kind, kubespray: cri-base.json). The EKS path exists too but is not used by this containerd.
+    let low = base_runtime_spec(&[("RLIMIT_NOFILE", 65536, 65536), ("RLIMIT_MEMLOCK", MIB8, MIB8)]);
+    let dir = unprepared(None, Some(base_runtime_spec(&[("RLIMIT_MEMLOCK", UNLIMITED_RLIMIT, UNLIMITED_RLIMIT)])));
+    std::fs::write(dir.path().join("etc/containerd/cri-base.json"), &low).unwrap();
+    std::fs::write(
+        dir.path().join("etc/containerd/config.toml"),
+        "version = 2\n[plugins.\"io.containerd.grpc.v1.cri\".containerd]\ndefault_runtime_name = \"nvidia\"\n\
+         [plugins.\"io.containerd.grpc.v1.cri\".containerd.runtimes.runc]\nbase_runtime_spec = \"/etc/containerd/base-runtime-spec.json\"\n\
+         [plugins.\"io.containerd.grpc.v1.cri\".containerd.runtimes.nvidia]\nruntime_type = \"io.containerd.runc.v2\"\n\
+         base_runtime_spec = \"/etc/containerd/cri-base.json\"\n",
+    )
+    .unwrap();
+    let (code, c) = limits_check(dir.path());
+    assert_eq!(code, 1, "{c}");
+    assert!(
+        c["summary"].as_str().unwrap().contains("memlock 8 MiB")
+            && c["summary"].as_str().unwrap().contains("/etc/containerd/cri-base.json"),
+        "{c}"
+    );
+    let eks_before = std::fs::read(dir.path().join(SPEC)).unwrap();
+    let o = nodeprep(dir.path(), &["boot"]);
+    assert!(text(&o).contains("wrote /etc/containerd/cri-base.json"), "{}", text(&o));
+    assert_eq!(std::fs::read(dir.path().join(SPEC)).unwrap(), eks_before, "the unused spec is not touched");
+    let (_, c) = limits_check(dir.path());
+    assert_eq!(c["status"], "pass", "{c}");
+    let spec: Value = serde_json::from_str(&std::fs::read_to_string(dir.path().join("etc/containerd/cri-base.json")).unwrap()).unwrap();
+    assert!(spec["process"]["rlimits"].as_array().unwrap().iter().any(|r| r["type"] == "RLIMIT_NOFILE"), "NOFILE kept: {spec}");
+}

@@ -7,7 +7,7 @@
 use serde_json::Value;
 
 use super::{Action, Plan};
-use crate::checks::limits::{Kind, Snapshot, SpecState, BASE_RUNTIME_SPEC, DROPIN, LIMITS_D, RLIM_INFINITY};
+use crate::checks::limits::{Kind, Snapshot, SpecState, DROPIN, LIMITS_D, RLIM_INFINITY};
 use crate::config::{Limit, LimitsConfig, Mode};
 
 fn systemd_value(l: Limit) -> String {
@@ -116,17 +116,17 @@ pub fn plan(snap: &Snapshot, cfg: &LimitsConfig, live: bool) -> Plan {
     match &snap.spec {
         SpecState::Absent => actions.push(Action::Skip {
             what: "base runtime spec".into(),
-            why: format!("{BASE_RUNTIME_SPEC} does not exist; containers get containerd's limits"),
+            why: format!("{} does not exist; containers get containerd's limits", snap.spec_path),
         }),
         SpecState::Invalid { error } => {
-            actions.push(Action::Notice { message: format!("{BASE_RUNTIME_SPEC} left untouched: {error}; fix or remove it") })
+            actions.push(Action::Notice { message: format!("{} left untouched: {error}; fix or remove it", snap.spec_path) })
         }
         SpecState::Valid { text, value, .. } => {
             if let Some(new) = updated_spec(value, cfg) {
                 spec_changes = true;
                 let content = serde_json::to_string_pretty(&new).expect("JSON value serializes") + "\n";
                 actions.push(Action::WriteFile {
-                    path: BASE_RUNTIME_SPEC.into(),
+                    path: snap.spec_path.clone().into(),
                     content,
                     old: Some(text.clone()),
                     mode: 0o644,

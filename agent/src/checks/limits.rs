@@ -17,7 +17,9 @@ use crate::config::{Limit, LimitsConfig, Mode};
 use crate::host::Host;
 use crate::report::{CheckResult, Status};
 
+/// Where EKS AMIs keep containerd's base runtime spec; used when containerd's config names none.
 pub const BASE_RUNTIME_SPEC: &str = "/etc/containerd/base-runtime-spec.json";
+pub const CONTAINERD_CONFIG: &str = "/etc/containerd/config.toml";
 pub const DROPIN: &str = "/etc/systemd/system/containerd.service.d/50-nodeprep-limits.conf";
 pub const LIMITS_D: &str = "/etc/security/limits.d/50-nodeprep.conf";
 /// systemd's DefaultLimitMEMLOCK (8 MiB since v253) and the kernel's default stack soft limit.
@@ -98,6 +100,9 @@ pub type UnitLimit = (Limit, String);
 /// Everything about limits the host shows now.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Snapshot {
+    /// The base runtime spec file of containerd's default runtime (from its config.toml), else
+    /// [`BASE_RUNTIME_SPEC`].
+    pub spec_path: String,
     pub spec: SpecState,
     pub containerd: Option<Containerd>,
     /// `(value, file)` of the last `LimitMEMLOCK=` / `LimitSTACK=` in containerd's unit and drop-ins.
@@ -146,10 +151,10 @@ impl Snapshot {
     /// What a new pod gets for `k`, and where that comes from. `None`: cannot be known.
     pub fn effective(&self, k: Kind) -> (Option<Limit>, String) {
         if let SpecState::Invalid { error } = &self.spec {
-            return (None, format!("unknown: {BASE_RUNTIME_SPEC} is unusable ({error})"));
+            return (None, format!("unknown: {} is unusable ({error})", self.spec_path));
         }
         if let Some(l) = self.spec_limit(k) {
-            return (Some(l), format!("{BASE_RUNTIME_SPEC} process.rlimits"));
+            return (Some(l), format!("{} process.rlimits", self.spec_path));
         }
         if let Some(c) = &self.containerd {
             return match self.containerd_limit(k) {
@@ -281,10 +286,28 @@ fn unit_limits(host: &Host, errors: &mut Vec<String>) -> (Option<UnitLimit>, Opt
     (memlock, stack)
 }
 
+/// The base runtime spec containerd's default runtime uses, from `/etc/containerd/config.toml`:
+/// `default_runtime_name` (on GPU AMIs often `nvidia`), then `runtimes.<name>.base_runtime_spec`,
+/// under the CRI plugin of config version 2 (`io.containerd.grpc.v1.cri`) or 3
+/// (`io.containerd.cri.v1.runtime`). `None` when the config names none (or is unreadable).
+pub fn spec_path_from_config(text: &str) -> Option<String> {
+    let doc: toml::Table = text.parse().ok()?;
+    let plugins = doc.get("plugins")?.as_table()?;
+    ["io.containerd.grpc.v1.cri", "io.containerd.cri.v1.runtime"].iter().find_map(|p| {
+        let ctr = plugins.get(*p)?.get("containerd")?;
+        let default = ctr.get("default_runtime_name").and_then(|v| v.as_str()).unwrap_or("runc");
+        ctr.get("runtimes")?.get(default)?.get("base_runtime_spec")?.as_str().map(str::to_string)
+    })
+}
+
 /// Reads everything about limits the host shows now.
 pub fn observe(host: &Host) -> Snapshot {
     let mut errors = Vec::new();
-    let spec = match host.read_string(BASE_RUNTIME_SPEC) {
+    let spec_path = match host.read_string(CONTAINERD_CONFIG) {
+        Ok(text) => spec_path_from_config(&text).unwrap_or_else(|| BASE_RUNTIME_SPEC.to_string()),
+        Err(_) => BASE_RUNTIME_SPEC.to_string(),
+    };
+    let spec = match host.read_string(&spec_path) {
         Err(e) if e.is_not_found() => SpecState::Absent,
         Err(e) => SpecState::Invalid { error: e.to_string() },
         Ok(text) => match serde_json::from_str::<Value>(&text) {
@@ -294,11 +317,7 @@ pub fn observe(host: &Host) -> Snapshot {
                 _ if !value.is_object() || value.get("process").is_some_and(|p| !p.is_object()) => {
                     SpecState::Invalid { error: "not an OCI runtime spec object".into() }
                 }
-                _ => SpecState::Valid {
-                    text,
-                    value,
-                    modified: std::fs::metadata(host.path(BASE_RUNTIME_SPEC)).and_then(|m| m.modified()).ok(),
-                },
+                _ => SpecState::Valid { text, value, modified: std::fs::metadata(host.path(&spec_path)).and_then(|m| m.modified()).ok() },
             },
         },
     };
@@ -315,6 +334,7 @@ pub fn observe(host: &Host) -> Snapshot {
     let dropin = read_opt(DROPIN);
     let limits_d = read_opt(LIMITS_D);
     Snapshot {
+        spec_path,
         spec,
         containerd,
         unit_memlock,
@@ -398,7 +418,7 @@ impl Check for Limits {
         }
         r.status = if required { Status::Fail } else { Status::Warn };
         r.summary = if short.is_empty() {
-            format!("{BASE_RUNTIME_SPEC} changed after containerd started: new pods still get the spec containerd loaded at start")
+            format!("{} changed after containerd started: new pods still get the spec containerd loaded at start", snap.spec_path)
         } else {
             let wants: Vec<String> = short.iter().map(|&k| format!("{} {}", k.key(), human(k.wanted(cfg)))).collect();
             format!("new pods get {} (from {source}); config wants {}", parts.join(", "), wants.join(", "))
@@ -407,7 +427,7 @@ impl Check for Limits {
             r.summary.push_str("; not required without EFA");
         }
         let remedy = if let SpecState::Invalid { error } = &snap.spec {
-            format!("fix {BASE_RUNTIME_SPEC} ({error}); nodeprep leaves an unusable spec untouched")
+            format!("fix {} ({error}); nodeprep leaves an unusable spec untouched", snap.spec_path)
         } else if restart || stale {
             "restart containerd so it picks up its new limits: `systemctl restart containerd` (running containers keep running; do it before GPU/EFA pods are scheduled)".into()
         } else {
@@ -420,6 +440,19 @@ impl Check for Limits {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_default_runtimes_spec_path_comes_from_containerds_config() {
+        let v2 = "version = 2\n[plugins.\"io.containerd.grpc.v1.cri\".containerd.runtimes.runc]\nbase_runtime_spec = \"/etc/a.json\"\n";
+        assert_eq!(spec_path_from_config(v2).as_deref(), Some("/etc/a.json"), "runc is the default runtime");
+        let v3 = "version = 3\n[plugins.\"io.containerd.cri.v1.runtime\".containerd]\ndefault_runtime_name = \"nvidia\"\n\
+                  [plugins.\"io.containerd.cri.v1.runtime\".containerd.runtimes.nvidia]\nbase_runtime_spec = \"/etc/b.json\"\n";
+        assert_eq!(spec_path_from_config(v3).as_deref(), Some("/etc/b.json"));
+        let other = "[plugins.\"io.containerd.grpc.v1.cri\".containerd]\ndefault_runtime_name = \"nvidia\"\n\
+                     [plugins.\"io.containerd.grpc.v1.cri\".containerd.runtimes.runc]\nbase_runtime_spec = \"/etc/a.json\"\n";
+        assert_eq!(spec_path_from_config(other), None, "the default runtime names no spec");
+        assert_eq!(spec_path_from_config("not toml ["), None);
+    }
 
     #[test]
     fn proc_limits_rows() {
