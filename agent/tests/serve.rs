@@ -213,6 +213,57 @@ fn total(root: &Path) -> usize {
 }
 
 #[test]
+fn slowloris_and_odd_requests_do_not_stop_readyz() {
+    // Checks rerun every second during the attack.
+    let dir = prepared(1);
+    let srv = Server::start(dir.path(), &[]);
+    assert_eq!(srv.wait_for("/readyz", 200).0, 200);
+    // 300 connections held open: half never send a byte, half stop in the middle of a header.
+    let mut held: Vec<TcpStream> = (0..300)
+        .map(|i| {
+            let mut c = TcpStream::connect(&srv.addr).unwrap();
+            if i % 2 == 1 {
+                c.write_all(b"GET /readyz HTTP/1.1\r\nHost: x\r\nX-Slow: ").unwrap();
+            }
+            c
+        })
+        .collect();
+    let mut worst = Duration::ZERO;
+    for _ in 0..20 {
+        let t0 = Instant::now();
+        let (code, _, body) = srv.get("/readyz");
+        worst = worst.max(t0.elapsed());
+        assert_eq!((code, body.as_str()), (200, "ready\n"));
+    }
+    eprintln!("/readyz with 300 idle or half-sent connections held open: slowest of 20 answers {worst:?}");
+    assert!(worst < Duration::from_secs(2), "/readyz waited behind idle connections: {worst:?}");
+    // Odd requests get an answer or a closed connection, never a hang or a crash.
+    assert_eq!(srv.request("GET /readyz\r\n\r\n").0, 400, "HTTP/0.9 request line");
+    let (code, _, _) = srv.request(&format!("GET /{} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n", "a".repeat(16_384)));
+    assert!(code == 414 || code == 431 || code == 0, "oversized request line: {code}");
+    let (code, _, body) = srv.request("GET /readyz HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nConnection: close\r\n\r\nhello");
+    assert_eq!((code, body.as_str()), (200, "ready\n"), "a body on GET is ignored");
+    for m in ["PUT", "DELETE", "PATCH"] {
+        assert_eq!(
+            srv.request(&format!("{m} /readyz HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")).0,
+            405,
+            "{m}"
+        );
+    }
+    // Connections that never finish their header are closed after the header deadline (5 s).
+    std::thread::sleep(Duration::from_secs(6));
+    for c in held.iter_mut().take(20) {
+        c.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+        let mut buf = [0u8; 256];
+        // EOF (or hyper's parting 408): either way the server let go; a timeout means it did not.
+        assert!(c.read(&mut buf).is_ok(), "an idle connection was still open after the header deadline");
+    }
+    drop(held);
+    assert_eq!(srv.get("/livez").0, 200);
+    assert_eq!(srv.terminate(), 0);
+}
+
+#[test]
 fn busy_port_is_a_clear_error() {
     let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = taken.local_addr().unwrap().to_string();
