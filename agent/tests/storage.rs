@@ -229,6 +229,14 @@ fn one_disk_is_formatted_directly_without_mdadm() {
     std::fs::write(dir.path().join("dev/nvme1n1"), xfs_superblock("nodeprep")).unwrap();
     let (_, lines) = dry_run(dir.path());
     assert!(lines[0].contains("would create directory /mnt/nodeprep"), "{lines:#?}");
+    // The one disk present is a member of our 2-disk array: the other has not appeared. Never format it.
+    std::fs::write(dir.path().join("dev/nvme1n1"), md_superblock("nodeprep", [3; 16], 0, 2)).unwrap();
+    let (code, lines) = dry_run(dir.path());
+    assert_eq!(code, 1);
+    assert!(
+        lines[0].starts_with("storage: REFUSED: our array 03030303:03030303:03030303:03030303 had 2 disks, only 1 are present"),
+        "{lines:#?}"
+    );
 }
 
 #[test]

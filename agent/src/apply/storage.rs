@@ -121,22 +121,28 @@ pub fn plan(snap: &Snapshot, cfg: &StorageConfig) -> Plan {
         }
     }
 
+    // A set of our members that is missing disks while fewer disks are present than it had: a
+    // member has not appeared (or failed). Recreating would erase the rest; wait for it instead.
+    if let Some(m) = disks.iter().filter_map(|d| d.md()).find(|m| m.short_name() == NAME && disks.len() < m.raid_disks as usize) {
+        if complete_set(&disks).is_none() {
+            return refuse(
+                &mut actions,
+                format!(
+                    "our array {} had {} disks, only {} are present; recreating it would erase their data. \
+                     If a disk is slow to appear, rerun `nodeprep boot` (or raise storage.wait_seconds); \
+                     if it failed, stop and start the instance",
+                    m.uuid_string(),
+                    m.raid_disks,
+                    disks.len()
+                ),
+            );
+        }
+    }
+
     // 1. The block device to format and mount.
     let (device, devnum, content, fresh) = if disks.len() == 1 && snap.array_of(&disks[0].name).is_none() {
         let d = disks[0];
-        let c = d.content.clone().unwrap_or(Content::Blank);
-        if matches!(c, Content::Md(_)) {
-            // It was in an array of ours; as a single disk it is formatted directly.
-            actions.push(run(
-                "mdadm",
-                &["--zero-superblock", &d.dev()],
-                "the disk held an old array of ours; one disk is used directly",
-                60,
-            ));
-            (d.dev(), d.devnum, Content::Blank, true)
-        } else {
-            (d.dev(), d.devnum, c, false)
-        }
+        (d.dev(), d.devnum, d.content.clone().unwrap_or(Content::Blank), false)
     } else if let Some(a) = disks.iter().find_map(|d| snap.array_of(&d.name)).filter(|a| a.is_running()) {
         let outside: Vec<String> = disks.iter().filter(|d| !a.members.contains(&d.name)).map(|d| d.dev()).collect();
         if !outside.is_empty() {
@@ -159,23 +165,6 @@ pub fn plan(snap: &Snapshot, cfg: &StorageConfig) -> Plan {
                 &format!("{} is {} with {} of {} members", a.dev(), a.state, a.members.len(), a.raid_disks),
                 60,
             ));
-        }
-        // A set of our members that is missing disks while fewer disks are present than it had: a
-        // member has not appeared (or failed). Recreating would erase the rest; wait for it instead.
-        if let Some(m) = disks.iter().filter_map(|d| d.md()).find(|m| m.short_name() == NAME && disks.len() < m.raid_disks as usize) {
-            if complete_set(&disks).is_none() {
-                return refuse(
-                    &mut actions,
-                    format!(
-                        "our array {} had {} disks, only {} are present; recreating it would erase their data. \
-                         If a disk is slow to appear, rerun `nodeprep boot` (or raise storage.wait_seconds); \
-                         if it failed, stop and start the instance",
-                        m.uuid_string(),
-                        m.raid_disks,
-                        disks.len()
-                    ),
-                );
-            }
         }
         let stopped: Vec<String> = snap.arrays.iter().map(|a| a.name.clone()).collect();
         let md = format!("/dev/{}", free_md(snap, &stopped));
