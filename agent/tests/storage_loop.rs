@@ -219,6 +219,8 @@ fn one_disk_is_formatted_mounted_bound_and_survives_reruns_and_reboots() {
     );
     assert_prepared(&ns, &node, &disk.dev);
     assert_eq!(containerd_view(&ns, &node), before, "content, modes, owners and links kept through copy and bind");
+    let staging = node.path("mnt/nodeprep/.nodeprep-staging");
+    assert!(!ns.cmd("test").arg("-e").arg(&staging).status().unwrap().success(), "staging directory left behind");
 
     // Rerun on the prepared node: nothing happens.
     let o = ns.nodeprep(&node.cfg, &["boot"]);

@@ -418,6 +418,14 @@ fn prepare_bind_source(host: &Host, target: &str, source: &str, staging: &str) -
     };
     mkdirs(&parent(source))?;
     std::fs::rename(staging, source).map_err(|e| format!("renaming {staging} to {source}: {e}"))?;
+    // Tidy the staging tree's now-empty parents (remove_dir only removes empty directories).
+    let mut dir = Path::new(staging).parent();
+    while let Some(d) = dir.filter(|d| d.to_string_lossy().contains("/.nodeprep-staging")) {
+        if std::fs::remove_dir(d).is_err() {
+            break;
+        }
+        dir = d.parent();
+    }
     if let Ok(d) = std::fs::File::open(parent(source)) {
         let _ = d.sync_all();
     }

@@ -12,7 +12,6 @@
 
 pub mod probe;
 
-use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
 use self::probe::{Content, MdMember, Sample};
@@ -132,35 +131,17 @@ fn is_nvme_namespace(name: &str) -> bool {
     !ctrl.is_empty() && !ns.is_empty() && ctrl.bytes().all(|c| c.is_ascii_digit()) && ns.bytes().all(|c| c.is_ascii_digit())
 }
 
-/// Reads `len` bytes at `off`, fewer at end of file (a fixture file is shorter than the disk).
-fn read_at(f: &std::fs::File, off: u64, len: usize) -> std::io::Result<Vec<u8>> {
-    let mut buf = vec![0u8; len];
-    let mut got = 0;
-    while got < len {
-        match f.read_at(&mut buf[got..], off + got as u64) {
-            Ok(0) => break,
-            Ok(n) => got += n,
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
-        }
-    }
-    buf.truncate(got);
-    Ok(buf)
-}
-
 /// What the device carries, and for a first md member what the array's data starts with.
 fn probe_device(host: &Host, name: &str, size: u64) -> Result<(Content, Option<Content>), String> {
-    let path = host.path(format!("/dev/{name}"));
-    let f = std::fs::File::open(&path).map_err(|e| format!("opening {} to look for signatures: {e}", path.display()))?;
-    let err = |e: std::io::Error| format!("reading {}: {e}", path.display());
-    let head = read_at(&f, 0, probe::HEAD_BYTES).map_err(err)?;
-    let tail_start = size.saturating_sub(probe::TAIL_BYTES as u64);
-    let tail = read_at(&f, tail_start, probe::TAIL_BYTES).map_err(err)?;
+    let dev = format!("/dev/{name}");
+    let read = |off, len| host.read_range(&dev, off, len).map_err(|e| format!("{e} (looking for signatures)"));
+    let head = read(0, probe::HEAD_BYTES)?;
+    let tail = read(size.saturating_sub(probe::TAIL_BYTES as u64), probe::TAIL_BYTES)?;
     let content = probe::probe(&Sample { head: &head, tail: &tail, size });
     let array_content = match &content {
         Content::Md(m) if m.role == Some(0) && m.data_offset > 0 => {
             let off = m.data_offset.saturating_mul(512);
-            let data = read_at(&f, off, probe::HEAD_BYTES).map_err(err)?;
+            let data = read(off, probe::HEAD_BYTES)?;
             Some(probe::probe(&Sample { head: &data, tail: &[], size: size.saturating_sub(off) }))
         }
         _ => None,

@@ -112,6 +112,27 @@ impl Host {
         Ok(String::from_utf8_lossy(&buf[..len]).trim().to_string())
     }
 
+    /// Up to `len` bytes at byte `offset` of a file or block device (`/dev/nvme1n1`); fewer at its
+    /// end (a fixture file stands for a much larger disk: what it lacks reads as nothing).
+    pub fn read_range(&self, host_path: impl AsRef<Path>, offset: u64, len: usize) -> HostResult<Vec<u8>> {
+        use std::os::unix::fs::FileExt;
+        let path = self.path(host_path);
+        let err = |source| HostError { op: "reading", path: path.clone(), source };
+        let f = std::fs::File::open(&path).map_err(err)?;
+        let mut buf = vec![0u8; len];
+        let mut got = 0;
+        while got < len {
+            match f.read_at(&mut buf[got..], offset + got as u64) {
+                Ok(0) => break,
+                Ok(n) => got += n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(err(e)),
+            }
+        }
+        buf.truncate(got);
+        Ok(buf)
+    }
+
     /// Like [`Host::read_attr`], but a missing file is `Ok(None)`; other errors are still errors.
     pub fn read_attr_opt(&self, host_path: impl AsRef<Path>) -> HostResult<Option<String>> {
         match self.read_attr(host_path) {
