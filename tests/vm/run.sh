@@ -12,6 +12,8 @@
 #   -t SECONDS    wall-clock limit for the whole VM (default 300); on expiry qemu is killed
 #   -a 'WORDS'    more kernel command-line words, e.g. vmtest.token=abc
 #
+# Environment: VM_ACCEL=kvm where /dev/kvm is usable (default tcg: pure emulation, works anywhere).
+#
 # Exit status: 0 when the guest printed `VMTEST PASS SCENARIO` and no `VMTEST FAIL`; 1 otherwise
 # (timeout, crash, failed assertion), after printing the FAIL lines or the tail of the console.
 set -euo pipefail
@@ -56,7 +58,7 @@ cmdline+=" vmtest.scenario=$scenario vmtest.disks=$(IFS=,; echo "${disk_map[*]}"
 t0=$SECONDS
 rc=0
 timeout --kill-after=10 "$timeout_s" qemu-system-x86_64 \
-  -machine q35 -accel tcg -cpu max -smp 1 -m 1024 \
+  -machine q35 -accel "${VM_ACCEL:-tcg}" -cpu max -smp 1 -m 1024 \
   -nodefaults -no-user-config -nographic -no-reboot -serial stdio \
   -kernel "$build/vmlinuz" -initrd "$build/initramfs.cpio" -append "$cmdline" \
   "${disk_args[@]}" </dev/null >"$log" 2>&1 || rc=$?
