@@ -89,6 +89,9 @@ impl Serialize for Limit {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         match self {
             Limit::Unlimited => s.serialize_str("unlimited"),
+            // TOML integers stop at i64::MAX: larger byte counts are written as strings of digits,
+            // which read back the same.
+            Limit::Bytes(b) if i64::try_from(*b).is_err() => s.serialize_str(&b.to_string()),
             Limit::Bytes(b) => s.serialize_u64(*b),
         }
     }
@@ -370,9 +373,14 @@ pub fn parse(text: &str, file: &Path) -> Result<Config, ConfigError> {
         };
         err(line, key, e.message().trim().to_string())
     })?;
-    if let Err((key, message)) = validate(&cfg) {
-        let line = key_line(&doc, text, &key);
-        return Err(err(line, Some(key), message));
+    if let Err(blame) = validate(&cfg) {
+        // The first key the file sets, with its message; else the first (a default is wrong
+        // together with another key's value).
+        let (key, message, line) = blame
+            .iter()
+            .find_map(|(k, m)| key_line(&doc, text, k).map(|l| (k, m, Some(l))))
+            .unwrap_or_else(|| (&blame[0].0, &blame[0].1, None));
+        return Err(err(line, Some(key.to_string()), message.clone()));
     }
     Ok(cfg)
 }
@@ -393,7 +401,8 @@ fn key_at(doc: &toml_edit::ImDocument<String>, offset: usize) -> Option<String> 
             }
             let in_key = t.key(k).and_then(|k| k.span()).is_some_and(|s| s.contains(&offset));
             let in_val = item.span().is_some_and(|s| s.start <= offset && offset < s.end.max(s.start + 1));
-            if in_key || (in_val && item.as_table_like().is_none()) {
+            // No key inside it matched: the error is about this key (a table where a value belongs).
+            if in_key || in_val {
                 return Some(path);
             }
         }
@@ -417,13 +426,15 @@ fn key_line(doc: &toml_edit::ImDocument<String>, text: &str, key: &str) -> Optio
     None
 }
 
-type Invalid = (String, String);
+/// Each dotted key an invalid value can be blamed on, with the reason in its terms.
+type Invalid = Vec<(&'static str, String)>;
 
-fn bad(key: &str, message: impl Into<String>) -> Result<(), Invalid> {
-    Err((key.to_string(), message.into()))
+fn bad(key: &'static str, message: impl Into<String>) -> Result<(), Invalid> {
+    Err(vec![(key, message.into())])
 }
 
-/// Checks values that parse but cannot be right. Returns the dotted key and the reason.
+/// Checks values that parse but cannot be right. Returns the dotted keys to blame and the reason:
+/// a value wrong only together with another key's has both keys, in the order to blame them.
 fn validate(c: &Config) -> Result<(), Invalid> {
     if let Some(t) = &c.instance_type {
         if !is_instance_type(t) {
@@ -481,7 +492,10 @@ fn validate(c: &Config) -> Result<(), Invalid> {
             return bad("storage.bind", format!("\"{b}\" must be an absolute path below a system directory (e.g. /var/lib/containerd)"));
         }
         if is_within(b, mp) || is_within(mp, b) {
-            return bad("storage.bind", format!("\"{b}\" overlaps storage.mount_point \"{mp}\""));
+            return Err(vec![
+                ("storage.bind", format!("\"{b}\" overlaps storage.mount_point \"{mp}\"")),
+                ("storage.mount_point", format!("\"{mp}\" overlaps \"{b}\" in storage.bind (the default binds unless set)")),
+            ]);
         }
         if seen.contains(&b) {
             return bad("storage.bind", format!("\"{b}\" is listed twice"));
@@ -532,13 +546,17 @@ fn validate(c: &Config) -> Result<(), Invalid> {
         return bad("nvidia.nvml_timeout_ms", format!("{nvml_ms} is out of range 100..60000"));
     }
     if nvml_ms >= c.checks.timeout_seconds * 1000 {
-        return bad(
-            "nvidia.nvml_timeout_ms",
-            format!(
-                "{nvml_ms} ms is not below checks.timeout_seconds ({} s): the check would time out before NVML does",
-                c.checks.timeout_seconds
+        let checks_s = c.checks.timeout_seconds;
+        return Err(vec![
+            (
+                "nvidia.nvml_timeout_ms",
+                format!("{nvml_ms} ms is not below checks.timeout_seconds ({checks_s} s): the check would time out before NVML does"),
             ),
-        );
+            (
+                "checks.timeout_seconds",
+                format!("{checks_s} s is not above nvidia.nvml_timeout_ms ({nvml_ms} ms): the check would time out before NVML does"),
+            ),
+        ]);
     }
     Ok(())
 }
@@ -553,7 +571,8 @@ fn is_within(inner: &str, outer: &str) -> bool {
     Path::new(inner).starts_with(Path::new(outer))
 }
 
-fn is_instance_type(t: &str) -> bool {
+/// True when `t` looks like an EC2 instance type: `family.size` of lowercase letters, digits and `-`.
+pub fn is_instance_type(t: &str) -> bool {
     let mut parts = t.split('.');
     let ok =
         |s: Option<&str>| s.is_some_and(|s| !s.is_empty() && s.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-'));
@@ -738,6 +757,14 @@ startup_taint = "nodeprep.io/not-ready"
             (
                 "[checks]\ntimeout_seconds = 2\n[nvidia]\nnvml_timeout_ms = 5000\n",
                 "/etc/nodeprep/config.toml:4: key `nvidia.nvml_timeout_ms`: 5000 ms is not below checks.timeout_seconds (2 s)",
+            ),
+            (
+                "[checks]\ntimeout_seconds = 1\n",
+                "/etc/nodeprep/config.toml:2: key `checks.timeout_seconds`: 1 s is not above nvidia.nvml_timeout_ms (2000 ms)",
+            ),
+            (
+                "[storage]\nmount_point = \"/var/lib/kubelet\"\n",
+                "/etc/nodeprep/config.toml:2: key `storage.mount_point`: \"/var/lib/kubelet\" overlaps \"/var/lib/kubelet\" in storage.bind",
             ),
             ("[limits\nmemlock = 1\n", "/etc/nodeprep/config.toml:1: invalid TOML"),
             ("a = 1\na = 2\n", "/etc/nodeprep/config.toml:2: invalid TOML: duplicate key `a`"),
