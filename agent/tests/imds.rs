@@ -21,6 +21,10 @@ enum Behaviour {
     Hang,
     /// No placement group (IMDS answers 404 for it).
     NoPlacementGroup,
+    /// The instance type is 16 MiB of text (a broken or hostile endpoint).
+    HugeReply,
+    /// The instance type is a web page (an HTTP proxy's login page, say).
+    WebPage,
 }
 
 #[derive(Clone)]
@@ -56,6 +60,8 @@ async fn meta(State(f): State<Fake>, Path(path): Path<String>, headers: HeaderMa
         return (StatusCode::UNAUTHORIZED, String::new());
     }
     match path.as_str() {
+        "instance-type" if f.behaviour == Behaviour::HugeReply => (StatusCode::OK, "p".repeat(16 << 20)),
+        "instance-type" if f.behaviour == Behaviour::WebPage => (StatusCode::OK, "<html>\n<body>Proxy login</body>\n</html>\n".into()),
         "instance-type" => (StatusCode::OK, "p5.48xlarge".into()),
         "placement/availability-zone" => (StatusCode::OK, "us-east-2b".into()),
         "placement/group-name" if f.behaviour != Behaviour::NoPlacementGroup => (StatusCode::OK, "training-cpg".into()),
@@ -116,6 +122,27 @@ fn hanging_imds_gives_up_after_two_deadlines() {
     assert!(err.to_string().contains("did not answer the token request within 300 ms (tried twice)"), "{err}");
     // Two attempts of 300 ms each, not the fake's 30 s.
     assert!(took >= Duration::from_millis(600) && took < Duration::from_secs(5), "{took:?}");
+}
+
+#[test]
+fn an_oversized_reply_is_an_error_not_a_value() {
+    let (url, _) = start(Behaviour::HugeReply);
+    let t0 = Instant::now();
+    let err = ImdsClient::new(&url, Duration::from_secs(1)).facts_blocking().unwrap_err();
+    assert!(matches!(err, ImdsError::Reply { .. }), "{err}");
+    assert_eq!(err.to_string(), format!("IMDS at {url} answered instance-type with a reply of more than 4096 bytes"));
+    assert!(t0.elapsed() < Duration::from_secs(2), "{:?}", t0.elapsed());
+}
+
+#[test]
+fn a_reply_that_is_not_an_instance_type_is_an_error() {
+    let (url, _) = start(Behaviour::WebPage);
+    let err = ImdsClient::new(&url, Duration::from_secs(1)).facts_blocking().unwrap_err();
+    assert!(matches!(err, ImdsError::Reply { .. }), "{err}");
+    assert_eq!(
+        err.to_string(),
+        format!("IMDS at {url} answered instance-type with \"<html>\\n<body>Proxy login</body>\\n</html>\", which is not one line of text")
+    );
 }
 
 #[test]

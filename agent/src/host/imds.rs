@@ -2,7 +2,9 @@
 //!
 //! Every request has a connect and read deadline (default 1 s) and is tried at most twice. A 401 means
 //! the session token expired (or was revoked): a new token is fetched once and the request repeated.
-//! Proxies from the environment are never used: IMDS is link-local.
+//! Proxies from the environment are never used: IMDS is link-local. A reply is read up to
+//! [`MAX_REPLY_BYTES`] and must be one line of UTF-8 text ([`reply_value`]); an instance type must
+//! look like one.
 
 use std::time::{Duration, Instant};
 
@@ -10,6 +12,9 @@ use reqwest::StatusCode;
 
 /// Token lifetime asked for. nodeprep only needs a token for a few requests.
 const TOKEN_TTL_SECONDS: u32 = 300;
+/// The longest reply body nodeprep reads: every value it asks for (token, instance type, placement
+/// group, zone) is far shorter.
+pub const MAX_REPLY_BYTES: usize = 4096;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ImdsError {
@@ -19,6 +24,31 @@ pub enum ImdsError {
     Unreachable { endpoint: String, what: &'static str, cause: String },
     #[error("IMDS at {endpoint} answered {what} with HTTP {status}")]
     Status { endpoint: String, what: &'static str, status: u16 },
+    #[error("IMDS at {endpoint} answered {what} with {problem}")]
+    Reply { endpoint: String, what: &'static str, problem: String },
+}
+
+/// The value in an IMDS reply body: at most [`MAX_REPLY_BYTES`] of UTF-8 text without control
+/// characters, surrounding whitespace trimmed. `Err` describes the reply.
+pub fn reply_value(body: &[u8]) -> Result<String, String> {
+    if body.len() > MAX_REPLY_BYTES {
+        return Err(format!("a reply of more than {MAX_REPLY_BYTES} bytes"));
+    }
+    let text =
+        std::str::from_utf8(body).map_err(|e| format!("a reply that is not UTF-8 text (invalid byte at offset {})", e.valid_up_to()))?;
+    let value = text.trim();
+    if value.chars().any(char::is_control) {
+        return Err(format!("{:?}, which is not one line of text", shorten(value)));
+    }
+    Ok(value.to_string())
+}
+
+/// `s` cut to 64 characters for a message.
+fn shorten(s: &str) -> String {
+    match s.char_indices().nth(64) {
+        Some((i, _)) => format!("{}…", &s[..i]),
+        None => s.to_string(),
+    }
 }
 
 /// What IMDS says about this instance. `None` fields were not available (e.g. no placement group).
@@ -78,14 +108,20 @@ impl ImdsClient {
         }
     }
 
-    async fn body(&self, what: &'static str, resp: reqwest::Response) -> Result<String, ImdsError> {
-        resp.text().await.map_err(|e| {
-            if e.is_timeout() {
-                ImdsError::Timeout { endpoint: self.endpoint.clone(), what, timeout_ms: self.timeout_ms() }
-            } else {
-                ImdsError::Unreachable { endpoint: self.endpoint.clone(), what, cause: e.to_string() }
+    /// Reads a reply body, at most one byte past [`MAX_REPLY_BYTES`], and returns its value.
+    async fn body(&self, what: &'static str, mut resp: reqwest::Response) -> Result<String, ImdsError> {
+        let mut bytes = Vec::new();
+        while bytes.len() <= MAX_REPLY_BYTES {
+            match resp.chunk().await {
+                Ok(Some(chunk)) => bytes.extend_from_slice(&chunk[..chunk.len().min(MAX_REPLY_BYTES + 1 - bytes.len())]),
+                Ok(None) => break,
+                Err(e) if e.is_timeout() => {
+                    return Err(ImdsError::Timeout { endpoint: self.endpoint.clone(), what, timeout_ms: self.timeout_ms() })
+                }
+                Err(e) => return Err(ImdsError::Unreachable { endpoint: self.endpoint.clone(), what, cause: e.to_string() }),
             }
-        })
+        }
+        reply_value(&bytes).map_err(|problem| ImdsError::Reply { endpoint: self.endpoint.clone(), what, problem })
     }
 
     /// PUT /latest/api/token.
@@ -97,7 +133,7 @@ impl ImdsClient {
         if resp.status() != StatusCode::OK {
             return Err(ImdsError::Status { endpoint: self.endpoint.clone(), what, status: resp.status().as_u16() });
         }
-        Ok(self.body(what, resp).await?.trim().to_string())
+        self.body(what, resp).await
     }
 
     /// GET a metadata path. 404 is `Ok(None)`. A 401 refreshes `token` once.
@@ -107,7 +143,7 @@ impl ImdsClient {
             let tok = token.clone();
             let resp = self.send(path, || self.client.get(&url).header("X-aws-ec2-metadata-token", tok.as_str())).await?;
             match resp.status() {
-                StatusCode::OK => return Ok(Some(self.body(path, resp).await?.trim().to_string())),
+                StatusCode::OK => return Ok(Some(self.body(path, resp).await?)),
                 StatusCode::NOT_FOUND => return Ok(None),
                 StatusCode::UNAUTHORIZED if !refreshed => {
                     tracing::debug!(path, "IMDS token rejected (401); fetching a new one");
@@ -124,6 +160,10 @@ impl ImdsClient {
         let started = Instant::now();
         let mut token = self.token().await?;
         let instance_type = self.get(&mut token, "instance-type").await?;
+        if let Some(t) = instance_type.as_deref().filter(|t| !crate::config::is_instance_type(t)) {
+            let problem = format!("{:?}, which is not an instance type", shorten(t));
+            return Err(ImdsError::Reply { endpoint: self.endpoint.clone(), what: "instance-type", problem });
+        }
         let placement_group = self.get(&mut token, "placement/group-name").await?.filter(|s| !s.is_empty());
         let availability_zone = self.get(&mut token, "placement/availability-zone").await?;
         tracing::debug!(elapsed_ms = started.elapsed().as_millis() as u64, ?instance_type, ?placement_group, "IMDS answered");
