@@ -1,11 +1,16 @@
 //! The health endpoints. Every handler answers from [`Shared`] in memory.
 //!
 //! Hardening: request headers are bounded (8 KiB) and must arrive within 5 s (hyper's
-//! header_read_timeout, which also closes idle keep-alive connections); at most
-//! [`MAX_CONNECTIONS`] connections are served at once, further ones are closed at accept; other
-//! methods get 405 with `Allow`, unknown paths 404.
+//! header_read_timeout, which also closes idle keep-alive connections); a peer that takes none of a
+//! response for [`WRITE_TIMEOUT`] is disconnected; at most [`MAX_CONNECTIONS`] connections are
+//! served at once (fewer when the open-file limit cannot be raised to hold them), further ones are
+//! closed at accept; other methods get 405 with `Allow`, unknown paths 404.
 
+use std::future::Future;
+use std::io;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use axum::extract::State;
@@ -20,7 +25,11 @@ use super::Shared;
 
 pub const MAX_CONNECTIONS: usize = 512;
 pub const HEADER_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long a response may wait for the peer to take any of it.
+pub const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
 const MAX_HEADER_BYTES: usize = 8192;
+/// Open files kept for everything but connections (the listener, logs, checks, NVML).
+const RESERVED_FILES: usize = 64;
 
 pub fn router(shared: Arc<Shared>) -> Router {
     Router::new()
@@ -70,10 +79,103 @@ async fn not_found() -> Response {
     text(StatusCode::NOT_FOUND, "not found; endpoints: /livez /readyz /status /metrics\n".into())
 }
 
+/// How many connections to serve at once: [`MAX_CONNECTIONS`], after raising the soft open-file
+/// limit to hold them if it is lower (systemd's default is 1024, a shell's may be 256); fewer, with a
+/// warning, when the hard limit does not allow that. Without this, accept fails with EMFILE and new
+/// connections (kubelet's probes among them) wait in the backlog.
+pub fn connection_limit() -> usize {
+    let mut lim = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+    // SAFETY: getrlimit only writes the struct it is given.
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) } != 0 {
+        return MAX_CONNECTIONS;
+    }
+    let want = (MAX_CONNECTIONS + RESERVED_FILES) as libc::rlim_t;
+    if lim.rlim_cur < want {
+        let raised = libc::rlimit { rlim_cur: want.min(lim.rlim_max), rlim_max: lim.rlim_max };
+        // SAFETY: setrlimit only reads the struct it is given.
+        if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &raised) } == 0 {
+            lim.rlim_cur = raised.rlim_cur;
+        }
+    }
+    let n = usize::try_from(lim.rlim_cur).unwrap_or(usize::MAX).saturating_sub(RESERVED_FILES).clamp(1, MAX_CONNECTIONS);
+    if n < MAX_CONNECTIONS {
+        tracing::warn!(
+            open_files = lim.rlim_cur,
+            connections = n,
+            "the open-file limit (LimitNOFILE) allows only this many connections at once"
+        );
+    }
+    n
+}
+
+/// A connection whose writes must make progress: a peer that takes nothing for [`WRITE_TIMEOUT`]
+/// (it stopped reading and the socket buffers are full) gets an error, which ends the connection.
+/// Without it, such a peer holds one of the connections forever.
+struct WriteDeadline<S> {
+    inner: S,
+    /// Running while a write waits.
+    waiting: Option<Pin<Box<tokio::time::Sleep>>>,
+}
+
+impl<S> WriteDeadline<S> {
+    fn new(inner: S) -> Self {
+        WriteDeadline { inner, waiting: None }
+    }
+
+    /// After a write: clears the deadline when it made progress, errors once it has waited too long.
+    fn check<T>(&mut self, cx: &mut Context<'_>, poll: Poll<io::Result<T>>) -> Poll<io::Result<T>> {
+        if poll.is_ready() {
+            self.waiting = None;
+            return poll;
+        }
+        let deadline = self.waiting.get_or_insert_with(|| Box::pin(tokio::time::sleep(WRITE_TIMEOUT)));
+        match deadline.as_mut().poll(cx) {
+            Poll::Ready(()) => Poll::Ready(Err(io::Error::new(
+                io::ErrorKind::TimedOut,
+                format!("the peer took no data for {} s", WRITE_TIMEOUT.as_secs()),
+            ))),
+            Poll::Pending => Poll::Pending,
+        }
+    }
+}
+
+impl<S: tokio::io::AsyncRead + Unpin> tokio::io::AsyncRead for WriteDeadline<S> {
+    fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut tokio::io::ReadBuf<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_read(cx, buf)
+    }
+}
+
+impl<S: tokio::io::AsyncWrite + Unpin> tokio::io::AsyncWrite for WriteDeadline<S> {
+    fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+        let poll = Pin::new(&mut self.inner).poll_write(cx, buf);
+        self.check(cx, poll)
+    }
+
+    fn poll_write_vectored(mut self: Pin<&mut Self>, cx: &mut Context<'_>, bufs: &[io::IoSlice<'_>]) -> Poll<io::Result<usize>> {
+        let poll = Pin::new(&mut self.inner).poll_write_vectored(cx, bufs);
+        self.check(cx, poll)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let poll = Pin::new(&mut self.inner).poll_flush(cx);
+        self.check(cx, poll)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let poll = Pin::new(&mut self.inner).poll_shutdown(cx);
+        self.check(cx, poll)
+    }
+}
+
 /// Accepts connections until the task is aborted.
 pub async fn serve(listener: tokio::net::TcpListener, shared: Arc<Shared>) {
     let app = router(shared);
-    let permits = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
+    let max = connection_limit();
+    let permits = Arc::new(tokio::sync::Semaphore::new(max));
     loop {
         let (stream, peer) = match listener.accept().await {
             Ok(c) => c,
@@ -85,7 +187,7 @@ pub async fn serve(listener: tokio::net::TcpListener, shared: Arc<Shared>) {
             }
         };
         let Ok(permit) = Arc::clone(&permits).try_acquire_owned() else {
-            tracing::warn!(%peer, max = MAX_CONNECTIONS, "too many connections; closing this one");
+            tracing::warn!(%peer, max, "too many connections; closing this one");
             drop(stream);
             continue;
         };
@@ -97,7 +199,7 @@ pub async fn serve(listener: tokio::net::TcpListener, shared: Arc<Shared>) {
                 .header_read_timeout(HEADER_TIMEOUT)
                 .max_buf_size(MAX_HEADER_BYTES)
                 .keep_alive(true)
-                .serve_connection(TokioIo::new(stream), service);
+                .serve_connection(TokioIo::new(WriteDeadline::new(stream)), service);
             if let Err(e) = conn.await {
                 tracing::debug!(%peer, error = %e, "connection ended with an error");
             }
