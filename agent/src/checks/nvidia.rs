@@ -264,6 +264,7 @@ enum Remedy {
     DriverNotLoaded,
     VersionMismatch,
     Permission,
+    Unreadable,
     Hung,
     PciMissing,
     DevNodes,
@@ -281,6 +282,7 @@ impl Remedy {
             Remedy::DriverNotLoaded => "the NVIDIA kernel module is not loaded: run `modprobe nvidia` and read `dmesg` (a module built for another kernel does not load: reinstall the driver for this kernel)",
             Remedy::VersionMismatch => "the NVIDIA library and kernel module differ (the driver was upgraded without a reboot): reboot the node",
             Remedy::Permission => "run nodeprep as root (NVML and /dev/kmsg need it)",
+            Remedy::Unreadable => "run nodeprep as root (the paths above could not be read); if root cannot read them either, the device is in a bad state: reboot the node or replace the instance",
             Remedy::Hung => "a GPU or the driver is hung: look for XID errors (`dmesg | grep -i xid`), drain the node and reboot it; replace the instance if it happens again",
             Remedy::PciMissing => "a GPU is missing from the PCI bus: stop and start the instance (it moves to other hardware) or replace it",
             Remedy::DevNodes => "the driver has not created a /dev/nvidia<N> node for every GPU: check `dmesg | grep NVRM`; nvidia-persistenced (or one run of nvidia-smi) creates them",
@@ -456,6 +458,11 @@ pub fn evaluate(snap: &Snapshot, want: &Expect) -> CheckResult {
                     .push((format!("GPU counts disagree: {p} on PCI, {d} /dev/nvidia<N>, {nv} in NVML{missing_text}"), Remedy::GpuFault));
             }
         }
+    }
+
+    // What could not be read is never taken as absent or healthy.
+    if !snap.errors.is_empty() {
+        problems.push((format!("could not read: {}", some(&snap.errors)), Remedy::Unreadable));
     }
 
     // Each GPU NVML answered for.

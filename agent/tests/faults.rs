@@ -1,0 +1,379 @@
+//! Faults on the host, as a user meets them: sysfs entries that vanish between listing and reading,
+//! reads that never return, files only root may read, a full /run, and a Kubernetes API server
+//! that is down. Each one gives a report naming the file or service, never a panic, and `serve`
+//! keeps answering. (NVML and IMDS hangs are in nvidia.rs and imds.rs; a status directory that is
+//! a file, an API that hangs or refuses credentials in serve.rs; a read-only /etc in limits.rs.)
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::path::Path;
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use nodeprep_fixtures::{Layout, Spec};
+use serde_json::Value;
+
+fn tree(spec: &Spec) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    spec.write(dir.path()).unwrap();
+    dir
+}
+
+/// `nodeprep --root ROOT ARGS` with the fake NVML and a clean environment, run through `prefix`
+/// (e.g. `setpriv ...`) when given.
+fn command(prefix: &[&str], root: &Path, args: &[&str]) -> Command {
+    let bin = env!("CARGO_BIN_EXE_nodeprep");
+    let mut cmd = match prefix.split_first() {
+        Some((first, rest)) => {
+            let mut c = Command::new(first);
+            c.args(rest).arg(bin);
+            c
+        }
+        None => Command::new(bin),
+    };
+    cmd.arg("--root").arg(root).args(args);
+    for k in ["NODEPREP_CONFIG", "NODEPREP_INSTANCE_TYPE", "NODEPREP_OUTPUT", "NODEPREP_ROOT", "NODEPREP_LOG", "FAKE_NVML_CONFIG"] {
+        cmd.env_remove(k);
+    }
+    cmd.env("NODEPREP_NVML_LIB", nodeprep_fixtures::fake_nvml(&[]));
+    cmd
+}
+
+fn no_panic(o: &Output) {
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!err.contains("panicked"), "{err}");
+}
+
+/// Runs `check --output json` and returns the exit code and the checks by name.
+fn check(prefix: &[&str], root: &Path, only: &[&str]) -> (i32, Vec<Value>, Duration) {
+    let mut args = vec!["--output", "json", "check"];
+    for o in only {
+        args.extend(["--only", o]);
+    }
+    let t0 = Instant::now();
+    let o = command(prefix, root, &args).output().unwrap();
+    let took = t0.elapsed();
+    no_panic(&o);
+    let v: Value = serde_json::from_slice(&o.stdout)
+        .unwrap_or_else(|e| panic!("{e}: {}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr)));
+    (o.status.code().unwrap(), v["checks"].as_array().unwrap().clone(), took)
+}
+
+fn named<'a>(checks: &'a [Value], name: &str) -> &'a Value {
+    checks.iter().find(|c| c["name"] == name).unwrap_or_else(|| panic!("no {name} check in {checks:?}"))
+}
+
+fn summary(c: &Value) -> &str {
+    c["summary"].as_str().unwrap_or_default()
+}
+
+#[test]
+fn an_efa_device_whose_port_files_are_gone_is_named() {
+    let dir = tree(&Spec::p5_48xlarge());
+    std::fs::remove_dir_all(dir.path().join("sys/class/infiniband/rdmap80s0/ports")).unwrap();
+    let (code, checks, _) = check(&[], dir.path(), &["efa"]);
+    let c = named(&checks, "efa");
+    assert_eq!((code, c["status"].as_str()), (1, Some("fail")), "{c}");
+    let s = summary(c);
+    assert!(s.starts_with("31 of 32 EFA devices usable; could not read: reading "), "{s}");
+    assert!(s.contains("rdmap80s0/ports/1/state: No such file or directory"), "{s}");
+    assert!(s.contains("rdmap80s0/ports/1/phys_state: No such file or directory"), "{s}");
+    // Not blamed on the security group: its state is unknown.
+    assert_eq!(c["found"]["down"], serde_json::json!([]));
+    assert!(c["remedy"].as_str().unwrap().starts_with("run nodeprep as root"), "{c}");
+}
+
+#[test]
+fn an_efa_device_that_vanished_behind_its_sysfs_link_is_missing() {
+    let mut spec = Spec::p5_48xlarge();
+    spec.layout = Layout::Symlinked;
+    let dir = tree(&spec);
+    // The class link is listed, but the device directory it points to is gone (hot-unplug, driver
+    // unbind between readdir and read).
+    let link = dir.path().join("sys/class/infiniband/rdmap81s0");
+    let target = std::fs::canonicalize(&link).unwrap();
+    std::fs::remove_dir_all(&target).unwrap();
+    assert!(std::fs::symlink_metadata(&link).is_ok());
+    let (code, checks, _) = check(&[], dir.path(), &["efa"]);
+    let c = named(&checks, "efa");
+    assert_eq!(code, 1, "{c}");
+    assert_eq!(summary(c), "31 of 32 EFA devices usable; 1 not present (found 31)");
+    assert!(c["remedy"].as_str().unwrap().contains("request every EFA interface"), "{c}");
+}
+
+#[test]
+fn a_uverbs_device_without_its_ibdev_file_is_named() {
+    let spec = Spec::p5_48xlarge();
+    let n = spec.efa[5].uverbs.unwrap();
+    let name = spec.efa[5].name.clone();
+    let dir = tree(&spec);
+    std::fs::remove_file(dir.path().join(format!("sys/class/infiniband_verbs/uverbs{n}/ibdev"))).unwrap();
+    let (code, checks, _) = check(&[], dir.path(), &["efa"]);
+    let c = named(&checks, "efa");
+    assert_eq!(code, 1, "{c}");
+    let s = summary(c);
+    assert!(s.contains(&format!("{name} has no uverbs device")), "{s}");
+    assert!(s.contains(&format!("could not read: reading {}/sys/class/infiniband_verbs/uverbs{n}/ibdev", dir.path().display())), "{s}");
+}
+
+#[test]
+fn a_gpu_whose_pci_class_vanished_is_named() {
+    let dir = tree(&Spec::p5_48xlarge());
+    std::fs::remove_file(dir.path().join("sys/bus/pci/devices/0000:53:00.0/class")).unwrap();
+    let (code, checks, _) = check(&[], dir.path(), &["nvidia"]);
+    let c = named(&checks, "nvidia");
+    assert_eq!((code, c["status"].as_str()), (1, Some("fail")), "{c}");
+    let s = summary(c);
+    assert!(s.contains("only 7 of 8 GPUs on the PCI bus"), "{s}");
+    assert!(s.contains("could not read: reading ") && s.contains("sys/bus/pci/devices/0000:53:00.0/class: No such file"), "{s}");
+    assert!(c["remedy"].as_str().unwrap().starts_with("run nodeprep as root (the paths above could not be read)"), "{c}");
+}
+
+/// A FIFO stands in for a sysfs attribute whose read never returns (a wedged driver): the check
+/// that reads it fails at its deadline, the others report as usual.
+#[test]
+fn a_read_that_never_returns_fails_the_check_at_its_deadline() {
+    let mut spec = Spec::p5_48xlarge();
+    spec.config = Some("[checks]\ntimeout_seconds = 2\n[nvidia]\nnvml_timeout_ms = 1000\n".into());
+    let dir = tree(&spec);
+    let state = dir.path().join("sys/class/infiniband/rdmap79s0/ports/1/state");
+    std::fs::remove_file(&state).unwrap();
+    assert!(Command::new("mkfifo").arg(&state).status().unwrap().success());
+    let (code, checks, took) = check(&[], dir.path(), &[]);
+    println!("check with a wedged read took {took:?}");
+    assert!(took < Duration::from_secs(10), "{took:?}");
+    assert_eq!(code, 1);
+    let c = named(&checks, "efa");
+    assert_eq!((c["status"].as_str(), summary(c)), (Some("fail"), "did not finish within 2 s"), "{c}");
+    assert!(c["remedy"].as_str().unwrap().contains("something on the host hangs"), "{c}");
+    for other in ["instance", "limits", "nvidia", "device-plugins"] {
+        assert_eq!(named(&checks, other)["status"], "pass", "{other}: {checks:?}");
+    }
+}
+
+/// Like the test above, with the wedged read in an EFA device's PCI vendor ID, which deciding
+/// whether `limits` is required reads. `checks::run` asks each check whether it is required on the
+/// calling thread, before the deadlines start, so this hangs `nodeprep check` for good.
+#[test]
+#[ignore = "hangs: checks::run calls Check::required (limits reads EFA PCI IDs) outside any deadline"]
+fn a_wedged_read_while_deciding_what_is_required_still_meets_the_deadline() {
+    let mut spec = Spec::p5_48xlarge();
+    spec.config = Some("[checks]\ntimeout_seconds = 2\n[nvidia]\nnvml_timeout_ms = 1000\n".into());
+    let dir = tree(&spec);
+    // The first device in the order they are listed: `efa::present` stops at the first EFA device.
+    let first = nodeprep::host::Host::new(dir.path()).list_dir("/sys/class/infiniband").unwrap()[0].clone();
+    let vendor = dir.path().join(format!("sys/class/infiniband/{first}/device/vendor"));
+    std::fs::remove_file(&vendor).unwrap();
+    assert!(Command::new("mkfifo").arg(&vendor).status().unwrap().success());
+    let mut child = command(&[], dir.path(), &["--output", "json", "check"]).stdout(Stdio::piped()).spawn().unwrap();
+    let t0 = Instant::now();
+    while child.try_wait().unwrap().is_none() {
+        if t0.elapsed() > Duration::from_secs(10) {
+            let _ = child.kill();
+            panic!("nodeprep check did not finish within 10 s with checks.timeout_seconds = 2");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let mut out = String::new();
+    child.stdout.take().unwrap().read_to_string(&mut out).unwrap();
+    let v: Value = serde_json::from_str(&out).unwrap();
+    let checks = v["checks"].as_array().unwrap();
+    assert_eq!(named(checks, "limits")["summary"], "did not finish within 2 s");
+}
+
+fn setpriv_nobody() -> Vec<&'static str> {
+    vec!["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"]
+}
+
+/// Files only root may read (the tests run as root, so nodeprep runs as nobody): each check names
+/// the file it could not read and says to run as root; none of them passes on what it could not see.
+#[test]
+fn files_only_root_may_read_are_named_with_run_as_root() {
+    let spec = Spec::p5_48xlarge();
+    let dir = tree(&spec);
+    let root = dir.path();
+    let _ = Command::new("chmod").args(["-R", "a+rX"]).arg(root).status();
+    let _ = Command::new("chmod").arg("755").arg(root).status();
+    let (pid, _) = spec.containerd.clone().unwrap();
+    for f in [
+        "sys/class/infiniband/rdmap79s0/ports/1/state".to_string(),
+        "var/lib/kubelet/device-plugins/kubelet_internal_checkpoint".into(),
+        "dev/kmsg".into(),
+        "etc/containerd/base-runtime-spec.json".into(),
+        format!("proc/{pid}/limits"),
+    ] {
+        std::fs::set_permissions(root.join(&f), std::os::unix::fs::PermissionsExt::from_mode(0o000)).unwrap();
+    }
+    let (code, checks, _) = check(&setpriv_nobody(), root, &[]);
+    assert_eq!(code, 1, "{checks:?}");
+    let efa = named(&checks, "efa");
+    assert_eq!(efa["status"], "fail");
+    assert!(summary(efa).contains("rdmap79s0/ports/1/state: Permission denied"), "{efa}");
+    assert!(efa["remedy"].as_str().unwrap().starts_with("run nodeprep as root"), "{efa}");
+    let dp = named(&checks, "device-plugins");
+    assert_eq!(dp["status"], "fail");
+    assert!(summary(dp).starts_with("cannot read kubelet's device-plugin checkpoint: reading "), "{dp}");
+    assert!(summary(dp).ends_with("kubelet_internal_checkpoint: Permission denied (os error 13)"), "{dp}");
+    assert!(dp["remedy"].as_str().unwrap().starts_with("run nodeprep as root"), "{dp}");
+    // The XID scan could not look: said so, never "no XID errors".
+    let nv = named(&checks, "nvidia");
+    assert_eq!(nv["status"], "warn", "{nv}");
+    assert!(summary(nv).contains("XID errors unknown: opening ") && summary(nv).contains("dev/kmsg: Permission denied"), "{nv}");
+    // Neither the spec nor containerd's limits could be read: the limits pods get are unknown.
+    let l = named(&checks, "limits");
+    assert_eq!(l["status"], "fail", "{l}");
+    assert_eq!(l["found"]["memlock"], Value::Null, "{l}");
+    assert!(summary(l).contains("base-runtime-spec.json is unusable (reading ") && summary(l).contains("Permission denied"), "{l}");
+    let errors = l["found"]["errors"].to_string();
+    assert!(errors.contains(&format!("proc/{pid}/limits: Permission denied")), "{l}");
+}
+
+/// Runs `script` in a private mount namespace (root only; the tests run as root in CI).
+fn in_mount_namespace(script: &str) -> Command {
+    let mut c = Command::new("unshare");
+    c.args(["-m", "sh", "-euc", script]);
+    c
+}
+
+/// A shell snippet that mounts a 64 KiB tmpfs on `<root>/run`, with an old status file on it, and
+/// fills it up.
+fn full_run(root: &Path) -> String {
+    format!(
+        "mount -t tmpfs -o size=64k tmpfs {r}/run && mkdir -p {r}/run/nodeprep && echo old > {r}/run/nodeprep/status.json && \
+         (dd if=/dev/zero of={r}/run/fill bs=4096 2>/dev/null || true)",
+        r = root.display()
+    )
+}
+
+#[test]
+fn boot_with_a_full_run_says_so_and_keeps_the_old_status_file() {
+    let dir = tree(&Spec::p5_48xlarge());
+    let root = dir.path();
+    std::fs::create_dir_all(root.join("run")).unwrap();
+    let script = format!(
+        "{} && set +e && {bin} --root {r} boot; echo \"exit=$?\"; cat {r}/run/nodeprep/status.json; ls -A {r}/run/nodeprep",
+        full_run(root),
+        bin = env!("CARGO_BIN_EXE_nodeprep"),
+        r = root.display()
+    );
+    let o = in_mount_namespace(&script).env("NODEPREP_NVML_LIB", nodeprep_fixtures::fake_nvml(&[])).output().unwrap();
+    no_panic(&o);
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(out.contains("exit=1\n"), "{out}{}", String::from_utf8_lossy(&o.stderr));
+    assert!(
+        out.contains(&format!("status: FAIL: writing {}/run/nodeprep/.status.json.nodeprep-tmp: No space left on device", root.display())),
+        "{out}"
+    );
+    // The report is still printed, and the old status file is left whole, with no temporary file.
+    assert!(out.contains("nodeprep: p5.48xlarge: READY"), "{out}");
+    assert!(out.ends_with("old\nstatus.json\n"), "{out}");
+}
+
+/// `serve` run by `command`, with its listening address.
+struct Server {
+    child: Child,
+    addr: String,
+}
+
+impl Server {
+    fn start(mut cmd: Command) -> Server {
+        let mut child = cmd.stdout(Stdio::piped()).stderr(Stdio::null()).spawn().unwrap();
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
+        let addr = line.trim().strip_prefix("nodeprep serve: listening on http://").unwrap_or_else(|| panic!("{line:?}")).to_string();
+        Server { child, addr }
+    }
+
+    fn get(&self, path: &str) -> (u16, String) {
+        let mut s = TcpStream::connect(&self.addr).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        write!(s, "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").unwrap();
+        let mut buf = String::new();
+        let _ = s.read_to_string(&mut buf);
+        let code = buf.split_whitespace().nth(1).and_then(|c| c.parse().ok()).unwrap_or(0);
+        (code, buf.split_once("\r\n\r\n").map_or(String::new(), |(_, b)| b.to_string()))
+    }
+
+    fn wait_for(&self, what: &str, f: impl Fn(&Server) -> bool) {
+        let t0 = Instant::now();
+        while !f(self) {
+            assert!(t0.elapsed() < Duration::from_secs(20), "timed out waiting for {what}");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// `/readyz` answers 200 five times in a row, each within a generous bound.
+    fn keeps_answering(&self) {
+        for _ in 0..5 {
+            let t0 = Instant::now();
+            assert_eq!(self.get("/readyz").0, 200);
+            assert!(t0.elapsed() < Duration::from_secs(2), "{:?}", t0.elapsed());
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        assert_eq!(self.get("/livez").0, 200);
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn with_interval(mut spec: Spec, extra: &str) -> Spec {
+    spec.config = Some(format!("[serve]\ninterval_seconds = 1\n{extra}"));
+    spec
+}
+
+#[test]
+fn serve_with_a_full_run_keeps_answering_and_counts_the_failures() {
+    let dir = tree(&with_interval(Spec::p5_48xlarge(), ""));
+    let root = dir.path();
+    std::fs::create_dir_all(root.join("run")).unwrap();
+    let script =
+        format!("{} && exec {} --root {} serve --listen 127.0.0.1:0", full_run(root), env!("CARGO_BIN_EXE_nodeprep"), root.display());
+    let mut cmd = in_mount_namespace(&script);
+    cmd.env("NODEPREP_NVML_LIB", nodeprep_fixtures::fake_nvml(&[]));
+    let srv = Server::start(cmd);
+    srv.wait_for("two failed status writes", |s| s.get("/metrics").1.contains("nodeprep_status_file_write_errors_total 2\n"));
+    srv.keeps_answering();
+    // /status still has the report the file could not take.
+    let (code, body) = srv.get("/status");
+    assert_eq!(code, 200);
+    assert_eq!(serde_json::from_str::<Value>(&body).unwrap()["ready"], true);
+}
+
+#[test]
+fn serve_with_the_api_server_down_keeps_answering() {
+    let port = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    let mut spec = with_interval(
+        Spec::p5_48xlarge(),
+        "[kubernetes]\nenabled = true\nnode_name = \"node-1\"\nkubeconfig = \"/etc/nodeprep/kubeconfig\"\nstartup_taint = \"nodeprep.io/not-ready\"\n",
+    );
+    spec.files.push((
+        "etc/nodeprep/kubeconfig".into(),
+        format!("apiVersion: v1\nkind: Config\nclusters:\n- name: down\n  cluster:\n    server: http://127.0.0.1:{port}\ncontexts:\n- name: down\n  context:\n    cluster: down\n    user: u\ncurrent-context: down\nusers:\n- name: u\n  user:\n    token: t\n"),
+    ));
+    let dir = tree(&spec);
+    let log = dir.path().join("serve.log");
+    let mut cmd = command(&[], dir.path(), &["serve", "--listen", "127.0.0.1:0"]);
+    cmd.stderr(std::fs::File::create(&log).unwrap());
+    let mut child = cmd.stdout(Stdio::piped()).spawn().unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
+    let addr = line.trim().strip_prefix("nodeprep serve: listening on http://").unwrap_or_else(|| panic!("{line:?}")).to_string();
+    let srv = Server { child, addr };
+    srv.wait_for("/readyz 200", |s| s.get("/readyz").0 == 200);
+    srv.wait_for("the failed update in the log", |_| std::fs::read_to_string(&log).unwrap().contains("Kubernetes update failed"));
+    srv.keeps_answering();
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert!(!text.contains("panicked"), "{text}");
+    let failure = text.lines().find(|l| l.contains("Kubernetes update failed")).unwrap();
+    println!("{failure}");
+    // It names the node and that the connection failed (not the server's address: see kube.rs).
+    assert!(failure.contains("reading node node-1") && failure.contains("(Connect)"), "{failure}");
+}
