@@ -169,6 +169,17 @@ impl Snapshot {
     }
 }
 
+/// Parses the base runtime spec: a JSON object whose `process`, if present, is an object and whose
+/// `process.rlimits`, if present, is a list. `Err` says why it is unusable.
+pub fn parse_spec(text: &str) -> Result<Value, String> {
+    let value: Value = serde_json::from_str(text).map_err(|e| format!("not valid JSON: {e}"))?;
+    match value.get("process").and_then(|p| p.get("rlimits")) {
+        Some(r) if !r.is_array() => Err("process.rlimits is not a list".into()),
+        _ if !value.is_object() || value.get("process").is_some_and(|p| !p.is_object()) => Err("not an OCI runtime spec object".into()),
+        _ => Ok(value),
+    }
+}
+
 /// Soft limit of an OCI `process.rlimits` entry.
 pub fn spec_rlimit(spec: &Value, oci_type: &str) -> Option<Limit> {
     let list = spec.get("process")?.get("rlimits")?.as_array()?;
@@ -310,15 +321,11 @@ pub fn observe(host: &Host) -> Snapshot {
     let spec = match host.read_string(&spec_path) {
         Err(e) if e.is_not_found() => SpecState::Absent,
         Err(e) => SpecState::Invalid { error: e.to_string() },
-        Ok(text) => match serde_json::from_str::<Value>(&text) {
-            Err(e) => SpecState::Invalid { error: format!("not valid JSON: {e}") },
-            Ok(value) => match value.get("process").and_then(|p| p.get("rlimits")) {
-                Some(r) if !r.is_array() => SpecState::Invalid { error: "process.rlimits is not a list".into() },
-                _ if !value.is_object() || value.get("process").is_some_and(|p| !p.is_object()) => {
-                    SpecState::Invalid { error: "not an OCI runtime spec object".into() }
-                }
-                _ => SpecState::Valid { text, value, modified: std::fs::metadata(host.path(&spec_path)).and_then(|m| m.modified()).ok() },
-            },
+        Ok(text) => match parse_spec(&text) {
+            Err(error) => SpecState::Invalid { error },
+            Ok(value) => {
+                SpecState::Valid { text, value, modified: std::fs::metadata(host.path(&spec_path)).and_then(|m| m.modified()).ok() }
+            }
         },
     };
     let containerd = find_containerd(host, &mut errors);
