@@ -139,8 +139,8 @@ pub fn sysfs(data: &[u8]) {
     };
     let (ib_name, bdf, uverbs) = (name(next(), "rdmap79s0"), name(next(), "0000:53:00.0"), name(next(), "uverbs0"));
 
-    let root = scratch_dir();
-    let _ = std::fs::remove_dir_all(&root);
+    let scratch = Scratch::new();
+    let root = &scratch.0;
     let write = |path: &str, content: &[u8]| {
         let p = root.join(path);
         std::fs::create_dir_all(p.parent().unwrap()).unwrap();
@@ -158,7 +158,7 @@ pub fn sysfs(data: &[u8]) {
     write(&format!("sys/bus/pci/devices/{bdf}/class"), class);
     write("proc/driver/nvidia/version", version);
     write("sys/module/efa/version", efa_version);
-    let host = Host::new(&root);
+    let host = Host::new(root);
     let attr = |b: &[u8]| String::from_utf8_lossy(b).trim().to_string();
 
     let snap = efa::observe(&host);
@@ -189,10 +189,23 @@ pub fn sysfs(data: &[u8]) {
     }
 }
 
-/// A scratch directory of this process and thread for [`sysfs`], on tmpfs where there is one.
-fn scratch_dir() -> PathBuf {
-    let base = if Path::new("/dev/shm").is_dir() { PathBuf::from("/dev/shm") } else { std::env::temp_dir() };
-    base.join(format!("nodeprep-fuzz-{}-{:?}", std::process::id(), std::thread::current().id()).replace(['(', ')'], ""))
+/// A scratch directory of this process and thread for [`sysfs`], on tmpfs where there is one,
+/// removed when dropped (also when a check fails).
+struct Scratch(PathBuf);
+
+impl Scratch {
+    fn new() -> Scratch {
+        let base = if Path::new("/dev/shm").is_dir() { PathBuf::from("/dev/shm") } else { std::env::temp_dir() };
+        let dir = base.join(format!("nodeprep-fuzz-{}-{:?}", std::process::id(), std::thread::current().id()).replace(['(', ')'], ""));
+        let _ = std::fs::remove_dir_all(&dir);
+        Scratch(dir)
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
 }
 
 /// PCI addresses in every spelling: what parses prints and reads back the same.
