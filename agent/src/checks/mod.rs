@@ -75,14 +75,20 @@ pub fn select(only: &[String]) -> Result<Vec<Arc<dyn Check>>, SelectError> {
 /// Runs the checks in parallel, each under `timeout`, and returns results in the order given.
 pub fn run(ctx: Arc<Context>, checks: &[Arc<dyn Check>], timeout: Duration) -> Vec<CheckResult> {
     let started = Instant::now();
-    let (tx, rx) = mpsc::channel::<(usize, CheckResult)>();
+    // Each thread first says whether its check is required (deciding can read the host, and a wedged
+    // read must not escape the deadline), then sends its result.
+    let (tx, rx) = mpsc::channel::<(usize, Result<bool, CheckResult>)>();
     let mut results: Vec<Option<CheckResult>> = vec![None; checks.len()];
-    let required: Vec<bool> = checks.iter().map(|c| c.required(&ctx)).collect();
+    // Until a check has said, it counts as required: a check that cannot even decide is not a pass.
+    let mut required: Vec<bool> = vec![true; checks.len()];
     for (i, check) in checks.iter().enumerate() {
         let (tx, ctx, check, name) = (tx.clone(), Arc::clone(&ctx), Arc::clone(check), check.name());
         let spawned = std::thread::Builder::new().name(format!("check-{name}")).spawn(move || {
             let t0 = Instant::now();
             let name = check.name();
+            if let Ok(r) = std::panic::catch_unwind(AssertUnwindSafe(|| check.required(&ctx))) {
+                let _ = tx.send((i, Ok(r)));
+            }
             let mut result = match std::panic::catch_unwind(AssertUnwindSafe(|| check.run(&ctx))) {
                 Ok(r) => r,
                 Err(panic) => {
@@ -100,7 +106,7 @@ pub fn run(ctx: Arc<Context>, checks: &[Arc<dyn Check>], timeout: Duration) -> V
             result.name = name.to_string();
             result.duration_ms = t0.elapsed().as_millis() as u64;
             tracing::debug!(check = name, status = result.status.as_str(), duration_ms = result.duration_ms, summary = %result.summary, "check finished");
-            let _ = tx.send((i, result));
+            let _ = tx.send((i, Err(result)));
         });
         if let Err(e) = spawned {
             results[i] = Some(
@@ -115,7 +121,8 @@ pub fn run(ctx: Arc<Context>, checks: &[Arc<dyn Check>], timeout: Duration) -> V
     while results.iter().any(Option::is_none) {
         let left = deadline.saturating_duration_since(Instant::now());
         match rx.recv_timeout(left) {
-            Ok((i, r)) => results[i] = Some(r),
+            Ok((i, Ok(r))) => required[i] = r,
+            Ok((i, Err(r))) => results[i] = Some(r),
             Err(_) => break,
         }
     }
