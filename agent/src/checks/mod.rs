@@ -1,8 +1,9 @@
 //! Checks: one module per capability, each a read-only look at the host through [`Host`].
 //!
-//! Every check runs on its own thread under a deadline (`checks.timeout_seconds`): a check that hangs
+//! Checks run on worker threads under a deadline (`checks.timeout_seconds`): a check that hangs
 //! (NVML on a broken GPU, a wedged sysfs read) is reported as a failure after its deadline instead of
-//! stalling the report, and a check that panics is reported as a failure naming the bug.
+//! stalling the report, it never keeps the other checks from running (a worker is added when all
+//! are held), and a check that panics is reported as a failure naming the bug.
 
 pub mod device_plugins;
 pub mod efa;
@@ -12,7 +13,9 @@ pub mod nvidia;
 pub mod storage;
 
 use std::panic::AssertUnwindSafe;
-use std::sync::{mpsc, Arc};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::mpsc::{self, RecvTimeoutError};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use crate::catalog::Expected;
@@ -72,73 +75,146 @@ pub fn select(only: &[String]) -> Result<Vec<Arc<dyn Check>>, SelectError> {
     Ok(ALL.iter().filter(|name| only.is_empty() || only.iter().any(|o| o == *name)).filter_map(|name| build(name)).collect())
 }
 
-/// Runs the checks in parallel, each under `timeout`, and returns results in the order given.
+/// Workers started at first. Thread start-up is a real cost for a whole `nodeprep check` process
+/// (about 0.1 ms each on a small VM, more than most checks take), and two workers keep two cores
+/// busy; more are started only when checks wait while every worker is held (see [`STALL`]).
+const FIRST_WORKERS: usize = 2;
+
+/// When no check has started or finished for this long and some checks have not started, every
+/// worker is held by a slow or hung check: one more worker is started, so that a hung check delays
+/// the others by at most this long and never costs them their deadline.
+const STALL: Duration = Duration::from_millis(25);
+
+/// What the workers tell the waiting thread without waking it: which check each has started, and
+/// what each said about being required. Only a finished check wakes it (a message on the channel).
+struct Board {
+    started: Vec<bool>,
+    required: Vec<bool>,
+}
+
+/// Runs the checks in parallel, each under `timeout` (counted from the start of the run), and
+/// returns results in the order given.
+///
+/// Checks are taken in order by a few worker threads; one more is started whenever all are held
+/// for [`STALL`] while checks wait. A check that does not finish by the deadline is reported as
+/// failed and its worker is left behind (it cannot be killed; it ends with the process, or finishes
+/// later and finds no one listening).
 pub fn run(ctx: Arc<Context>, checks: &[Arc<dyn Check>], timeout: Duration) -> Vec<CheckResult> {
     let started = Instant::now();
-    // Each thread first says whether its check is required (deciding can read the host, and a wedged
-    // read must not escape the deadline), then sends its result.
-    let (tx, rx) = mpsc::channel::<(usize, Result<bool, CheckResult>)>();
-    let mut results: Vec<Option<CheckResult>> = vec![None; checks.len()];
-    // Until a check has said, it counts as required: a check that cannot even decide is not a pass.
-    let mut required: Vec<bool> = vec![true; checks.len()];
-    for (i, check) in checks.iter().enumerate() {
-        let (tx, ctx, check, name) = (tx.clone(), Arc::clone(&ctx), Arc::clone(check), check.name());
-        let spawned = std::thread::Builder::new().name(format!("check-{name}")).spawn(move || {
-            let t0 = Instant::now();
-            let name = check.name();
-            if let Ok(r) = std::panic::catch_unwind(AssertUnwindSafe(|| check.required(&ctx))) {
-                let _ = tx.send((i, Ok(r)));
-            }
-            let mut result = match std::panic::catch_unwind(AssertUnwindSafe(|| check.run(&ctx))) {
-                Ok(r) => r,
-                Err(panic) => {
-                    let msg = panic
-                        .downcast_ref::<&str>()
-                        .map(|s| s.to_string())
-                        .or_else(|| panic.downcast_ref::<String>().cloned())
-                        .unwrap_or_else(|| "unknown panic".into());
-                    tracing::error!(check = name, panic = %msg, "check panicked");
-                    CheckResult::new(name, Status::Fail, format!("check crashed: {msg}"))
-                        .required(check.required(&ctx))
-                        .remedy("this is a nodeprep bug: report it with `nodeprep check -vv` output")
-                }
-            };
-            result.name = name.to_string();
-            result.duration_ms = t0.elapsed().as_millis() as u64;
-            tracing::debug!(check = name, status = result.status.as_str(), duration_ms = result.duration_ms, summary = %result.summary, "check finished");
-            let _ = tx.send((i, Err(result)));
-        });
-        if let Err(e) = spawned {
-            results[i] = Some(
-                CheckResult::new(name, Status::Fail, format!("could not start the check thread: {e}"))
-                    .required(required[i])
-                    .remedy("the node is out of threads or memory; look at `systemctl status` and dmesg"),
-            );
-        }
-    }
-    drop(tx);
     let deadline = started + timeout;
-    while results.iter().any(Option::is_none) {
+    let next = Arc::new(AtomicUsize::new(0));
+    let shared: Arc<[Arc<dyn Check>]> = checks.into();
+    // Until a check has said, it counts as required: a check that cannot even decide is not a pass.
+    let board = Arc::new(Mutex::new(Board { started: vec![false; checks.len()], required: vec![true; checks.len()] }));
+    let (tx, rx) = mpsc::channel::<(usize, CheckResult)>();
+    let mut results: Vec<Option<CheckResult>> = vec![None; checks.len()];
+    let mut workers = 0usize;
+    let mut spawn_error: Option<String> = None;
+    let mut spawn = |workers: &mut usize| {
+        let (tx, ctx, next, shared, board, id) =
+            (tx.clone(), Arc::clone(&ctx), Arc::clone(&next), Arc::clone(&shared), Arc::clone(&board), *workers);
+        match std::thread::Builder::new().name(format!("check-worker-{id}")).spawn(move || worker(id, &ctx, &shared, &next, &board, &tx)) {
+            Ok(_) => *workers += 1,
+            Err(e) => {
+                tracing::error!(error = %e, workers = *workers, "could not start a check worker thread");
+                spawn_error = Some(e.to_string());
+            }
+        }
+    };
+    for _ in 0..FIRST_WORKERS.min(checks.len()) {
+        spawn(&mut workers);
+    }
+    while results.iter().any(Option::is_none) && workers > 0 {
         let left = deadline.saturating_duration_since(Instant::now());
-        match rx.recv_timeout(left) {
-            Ok((i, Ok(r))) => required[i] = r,
-            Ok((i, Err(r))) => results[i] = Some(r),
-            Err(_) => break,
+        if left.is_zero() {
+            break;
+        }
+        match rx.recv_timeout(left.min(STALL)) {
+            Ok((i, r)) => results[i] = Some(r),
+            Err(RecvTimeoutError::Timeout) => {
+                if next.load(Ordering::SeqCst) < checks.len() && workers < checks.len() {
+                    let b = board.lock().unwrap_or_else(|e| e.into_inner());
+                    let held: Vec<&str> =
+                        (0..checks.len()).filter(|&i| b.started[i] && results[i].is_none()).map(|i| checks[i].name()).collect();
+                    drop(b);
+                    tracing::debug!(held = ?held, workers = workers + 1, "every check worker is held; starting one more");
+                    spawn(&mut workers);
+                }
+            }
+            Err(RecvTimeoutError::Disconnected) => break,
         }
     }
+    tracing::debug!(workers, elapsed_us = started.elapsed().as_micros() as u64, "checks finished");
+    let b = board.lock().unwrap_or_else(|e| e.into_inner());
     results
         .into_iter()
         .enumerate()
         .map(|(i, r)| {
             r.unwrap_or_else(|| {
                 let name = checks[i].name();
+                if workers == 0 {
+                    let e = spawn_error.as_deref().unwrap_or("unknown error");
+                    return CheckResult::new(name, Status::Fail, format!("could not start a thread to run the check: {e}"))
+                        .required(b.required[i])
+                        .remedy("the node is out of threads or memory; look at `systemctl status` and dmesg");
+                }
+                if !b.started[i] {
+                    tracing::error!(check = name, timeout_s = timeout.as_secs_f64(), "check did not start before its deadline");
+                    return CheckResult::new(name, Status::Fail, format!("did not start within {} s: other checks held every worker", timeout.as_secs_f64()))
+                        .required(b.required[i])
+                        .remedy("another check hangs (see the checks that did not finish); the node is short of threads if none did");
+                }
                 tracing::error!(check = name, timeout_s = timeout.as_secs_f64(), "check did not finish before its deadline");
                 CheckResult::new(name, Status::Fail, format!("did not finish within {} s", timeout.as_secs_f64()))
-                    .required(required[i])
+                    .required(b.required[i])
                     .remedy(format!("something on the host hangs (run `nodeprep check --only {name} -vv`); raise checks.timeout_seconds only if the host is just slow"))
             })
         })
         .collect()
+}
+
+/// A worker: takes the next check until none is left. Each check first says whether it is required
+/// (deciding can read the host, and a wedged read must not escape the deadline), then runs.
+fn worker(
+    id: usize,
+    ctx: &Context,
+    checks: &[Arc<dyn Check>],
+    next: &AtomicUsize,
+    board: &Mutex<Board>,
+    tx: &mpsc::Sender<(usize, CheckResult)>,
+) {
+    let note = |f: &mut dyn FnMut(&mut Board)| f(&mut board.lock().unwrap_or_else(|e| e.into_inner()));
+    loop {
+        let i = next.fetch_add(1, Ordering::SeqCst);
+        let Some(check) = checks.get(i) else { return };
+        let t0 = Instant::now();
+        let name = check.name();
+        note(&mut |b| b.started[i] = true);
+        if let Ok(r) = std::panic::catch_unwind(AssertUnwindSafe(|| check.required(ctx))) {
+            note(&mut |b| b.required[i] = r);
+        }
+        let mut result = match std::panic::catch_unwind(AssertUnwindSafe(|| check.run(ctx))) {
+            Ok(r) => r,
+            Err(panic) => {
+                let msg = panic
+                    .downcast_ref::<&str>()
+                    .map(|s| s.to_string())
+                    .or_else(|| panic.downcast_ref::<String>().cloned())
+                    .unwrap_or_else(|| "unknown panic".into());
+                tracing::error!(check = name, panic = %msg, "check panicked");
+                let required = std::panic::catch_unwind(AssertUnwindSafe(|| check.required(ctx))).unwrap_or(true);
+                CheckResult::new(name, Status::Fail, format!("check crashed: {msg}"))
+                    .required(required)
+                    .remedy("this is a nodeprep bug: report it with `nodeprep check -vv` output")
+            }
+        };
+        result.name = name.to_string();
+        result.duration_ms = t0.elapsed().as_millis() as u64;
+        tracing::debug!(check = name, status = result.status.as_str(), duration_us = t0.elapsed().as_micros() as u64, worker = id, summary = %result.summary, "check finished");
+        if tx.send((i, result)).is_err() {
+            return; // the run is over (deadline passed): no one reads results any more
+        }
+    }
 }
 
 #[cfg(test)]
@@ -193,6 +269,28 @@ mod tests {
         assert_eq!(r[0].summary, "did not finish within 0.2 s");
         assert_eq!(r[1].name, "instance");
         assert_eq!(r[1].status, Status::Warn);
+    }
+
+    #[test]
+    fn hung_checks_holding_every_worker_do_not_keep_the_others_from_running() {
+        // More hung checks than first workers, the quick one last: it still runs and reports.
+        let checks: Vec<Arc<dyn Check>> = vec![Arc::new(Slow), Arc::new(Slow), Arc::new(Slow), Arc::new(instance::Instance)];
+        let t0 = Instant::now();
+        let r = run(ctx(), &checks, Duration::from_millis(600));
+        assert!(t0.elapsed() < Duration::from_secs(5));
+        for slow in &r[..3] {
+            assert_eq!((slow.status, slow.summary.as_str()), (Status::Fail, "did not finish within 0.6 s"));
+        }
+        assert_eq!(r[3].name, "instance");
+        assert_eq!(r[3].status, Status::Warn, "{}", r[3].summary);
+    }
+
+    #[test]
+    fn many_quick_checks_all_report_in_order() {
+        let checks: Vec<Arc<dyn Check>> = (0..40).map(|_| Arc::new(instance::Instance) as Arc<dyn Check>).collect();
+        let r = run(ctx(), &checks, Duration::from_secs(10));
+        assert_eq!(r.len(), 40);
+        assert!(r.iter().all(|c| c.name == "instance" && c.status == Status::Warn), "{r:?}");
     }
 
     #[test]
