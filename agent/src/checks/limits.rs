@@ -14,7 +14,7 @@ use serde_json::Value;
 
 use super::{Check, Context};
 use crate::config::{Limit, LimitsConfig, Mode};
-use crate::host::Host;
+use crate::host::{procs, Host};
 use crate::report::{CheckResult, Status};
 
 /// Where EKS AMIs keep containerd's base runtime spec; used when containerd's config names none.
@@ -224,28 +224,22 @@ fn process_start(host: &Host, pid: u32) -> Option<SystemTime> {
     Some(SystemTime::UNIX_EPOCH + Duration::from_secs(btime) + Duration::from_millis(ticks * 10))
 }
 
-/// Finds the process whose comm is exactly `containerd` (not the shims).
+/// Finds the process whose comm is exactly `containerd` (not the shims), in containerd.service's
+/// cgroup when systemd has one (see [`procs`]).
 fn find_containerd(host: &Host, errors: &mut Vec<String>) -> Option<Containerd> {
-    let pids = host.list_dir_opt("/proc").unwrap_or_default();
-    for pid in pids.iter().filter_map(|p| p.parse::<u32>().ok()) {
-        match host.read_attr_opt(format!("/proc/{pid}/comm")) {
-            Ok(Some(comm)) if comm == "containerd" => {}
-            _ => continue,
+    let (pid, _) = procs::find(host, "containerd.service", |c| c == "containerd")?;
+    match host.read_string(format!("/proc/{pid}/limits")) {
+        Ok(text) => Some(Containerd {
+            pid,
+            started_at: process_start(host, pid),
+            memlock: parse_proc_limits(&text, Kind::Memlock.proc_row()),
+            stack: parse_proc_limits(&text, Kind::Stack.proc_row()),
+        }),
+        Err(e) => {
+            errors.push(e.to_string());
+            Some(Containerd { pid, started_at: process_start(host, pid), memlock: None, stack: None })
         }
-        return match host.read_string(format!("/proc/{pid}/limits")) {
-            Ok(text) => Some(Containerd {
-                pid,
-                started_at: process_start(host, pid),
-                memlock: parse_proc_limits(&text, Kind::Memlock.proc_row()),
-                stack: parse_proc_limits(&text, Kind::Stack.proc_row()),
-            }),
-            Err(e) => {
-                errors.push(e.to_string());
-                Some(Containerd { pid, started_at: process_start(host, pid), memlock: None, stack: None })
-            }
-        };
     }
-    None
 }
 
 /// The effective `LimitMEMLOCK=`/`LimitSTACK=` of containerd.service: the unit file, then drop-ins
@@ -375,8 +369,9 @@ fn human(l: Limit) -> String {
 pub struct Limits;
 
 impl Limits {
-    fn is_required(ctx: &Context, efa_present: bool) -> bool {
-        ctx.expected.efa.is_some_and(|n| n > 0) || efa_present || ctx.config.limits.apply == Mode::Always
+    /// `efa_present` is asked only when the type and the config do not already decide.
+    fn is_required(ctx: &Context, efa_present: impl FnOnce() -> bool) -> bool {
+        ctx.expected.efa.is_some_and(|n| n > 0) || ctx.config.limits.apply == Mode::Always || efa_present()
     }
 }
 
@@ -386,13 +381,13 @@ impl Check for Limits {
     }
 
     fn required(&self, ctx: &Context) -> bool {
-        Limits::is_required(ctx, super::efa::present(&ctx.host))
+        Limits::is_required(ctx, || super::efa::present(&ctx.host))
     }
 
     fn run(&self, ctx: &Context) -> CheckResult {
         let snap = observe(&ctx.host);
         let cfg = &ctx.config.limits;
-        let required = Limits::is_required(ctx, snap.efa_present);
+        let required = Limits::is_required(ctx, || snap.efa_present);
         let mut r = CheckResult::new("limits", Status::Pass, "").required(required);
         let mut short = Vec::new();
         let mut parts = Vec::new();

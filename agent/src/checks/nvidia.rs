@@ -13,8 +13,9 @@
 //! registration completed. When the driver lacks it or says "not supported", nodeprep falls back
 //! to the `nvidia-fabricmanager` service, read-only: its pid file
 //! (`/run/nvidia-fabricmanager/nv-fabricmanager.pid`, the unit's `PIDFile=`) naming a live
-//! `nv-fabricmanager` process, else any such process in `/proc`, else a non-empty
-//! `cgroup.procs` of `nvidia-fabricmanager.service`. Running is all that fallback can tell.
+//! `nv-fabricmanager` process, else a non-empty `cgroup.procs` of `nvidia-fabricmanager.service`,
+//! else (no such cgroup: not started by systemd) any such process in `/proc`. Running is all those
+//! fallbacks can tell.
 
 pub mod kmsg;
 pub mod nvml;
@@ -27,7 +28,7 @@ use std::time::Duration;
 use serde_json::{json, Value};
 
 use super::{Check, Context};
-use crate::host::Host;
+use crate::host::{procs, Host};
 use crate::report::{CheckResult, Status};
 use kmsg::KmsgScan;
 use nvml::{FabricInfo, Field, GpuInfo, NvmlErrorKind, Outcome};
@@ -35,7 +36,7 @@ use nvml::{FabricInfo, Field, GpuInfo, NvmlErrorKind, Outcome};
 pub const PCI_DEVICES: &str = "/sys/bus/pci/devices";
 pub const PROC_VERSION: &str = "/proc/driver/nvidia/version";
 pub const FM_PID_FILE: &str = "/run/nvidia-fabricmanager/nv-fabricmanager.pid";
-pub const FM_CGROUP: &str = "/sys/fs/cgroup/system.slice/nvidia-fabricmanager.service/cgroup.procs";
+pub const FM_UNIT: &str = "nvidia-fabricmanager.service";
 pub const NVIDIA_VENDOR: &str = "0x10de";
 
 /// A PCI address: sysfs writes `0000:53:00.0`, NVML `00000000:53:00.0`, XID lines `0000:53:00`.
@@ -190,28 +191,31 @@ pub fn parse_proc_version(text: &str) -> Option<String> {
 /// Whether the `nvidia-fabricmanager` service runs (see the module docs).
 pub fn fabric_unit(host: &Host) -> FabricUnit {
     // comm is cut to 15 characters: "nv-fabricmanager" reads "nv-fabricmanage".
-    let is_fm = |pid: u32| host.read_attr(format!("/proc/{pid}/comm")).is_ok_and(|c| c.starts_with("nv-fabricmanage"));
+    let is_fm = |c: &str| c.starts_with("nv-fabricmanage");
     if let Ok(Some(pid)) = host.read_attr_opt(FM_PID_FILE).map(|p| p.and_then(|p| p.parse::<u32>().ok())) {
-        if is_fm(pid) {
+        if host.read_attr(format!("/proc/{pid}/comm")).is_ok_and(|c| is_fm(&c)) {
             return FabricUnit::Running { pid, how: "pid file" };
         }
     }
-    for pid in host.list_dir_opt("/proc").unwrap_or_default().iter().filter_map(|p| p.parse::<u32>().ok()) {
-        if is_fm(pid) {
-            return FabricUnit::Running { pid, how: "process" };
-        }
+    // The unit's cgroup: any process in it is the service running (whatever it is called).
+    if let Some(procs) = procs::unit_cgroup(host, FM_UNIT) {
+        let listed = host.read_attr(&procs).ok().and_then(|t| t.lines().find_map(|l| l.trim().parse::<u32>().ok()));
+        return listed.map_or(FabricUnit::NotRunning, |pid| FabricUnit::Running { pid, how: "cgroup" });
     }
-    if let Ok(Some(procs)) = host.read_attr_opt(FM_CGROUP) {
-        if let Some(pid) = procs.lines().find_map(|l| l.trim().parse::<u32>().ok()) {
-            return FabricUnit::Running { pid, how: "cgroup" };
-        }
+    match procs::find(host, FM_UNIT, is_fm) {
+        Some((pid, how)) => FabricUnit::Running { pid, how: how.as_str() },
+        None => FabricUnit::NotRunning,
     }
-    FabricUnit::NotRunning
 }
 
 /// Reads everything the check needs.
 pub fn observe(host: &Host, opts: &Options) -> Snapshot {
     let mut errors = Vec::new();
+    // Where GPUs are expected NVML is asked in any case: its thread starts first and loads the
+    // library while sysfs is read here.
+    let early = opts.expected_gpus.is_some_and(|n| n > 0);
+    let start_nvml = || nvml::start(nvml::choose_lib(host, opts.lib_env.clone()), opts.nvswitch, opts.deadlines);
+    let pending = early.then(start_nvml);
     let (pci_gpus, nvswitches) = pci_scan(host, &mut errors);
     let dev_nodes = dev_nodes(host);
     let proc_version = match host.read_string(PROC_VERSION) {
@@ -222,11 +226,12 @@ pub fn observe(host: &Host, opts: &Options) -> Snapshot {
             None
         }
     };
-    let ask = opts.expected_gpus.is_some_and(|n| n > 0) || !pci_gpus.is_empty() || !dev_nodes.is_empty();
-    let nvml = ask.then(|| nvml::probe(nvml::choose_lib(host, opts.lib_env.clone()), opts.nvswitch, opts.deadlines));
+    let ask = early || !pci_gpus.is_empty() || !dev_nodes.is_empty();
+    let pending = pending.or_else(|| ask.then(start_nvml));
     // The kernel log only matters where there are GPUs.
     let kmsg = if ask { kmsg::scan(host).map_err(|e| e.to_string()) } else { Ok(KmsgScan::default()) };
     let fabric_unit = opts.nvswitch.then(|| fabric_unit(host));
+    let nvml = pending.map(nvml::Pending::wait);
     Snapshot { pci_gpus, nvswitches, dev_nodes, proc_version, nvml, kmsg, fabric_unit, errors }
 }
 
@@ -1006,9 +1011,8 @@ mod tests {
         assert_eq!(fabric_unit(&host), FabricUnit::Running { pid: 777, how: "pid file" });
         std::fs::remove_file(dir.path().join("run/nvidia-fabricmanager/nv-fabricmanager.pid")).unwrap();
         assert_eq!(fabric_unit(&host), FabricUnit::Running { pid: 777, how: "process" });
-        std::fs::remove_file(dir.path().join("proc/777/comm")).unwrap();
         w("sys/fs/cgroup/system.slice/nvidia-fabricmanager.service/cgroup.procs", "");
-        assert_eq!(fabric_unit(&host), FabricUnit::NotRunning);
+        assert_eq!(fabric_unit(&host), FabricUnit::NotRunning, "an empty cgroup: the service is stopped, /proc is not walked");
         w("sys/fs/cgroup/system.slice/nvidia-fabricmanager.service/cgroup.procs", "4242\n");
         assert_eq!(fabric_unit(&host), FabricUnit::Running { pid: 4242, how: "cgroup" });
     }

@@ -10,6 +10,7 @@
 pub mod cmd;
 pub mod imds;
 pub mod mountinfo;
+pub mod procs;
 
 use std::ffi::OsStr;
 use std::io;

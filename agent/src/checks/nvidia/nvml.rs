@@ -219,9 +219,11 @@ pub struct Deadlines {
     pub total: Duration,
 }
 
-enum Msg {
-    Call(String),
-    Done(Outcome),
+/// The call the NVML thread is in, and since when: written by the thread before each call, read by
+/// the waiter only when a deadline comes (no wake-up per call).
+struct Progress {
+    call: String,
+    since: Instant,
 }
 
 struct Stuck {
@@ -236,69 +238,112 @@ static NEXT_ID: AtomicU64 = AtomicU64::new(1);
 
 /// Asks NVML about every GPU, under `deadlines`. `fabric`: also ask for GPU fabric state.
 pub fn probe(lib: LibChoice, fabric: bool, deadlines: Deadlines) -> Outcome {
+    start(lib, fabric, deadlines).wait()
+}
+
+/// A probe under way: its worker thread loads NVML and asks while the caller reads sysfs.
+pub struct Pending {
+    state: PendingState,
+}
+
+enum PendingState {
+    /// Answered before it started (NVML is still stuck from an earlier probe, or no thread).
+    Ready(Outcome),
+    Running {
+        id: u64,
+        rx: mpsc::Receiver<Outcome>,
+        done: Arc<AtomicBool>,
+        progress: Arc<Mutex<Progress>>,
+        library: String,
+        started: Instant,
+        deadlines: Deadlines,
+    },
+}
+
+/// Starts a probe (see [`probe`]); [`Pending::wait`] collects its answer. The deadlines count from
+/// here.
+pub fn start(lib: LibChoice, fabric: bool, deadlines: Deadlines) -> Pending {
     if let Some(s) = STUCK.lock().unwrap_or_else(|e| e.into_inner()).as_ref() {
-        return Outcome::StillStuck { call: s.call.clone(), since_ms: s.since.elapsed().as_millis() as u64 };
+        let outcome = Outcome::StillStuck { call: s.call.clone(), since_ms: s.since.elapsed().as_millis() as u64 };
+        return Pending { state: PendingState::Ready(outcome) };
     }
     let id = NEXT_ID.fetch_add(1, Ordering::Relaxed);
-    let (tx, rx) = mpsc::channel::<Msg>();
+    let (tx, rx) = mpsc::channel::<Outcome>();
     let library = lib.describe();
+    let started = Instant::now();
+    let progress = Arc::new(Mutex::new(Progress { call: "loading the library".into(), since: started }));
+    let worker_progress = Arc::clone(&progress);
     // Set by the worker when it has answered, under the STUCK lock, so that a timeout racing
     // with the answer never marks NVML stuck for good.
     let done = Arc::new(AtomicBool::new(false));
     let worker_done = Arc::clone(&done);
     let spawned = std::thread::Builder::new().name("nvml".into()).spawn(move || {
-        let outcome = ask(&lib, fabric, &tx);
+        let outcome = ask(&lib, fabric, &worker_progress);
         let mut stuck = STUCK.lock().unwrap_or_else(|e| e.into_inner());
         worker_done.store(true, Ordering::SeqCst);
         if stuck.as_ref().is_some_and(|s| s.id == id) {
             tracing::warn!("NVML answered after all; it will be asked again on the next run");
             *stuck = None;
         }
-        let _ = tx.send(Msg::Done(outcome));
+        let _ = tx.send(outcome);
     });
     if let Err(e) = spawned {
-        return Outcome::LoadFailed { library, error: format!("could not start a thread for NVML: {e}") };
+        return Pending {
+            state: PendingState::Ready(Outcome::LoadFailed { library, error: format!("could not start a thread for NVML: {e}") }),
+        };
     }
-    let started = Instant::now();
-    let mut call = String::from("loading the library");
-    let mut call_started = Instant::now();
-    loop {
-        let left = deadlines.total.saturating_sub(started.elapsed()).min(deadlines.per_call.saturating_sub(call_started.elapsed()));
-        match rx.recv_timeout(left) {
-            Ok(Msg::Call(c)) => {
-                tracing::trace!(call = %c, "NVML call");
-                call = c;
-                call_started = Instant::now();
+    Pending { state: PendingState::Running { id, rx, done, progress, library, started, deadlines } }
+}
+
+impl Pending {
+    /// The answer, or the call NVML did not return from within its deadline.
+    pub fn wait(self) -> Outcome {
+        let (id, rx, done, progress, library, started, deadlines) = match self.state {
+            PendingState::Ready(outcome) => return outcome,
+            PendingState::Running { id, rx, done, progress, library, started, deadlines } => {
+                (id, rx, done, progress, library, started, deadlines)
             }
-            Ok(Msg::Done(outcome)) => return outcome,
-            Err(RecvTimeoutError::Timeout) => {
-                let mut stuck = STUCK.lock().unwrap_or_else(|e| e.into_inner());
-                if done.load(Ordering::SeqCst) {
-                    // It answered just now: take the answer.
-                    drop(stuck);
-                    while let Ok(m) = rx.recv() {
-                        if let Msg::Done(outcome) = m {
-                            return outcome;
-                        }
+        };
+        let call_now = || {
+            let p = progress.lock().unwrap_or_else(|e| e.into_inner());
+            (p.call.clone(), p.since)
+        };
+        loop {
+            let (call, call_started) = call_now();
+            let left = deadlines.total.saturating_sub(started.elapsed()).min(deadlines.per_call.saturating_sub(call_started.elapsed()));
+            if !left.is_zero() {
+                match rx.recv_timeout(left) {
+                    Ok(outcome) => return outcome,
+                    Err(RecvTimeoutError::Disconnected) => {
+                        return Outcome::LoadFailed { library, error: "the NVML thread ended without an answer (it panicked)".into() };
                     }
-                    return Outcome::LoadFailed { library, error: "the NVML thread ended without an answer".into() };
+                    // A deadline came: for the call under way then, or for one that has since
+                    // returned (look again).
+                    Err(RecvTimeoutError::Timeout) => continue,
                 }
-                let after = if call_started.elapsed() >= deadlines.per_call { deadlines.per_call } else { started.elapsed() };
-                tracing::error!(call = %call, after_ms = after.as_millis() as u64, "NVML did not answer");
-                *stuck = Some(Stuck { id, call: call.clone(), since: call_started });
-                return Outcome::TimedOut { library, call, after_ms: after.as_millis() as u64 };
             }
-            Err(RecvTimeoutError::Disconnected) => {
-                return Outcome::LoadFailed { library, error: "the NVML thread ended without an answer (it panicked)".into() };
+            let mut stuck = STUCK.lock().unwrap_or_else(|e| e.into_inner());
+            if done.load(Ordering::SeqCst) {
+                // It answered just now: take the answer.
+                drop(stuck);
+                return rx
+                    .recv()
+                    .unwrap_or_else(|_| Outcome::LoadFailed { library, error: "the NVML thread ended without an answer".into() });
             }
+            let after = if call_started.elapsed() >= deadlines.per_call { deadlines.per_call } else { started.elapsed() };
+            tracing::error!(call = %call, after_ms = after.as_millis() as u64, "NVML did not answer");
+            *stuck = Some(Stuck { id, call: call.clone(), since: call_started });
+            return Outcome::TimedOut { library, call, after_ms: after.as_millis() as u64 };
         }
     }
 }
 
 /// The worker: loads NVML and asks everything, announcing each call first.
-fn ask(lib: &LibChoice, fabric: bool, tx: &mpsc::Sender<Msg>) -> Outcome {
+fn ask(lib: &LibChoice, fabric: bool, progress: &Mutex<Progress>) -> Outcome {
     let say = |c: String| {
-        let _ = tx.send(Msg::Call(c));
+        tracing::trace!(call = %c, "NVML call");
+        let mut p = progress.lock().unwrap_or_else(|e| e.into_inner());
+        *p = Progress { call: c, since: Instant::now() };
     };
     let library = lib.describe();
     if let LibChoice::Env(p) = lib {
