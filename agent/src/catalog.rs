@@ -37,8 +37,14 @@ pub fn all() -> &'static BTreeMap<String, Entry> {
     CATALOG.get_or_init(|| toml::from_str::<File>(CATALOG_TOML).unwrap_or_else(|e| panic!("data/catalog.toml: {e}")).types)
 }
 
-pub fn lookup(instance_type: &str) -> Option<&'static Entry> {
-    all().get(instance_type)
+/// The entry of one instance type. Only its own table is parsed (a whole-catalog parse costs more
+/// than the rest of `nodeprep check`'s start-up); the tests prove this finds exactly what the
+/// whole parse does, for every type.
+pub fn lookup(instance_type: &str) -> Option<Entry> {
+    let header = format!("[types.{}]", toml::Value::String(instance_type.to_string()));
+    let at = CATALOG_TOML.lines().position(|l| l.trim() == header)?;
+    let table: Vec<&str> = CATALOG_TOML.lines().skip(at + 1).take_while(|l| !l.trim_start().starts_with('[')).collect();
+    Some(toml::from_str::<Entry>(&table.join("\n")).unwrap_or_else(|e| panic!("data/catalog.toml, table {header}: {e}")))
 }
 
 /// The hardware this node must show. `None`: nothing is known, check consistency only.
@@ -57,6 +63,7 @@ pub struct Expected {
 impl Expected {
     pub fn new(instance_type: Option<&str>, overrides: &Expect) -> Expected {
         let entry = instance_type.and_then(lookup);
+        let entry = entry.as_ref();
         Expected {
             instance_type: instance_type.map(str::to_string),
             in_catalog: entry.is_some(),
@@ -121,6 +128,17 @@ mod tests {
             assert!(!e.nvswitch || e.gpus == 8, "{t}: NVSwitch types have 8 GPUs");
             assert_eq!(e.instance_store_disks == 0, e.instance_store_disk_gb == 0, "{t}: disk size without disks");
             assert!(e.efa <= 32 && e.gpus <= 16, "{t}: implausible counts");
+        }
+    }
+
+    #[test]
+    fn looking_up_one_type_finds_what_the_whole_catalog_says() {
+        assert!(all().len() > 20);
+        for (t, e) in all() {
+            assert_eq!(lookup(t).as_ref(), Some(e), "{t}");
+        }
+        for absent in ["m7i.large", "p5", "48xlarge", "", "types", "p5.48xlarge\"]"] {
+            assert_eq!(lookup(absent), None, "{absent}");
         }
     }
 
