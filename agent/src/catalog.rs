@@ -37,14 +37,62 @@ pub fn all() -> &'static BTreeMap<String, Entry> {
     CATALOG.get_or_init(|| toml::from_str::<File>(CATALOG_TOML).unwrap_or_else(|e| panic!("data/catalog.toml: {e}")).types)
 }
 
-/// The entry of one instance type. Only its own table is parsed (a whole-catalog parse costs more
-/// than the rest of `nodeprep check`'s start-up); the tests prove this finds exactly what the
-/// whole parse does, for every type.
+/// The entry of one instance type. Only its own table is read (a whole-catalog parse costs more
+/// than the rest of `nodeprep check`'s start-up): its `key = value` lines directly when they are as
+/// plain as the catalog writes them, else through the TOML parser. The tests prove this finds
+/// exactly what the whole parse does, for every type.
 pub fn lookup(instance_type: &str) -> Option<Entry> {
-    let header = format!("[types.{}]", toml::Value::String(instance_type.to_string()));
-    let at = CATALOG_TOML.lines().position(|l| l.trim() == header)?;
-    let table: Vec<&str> = CATALOG_TOML.lines().skip(at + 1).take_while(|l| !l.trim_start().starts_with('[')).collect();
-    Some(toml::from_str::<Entry>(&table.join("\n")).unwrap_or_else(|e| panic!("data/catalog.toml, table {header}: {e}")))
+    let header = format!("[types.\"{instance_type}\"]");
+    if instance_type.contains(['"', '\\']) {
+        return all().get(instance_type).cloned();
+    }
+    let mut lines = CATALOG_TOML.lines();
+    lines.find(|l| l.trim() == header)?;
+    let table: Vec<&str> = lines.take_while(|l| !l.trim_start().starts_with('[')).collect();
+    Some(
+        plain_table(&table).unwrap_or_else(|| {
+            toml::from_str::<Entry>(&table.join("\n")).unwrap_or_else(|e| panic!("data/catalog.toml, table {header}: {e}"))
+        }),
+    )
+}
+
+/// An entry from `key = value` lines holding integers, `true`/`false` and strings without escapes,
+/// each key once; None for anything else (the TOML parser then decides).
+fn plain_table(lines: &[&str]) -> Option<Entry> {
+    let (mut gpus, mut gpu_model, mut gpu_memory_gib, mut nvswitch, mut efa) = (None, None, None, None, None);
+    let (mut disks, mut disk_gb, mut neuron) = (None, None, None);
+    fn set<T>(slot: &mut Option<T>, v: Option<T>) -> Option<()> {
+        slot.replace(v?).is_none().then_some(())
+    }
+    for line in lines.iter().map(|l| l.trim()).filter(|l| !l.is_empty() && !l.starts_with('#')) {
+        let (k, v) = line.split_once('=')?;
+        let v = v.trim();
+        let int = || v.parse::<u64>().ok().filter(|_| v.bytes().all(|b| b.is_ascii_digit()));
+        match k.trim() {
+            "gpus" => set(&mut gpus, int().and_then(|n| u32::try_from(n).ok()))?,
+            "gpu_memory_gib" => set(&mut gpu_memory_gib, int().and_then(|n| u32::try_from(n).ok()))?,
+            "efa" => set(&mut efa, int().and_then(|n| u32::try_from(n).ok()))?,
+            "instance_store_disks" => set(&mut disks, int().and_then(|n| u32::try_from(n).ok()))?,
+            "neuron_devices" => set(&mut neuron, int().and_then(|n| u32::try_from(n).ok()))?,
+            "instance_store_disk_gb" => set(&mut disk_gb, int())?,
+            "nvswitch" => set(&mut nvswitch, ["false", "true"].iter().position(|b| *b == v).map(|i| i == 1))?,
+            "gpu_model" => {
+                let inner = v.strip_prefix('"')?.strip_suffix('"')?;
+                set(&mut gpu_model, (!inner.contains(['"', '\\'])).then(|| inner.to_string()))?
+            }
+            _ => return None,
+        }
+    }
+    Some(Entry {
+        gpus: gpus?,
+        gpu_model: gpu_model?,
+        gpu_memory_gib: gpu_memory_gib?,
+        nvswitch: nvswitch?,
+        efa: efa?,
+        instance_store_disks: disks?,
+        instance_store_disk_gb: disk_gb?,
+        neuron_devices: neuron?,
+    })
 }
 
 /// The hardware this node must show. `None`: nothing is known, check consistency only.
@@ -140,6 +188,36 @@ mod tests {
         for absent in ["m7i.large", "p5", "48xlarge", "", "types", "p5.48xlarge\"]"] {
             assert_eq!(lookup(absent), None, "{absent}");
         }
+        // Every table of the catalog is plain enough for the direct read.
+        for t in all().keys() {
+            let mut lines = CATALOG_TOML.lines();
+            lines.find(|l| l.trim() == format!("[types.\"{t}\"]"));
+            let table: Vec<&str> = lines.take_while(|l| !l.trim_start().starts_with('[')).collect();
+            assert_eq!(plain_table(&table).as_ref(), all().get(t), "{t}");
+        }
+    }
+
+    #[test]
+    fn the_direct_read_leaves_anything_unusual_to_the_toml_parser() {
+        let ok = ["gpus = 8", "gpu_model = \"H100\"", "gpu_memory_gib = 80", "nvswitch = true", "efa = 32"];
+        let rest = ["instance_store_disks = 8", "instance_store_disk_gb = 3800", "neuron_devices = 0  "];
+        let all_lines: Vec<&str> = ok.iter().chain(rest.iter()).copied().collect();
+        assert!(plain_table(&all_lines).is_some());
+        for odd in [
+            "gpus = 0x8",
+            "gpus = +8",
+            "gpu_model = 'H100'",
+            "gpu_model = \"H\\u0031\"",
+            "nvswitch = yes",
+            "gpus = 8 # eight",
+            "extra = 1",
+            "gpus = 9",
+        ] {
+            let mut lines = all_lines.clone();
+            lines.push(odd);
+            assert_eq!(plain_table(&lines), None, "{odd}");
+        }
+        assert_eq!(plain_table(&all_lines[1..]), None, "a missing key");
     }
 
     #[test]
