@@ -24,9 +24,7 @@ if ((${#need[@]})); then
 fi
 NGINX=$(command -v nginx || echo /usr/sbin/nginx)
 
-B=${NODEPREP_BIN:-target/release/nodeprep}
-[[ -x $B ]] || cargo build --release -q -p nodeprep
-[[ -x target/release/nodeprep-fixtures ]] || cargo build --release -q -p nodeprep-fixtures
+source bench/binary.sh
 work=$(mktemp -d)
 cleanup() { kill "${np_pid:-}" "${ng_pid:-}" 2>/dev/null || true; wait 2>/dev/null || true; rm -rf "$work"; }
 trap cleanup EXIT

@@ -10,8 +10,7 @@ cd "$(dirname "$0")/.."
 ROUNDS=${ROUNDS:-5}
 SIZE_MIB=${SIZE_MIB:-2048}
 FILES=${FILES:-3000}
-B=${NODEPREP_BIN:-target/release/nodeprep}
-[[ -x $B ]] || cargo build --release -q -p nodeprep
+source bench/binary.sh
 
 work=$(mktemp -d)
 dev=""
