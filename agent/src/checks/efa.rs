@@ -111,6 +111,8 @@ pub fn observe(host: &Host) -> Snapshot {
             Err(e) => snap.errors.push(e.to_string()),
         }
     }
+    // One listing of /dev/infiniband instead of a stat per device.
+    let dev_nodes: Vec<String> = host.list_dir_opt("/dev/infiniband").unwrap_or_default();
     for name in names {
         let device_id = match is_efa(host, &name) {
             Ok(Some(d)) => d,
@@ -131,7 +133,7 @@ pub fn observe(host: &Host) -> Snapshot {
         };
         let (state, phys_state) = (attr("state"), attr("phys_state"));
         let n = uverbs.get(&name).copied();
-        let dev_node = n.is_some_and(|n| host.exists(format!("/dev/infiniband/uverbs{n}")));
+        let dev_node = n.is_some_and(|n| dev_nodes.contains(&format!("uverbs{n}")));
         snap.devices.push(Device { name, device_id, state, phys_state, port_readable, uverbs: n, dev_node });
     }
     // The version is information, not a criterion: an unreadable one is logged and left out.

@@ -49,6 +49,35 @@ pub trait Check: Send + Sync {
 /// Every check name nodeprep knows, in report order.
 pub const ALL: &[&str] = &["instance", "limits", "efa", "nvidia", "storage", "device-plugins"];
 
+/// The order checks are started in: longest first, so the run ends soonest. NVML's init takes
+/// hundreds of milliseconds on a real 8-GPU node; EFA and storage read a few hundred sysfs files.
+/// Checks not listed start last, in the order given.
+const START_ORDER: &[&str] = &["nvidia", "efa", "storage", "limits", "device-plugins", "instance"];
+
+/// The checks of one run, taken by the workers in start order.
+struct Queue {
+    checks: Vec<Arc<dyn Check>>,
+    order: Vec<usize>,
+    next: AtomicUsize,
+}
+
+impl Queue {
+    fn new(checks: &[Arc<dyn Check>]) -> Queue {
+        let mut order: Vec<usize> = (0..checks.len()).collect();
+        order.sort_by_key(|&i| START_ORDER.iter().position(|n| *n == checks[i].name()).unwrap_or(START_ORDER.len()));
+        Queue { checks: checks.to_vec(), order, next: AtomicUsize::new(0) }
+    }
+
+    /// The index (in the order given to [`run`]) of the next check to start, if any is left.
+    fn take(&self) -> Option<usize> {
+        self.order.get(self.next.fetch_add(1, Ordering::SeqCst)).copied()
+    }
+
+    fn waiting(&self) -> bool {
+        self.next.load(Ordering::SeqCst) < self.order.len()
+    }
+}
+
 fn build(name: &str) -> Option<Arc<dyn Check>> {
     match name {
         "instance" => Some(Arc::new(instance::Instance)),
@@ -95,15 +124,14 @@ struct Board {
 /// Runs the checks in parallel, each under `timeout` (counted from the start of the run), and
 /// returns results in the order given.
 ///
-/// Checks are taken in order by a few worker threads; one more is started whenever all are held
+/// Checks are taken in [`START_ORDER`] by a few worker threads; one more is started whenever all are held
 /// for [`STALL`] while checks wait. A check that does not finish by the deadline is reported as
 /// failed and its worker is left behind (it cannot be killed; it ends with the process, or finishes
 /// later and finds no one listening).
 pub fn run(ctx: Arc<Context>, checks: &[Arc<dyn Check>], timeout: Duration) -> Vec<CheckResult> {
     let started = Instant::now();
     let deadline = started + timeout;
-    let next = Arc::new(AtomicUsize::new(0));
-    let shared: Arc<[Arc<dyn Check>]> = checks.into();
+    let queue = Arc::new(Queue::new(checks));
     // Until a check has said, it counts as required: a check that cannot even decide is not a pass.
     let board = Arc::new(Mutex::new(Board { started: vec![false; checks.len()], required: vec![true; checks.len()] }));
     let (tx, rx) = mpsc::channel::<(usize, CheckResult)>();
@@ -111,9 +139,8 @@ pub fn run(ctx: Arc<Context>, checks: &[Arc<dyn Check>], timeout: Duration) -> V
     let mut workers = 0usize;
     let mut spawn_error: Option<String> = None;
     let mut spawn = |workers: &mut usize| {
-        let (tx, ctx, next, shared, board, id) =
-            (tx.clone(), Arc::clone(&ctx), Arc::clone(&next), Arc::clone(&shared), Arc::clone(&board), *workers);
-        match std::thread::Builder::new().name(format!("check-worker-{id}")).spawn(move || worker(id, &ctx, &shared, &next, &board, &tx)) {
+        let (tx, ctx, queue, board, id) = (tx.clone(), Arc::clone(&ctx), Arc::clone(&queue), Arc::clone(&board), *workers);
+        match std::thread::Builder::new().name(format!("check-worker-{id}")).spawn(move || worker(id, &ctx, &queue, &board, &tx)) {
             Ok(_) => *workers += 1,
             Err(e) => {
                 tracing::error!(error = %e, workers = *workers, "could not start a check worker thread");
@@ -132,7 +159,7 @@ pub fn run(ctx: Arc<Context>, checks: &[Arc<dyn Check>], timeout: Duration) -> V
         match rx.recv_timeout(left.min(STALL)) {
             Ok((i, r)) => results[i] = Some(r),
             Err(RecvTimeoutError::Timeout) => {
-                if next.load(Ordering::SeqCst) < checks.len() && workers < checks.len() {
+                if queue.waiting() && workers < checks.len() {
                     let b = board.lock().unwrap_or_else(|e| e.into_inner());
                     let held: Vec<&str> =
                         (0..checks.len()).filter(|&i| b.started[i] && results[i].is_none()).map(|i| checks[i].name()).collect();
@@ -175,18 +202,10 @@ pub fn run(ctx: Arc<Context>, checks: &[Arc<dyn Check>], timeout: Duration) -> V
 
 /// A worker: takes the next check until none is left. Each check first says whether it is required
 /// (deciding can read the host, and a wedged read must not escape the deadline), then runs.
-fn worker(
-    id: usize,
-    ctx: &Context,
-    checks: &[Arc<dyn Check>],
-    next: &AtomicUsize,
-    board: &Mutex<Board>,
-    tx: &mpsc::Sender<(usize, CheckResult)>,
-) {
+fn worker(id: usize, ctx: &Context, queue: &Queue, board: &Mutex<Board>, tx: &mpsc::Sender<(usize, CheckResult)>) {
     let note = |f: &mut dyn FnMut(&mut Board)| f(&mut board.lock().unwrap_or_else(|e| e.into_inner()));
-    loop {
-        let i = next.fetch_add(1, Ordering::SeqCst);
-        let Some(check) = checks.get(i) else { return };
+    while let Some(i) = queue.take() {
+        let check = &queue.checks[i];
         let t0 = Instant::now();
         let name = check.name();
         note(&mut |b| b.started[i] = true);
@@ -235,6 +254,18 @@ mod tests {
             CheckResult::new("slow", Status::Pass, "never seen")
         }
     }
+    struct Quick;
+    impl Check for Quick {
+        fn name(&self) -> &'static str {
+            "quick"
+        }
+        fn required(&self, _: &Context) -> bool {
+            true
+        }
+        fn run(&self, _: &Context) -> CheckResult {
+            CheckResult::new("quick", Status::Pass, "done")
+        }
+    }
     struct Panics;
     impl Check for Panics {
         fn name(&self) -> &'static str {
@@ -273,16 +304,32 @@ mod tests {
 
     #[test]
     fn hung_checks_holding_every_worker_do_not_keep_the_others_from_running() {
-        // More hung checks than first workers, the quick one last: it still runs and reports.
-        let checks: Vec<Arc<dyn Check>> = vec![Arc::new(Slow), Arc::new(Slow), Arc::new(Slow), Arc::new(instance::Instance)];
+        // More hung checks than first workers, the quick one started last (none of these names is
+        // in START_ORDER, so they start in the order given): it still runs and reports.
+        let checks: Vec<Arc<dyn Check>> = vec![Arc::new(Slow), Arc::new(Slow), Arc::new(Slow), Arc::new(Quick)];
         let t0 = Instant::now();
         let r = run(ctx(), &checks, Duration::from_millis(600));
         assert!(t0.elapsed() < Duration::from_secs(5));
         for slow in &r[..3] {
             assert_eq!((slow.status, slow.summary.as_str()), (Status::Fail, "did not finish within 0.6 s"));
         }
-        assert_eq!(r[3].name, "instance");
-        assert_eq!(r[3].status, Status::Warn, "{}", r[3].summary);
+        assert_eq!((r[3].name.as_str(), r[3].status), ("quick", Status::Pass), "{}", r[3].summary);
+    }
+
+    #[test]
+    fn the_longest_checks_start_first_and_results_keep_the_order_given() {
+        let checks = select(&[]).unwrap();
+        let q = Queue::new(&checks);
+        let started: Vec<&str> = std::iter::from_fn(|| q.take()).map(|i| checks[i].name()).collect();
+        assert_eq!(started, START_ORDER);
+        assert!(!q.waiting());
+        let mut all: Vec<&str> = START_ORDER.to_vec();
+        all.sort();
+        let mut known = ALL.to_vec();
+        known.sort();
+        assert_eq!(all, known, "START_ORDER must list every check");
+        let r = run(ctx(), &checks, Duration::from_secs(10));
+        assert_eq!(r.iter().map(|c| c.name.as_str()).collect::<Vec<_>>(), ALL);
     }
 
     #[test]
