@@ -202,8 +202,8 @@ pub fn fabric_unit(host: &Host) -> FabricUnit {
         let listed = host.read_attr(&procs).ok().and_then(|t| t.lines().find_map(|l| l.trim().parse::<u32>().ok()));
         return listed.map_or(FabricUnit::NotRunning, |pid| FabricUnit::Running { pid, how: "cgroup" });
     }
-    match procs::find(host, FM_UNIT, is_fm) {
-        Some((pid, how)) => FabricUnit::Running { pid, how: how.as_str() },
+    match procs::walk(host, is_fm) {
+        Some(pid) => FabricUnit::Running { pid, how: procs::Found::Walk.as_str() },
         None => FabricUnit::NotRunning,
     }
 }

@@ -150,7 +150,16 @@ fn probe_device(host: &Host, name: &str, size: u64) -> Result<(Content, Option<C
 }
 
 /// Reads one block device's facts from sysfs.
-fn read_disk(host: &Host, name: &str, cfg: &StorageConfig, mounts: &[Mount], probe: bool, errors: &mut Vec<String>) -> Disk {
+/// `model`: when the caller has read it already.
+fn read_disk(
+    host: &Host,
+    name: &str,
+    model: Option<String>,
+    cfg: &StorageConfig,
+    mounts: &[Mount],
+    probe: bool,
+    errors: &mut Vec<String>,
+) -> Disk {
     let base = PathBuf::from("/sys/block").join(name);
     let attr = |rel: &str| host.read_attr_opt(base.join(rel)).ok().flatten().unwrap_or_default();
     let size_bytes = attr("size").parse::<u64>().unwrap_or(0).saturating_mul(512);
@@ -181,7 +190,7 @@ fn read_disk(host: &Host, name: &str, cfg: &StorageConfig, mounts: &[Mount], pro
     let mut disk = Disk {
         name: name.to_string(),
         serial: attr("device/serial"),
-        model: attr("device/model"),
+        model: model.unwrap_or_else(|| attr("device/model")),
         size_bytes,
         devnum,
         holders,
@@ -201,7 +210,7 @@ fn read_disk(host: &Host, name: &str, cfg: &StorageConfig, mounts: &[Mount], pro
     disk
 }
 
-fn read_array(host: &Host, name: &str, probe: bool, errors: &mut Vec<String>) -> Array {
+fn read_array(host: &Host, name: &str, members: Vec<String>, probe: bool, errors: &mut Vec<String>) -> Array {
     let base = PathBuf::from("/sys/block").join(name);
     let attr = |rel: &str| host.read_attr_opt(base.join(rel)).ok().flatten().unwrap_or_default();
     let size = attr("size").parse::<u64>().unwrap_or(0).saturating_mul(512);
@@ -211,7 +220,7 @@ fn read_array(host: &Host, name: &str, probe: bool, errors: &mut Vec<String>) ->
         state: attr("md/array_state"),
         level: attr("md/level"),
         raid_disks: attr("md/raid_disks").parse().unwrap_or(0),
-        members: host.list_dir_opt(base.join("slaves")).unwrap_or_default(),
+        members,
         content: None,
     };
     if probe && a.is_running() {
@@ -261,13 +270,13 @@ pub fn observe(host: &Host, cfg: &StorageConfig, probe: bool) -> Snapshot {
                 ));
                 continue;
             }
-            snap.disks.push(read_disk(host, &name, cfg, &mounts, probe, &mut errors));
+            snap.disks.push(read_disk(host, &name, None, cfg, &mounts, probe, &mut errors));
         }
     } else {
         for name in block.iter().filter(|n| is_nvme_namespace(n)) {
             let model = host.read_attr_opt(format!("/sys/block/{name}/device/model")).ok().flatten().unwrap_or_default();
             if model == INSTANCE_STORE_MODEL {
-                snap.disks.push(read_disk(host, name, cfg, &mounts, probe, &mut errors));
+                snap.disks.push(read_disk(host, name, Some(model), cfg, &mounts, probe, &mut errors));
             }
         }
         // Keyed by serial: the same disks give the same order, whatever names the kernel gave them.
@@ -278,11 +287,11 @@ pub fn observe(host: &Host, cfg: &StorageConfig, probe: bool) -> Snapshot {
     for md in snap.md_names.clone() {
         let members = host.list_dir_opt(format!("/sys/block/{md}/slaves")).unwrap_or_default();
         if holders.contains(&md) || members.iter().any(|m| snap.disks.iter().any(|d| &d.name == m)) {
-            snap.arrays.push(read_array(host, &md, probe, &mut errors));
+            snap.arrays.push(read_array(host, &md, members, probe, &mut errors));
         }
     }
-    // Only boot binds; the periodic check does not walk every process.
-    if let Ok(procs) = host.list_dir_opt("/proc").map(|p| if probe { p } else { Vec::new() }) {
+    // Only boot binds; the periodic check does not walk (or even list) every process.
+    if let Ok(procs) = if probe { host.list_dir_opt("/proc") } else { Ok(Vec::new()) } {
         for pid in procs.iter().filter_map(|p| p.parse::<u32>().ok()) {
             if let Ok(Some(comm)) = host.read_attr_opt(format!("/proc/{pid}/comm")) {
                 if USERS.contains(&comm.as_str()) {

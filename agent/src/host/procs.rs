@@ -47,9 +47,14 @@ pub fn find(host: &Host, unit: &str, is_it: impl Fn(&str) -> bool) -> Option<(u3
             return pids.into_iter().find(|&p| comm_is(p)).map(|p| (p, Found::Cgroup));
         }
     }
+    walk(host, is_it).map(|p| (p, Found::Walk))
+}
+
+/// The lowest pid among all processes whose `comm` satisfies `is_it` (one read per process).
+pub fn walk(host: &Host, is_it: impl Fn(&str) -> bool) -> Option<u32> {
     let mut pids: Vec<u32> = host.list_dir_opt("/proc").unwrap_or_default().iter().filter_map(|p| p.parse().ok()).collect();
     pids.sort_unstable();
-    pids.into_iter().find(|&p| comm_is(p)).map(|p| (p, Found::Walk))
+    pids.into_iter().find(|&p| host.read_attr(format!("/proc/{p}/comm")).is_ok_and(|c| is_it(&c)))
 }
 
 #[cfg(test)]
