@@ -8,4 +8,4 @@ else
   (source scripts/rustflags.sh && cargo build --release -q -p nodeprep --target "$host")
   B=target/$host/release/nodeprep
 fi
-[[ -x target/release/nodeprep-fixtures ]] || cargo build --release -q -p nodeprep-fixtures
+cargo build --release -q -p nodeprep-fixtures

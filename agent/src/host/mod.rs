@@ -94,23 +94,21 @@ impl Host {
         let path = self.path(host_path);
         let err = |source| HostError { op: "reading", path: path.clone(), source };
         let mut f = std::fs::File::open(&path).map_err(err)?;
-        let mut buf = vec![0u8; 4096];
-        let mut len = 0;
-        loop {
-            match f.read(&mut buf[len..]) {
-                Ok(0) => break,
-                Ok(n) => {
-                    len += n;
-                    if len < buf.len() {
-                        break;
-                    }
-                    buf.resize(buf.len() * 2, 0);
-                }
+        // A page on the stack holds any attribute; only a longer file moves to the heap.
+        let mut page = [0u8; 4096];
+        let first = loop {
+            match f.read(&mut page) {
+                Ok(n) => break n,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) => return Err(err(e)),
             }
+        };
+        if first < page.len() {
+            return Ok(String::from_utf8_lossy(&page[..first]).trim().to_string());
         }
-        Ok(String::from_utf8_lossy(&buf[..len]).trim().to_string())
+        let mut buf = page.to_vec();
+        f.read_to_end(&mut buf).map_err(err)?;
+        Ok(String::from_utf8_lossy(&buf).trim().to_string())
     }
 
     /// Up to `len` bytes at byte `offset` of a file or block device (`/dev/nvme1n1`); fewer at its
@@ -239,6 +237,17 @@ mod tests {
         assert_eq!(h.list_dir("/d").unwrap(), ["uverbs1", "uverbs2", "uverbs10"]);
         assert_eq!(h.read_attr("/d/uverbs1").unwrap(), "x");
         assert!(h.list_dir_opt("/missing").unwrap().is_empty());
+    }
+
+    #[test]
+    fn attributes_of_any_length_are_read_whole() {
+        let dir = tempfile::tempdir().unwrap();
+        let h = Host::new(dir.path());
+        for len in [0usize, 1, 4095, 4096, 4097, 10_000] {
+            let text: String = (0..len).map(|i| char::from(b'a' + (i % 26) as u8)).collect();
+            std::fs::write(dir.path().join("attr"), format!("  {text}\n")).unwrap();
+            assert_eq!(h.read_attr("attr").unwrap(), text, "{len} bytes");
+        }
     }
 
     #[test]
