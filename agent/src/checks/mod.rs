@@ -109,9 +109,9 @@ pub fn select(only: &[String]) -> Result<Vec<Arc<dyn Check>>, SelectError> {
 /// busy; more are started only when checks wait while every worker is held (see [`STALL`]).
 const FIRST_WORKERS: usize = 2;
 
-/// When no check has started or finished for this long and some checks have not started, every
-/// worker is held by a slow or hung check: one more worker is started, so that a hung check delays
-/// the others by at most this long and never costs them their deadline.
+/// When no check has finished for this long while some checks have not started, every worker is
+/// held by a slow or hung check: one more worker is started, so that a hung check delays the others
+/// by about this long and never costs them their deadline.
 const STALL: Duration = Duration::from_millis(25);
 
 /// What the workers tell the waiting thread without waking it: which check each has started, and
