@@ -5,8 +5,10 @@
 //! turn a stack overflow into a message instead of a plain SIGSEGV — a sixth of a millisecond that
 //! every `nodeprep check` paid. SIGPIPE is ignored here as Rust's start-up would (a closed pipe or
 //! socket is an error, not a silent death), and `std::process::exit` flushes stdout.
-#![no_main]
+// (Not in `cargo test`'s build of this file: the test harness brings its own `main`.)
+#![cfg_attr(not(test), no_main)]
 
+#[cfg(not(test))]
 #[no_mangle]
 pub extern "C" fn main(_argc: std::ffi::c_int, _argv: *const *const std::ffi::c_char) -> std::ffi::c_int {
     // SAFETY: setting a signal's disposition to SIG_IGN before any thread exists.
