@@ -198,8 +198,9 @@ pub fn fabric_unit(host: &Host) -> FabricUnit {
         }
     }
     // The unit's cgroup: any process in it is the service running (whatever it is called).
-    if let Some(procs) = procs::unit_cgroup(host, FM_UNIT) {
-        let listed = host.read_attr(&procs).ok().and_then(|t| t.lines().find_map(|l| l.trim().parse::<u32>().ok()));
+    // (An unreadable one tells nothing: /proc is walked as if there were none, as procs::find does.)
+    if let Some(text) = procs::unit_cgroup(host, FM_UNIT).and_then(|p| host.read_attr(p).ok()) {
+        let listed = text.lines().find_map(|l| l.trim().parse::<u32>().ok());
         return listed.map_or(FabricUnit::NotRunning, |pid| FabricUnit::Running { pid, how: "cgroup" });
     }
     match procs::walk(host, is_fm) {
@@ -1015,5 +1016,10 @@ mod tests {
         assert_eq!(fabric_unit(&host), FabricUnit::NotRunning, "an empty cgroup: the service is stopped, /proc is not walked");
         w("sys/fs/cgroup/system.slice/nvidia-fabricmanager.service/cgroup.procs", "4242\n");
         assert_eq!(fabric_unit(&host), FabricUnit::Running { pid: 4242, how: "cgroup" });
+        // An unreadable cgroup.procs (a directory here: root reads any file) tells nothing.
+        let procs = dir.path().join("sys/fs/cgroup/system.slice/nvidia-fabricmanager.service/cgroup.procs");
+        std::fs::remove_file(&procs).unwrap();
+        std::fs::create_dir(&procs).unwrap();
+        assert_eq!(fabric_unit(&host), FabricUnit::Running { pid: 777, how: "process" });
     }
 }
