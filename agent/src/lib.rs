@@ -15,3 +15,44 @@ pub mod identity;
 pub mod logging;
 pub mod report;
 pub mod serve;
+
+/// An error and all its causes on one line (`a: b: c`), as logs and reports need them: the top
+/// error of an HTTP client says "client error (Connect)", only its causes say "Connection refused".
+/// A cause whose text the line already holds (wrappers that print their source) is left out.
+pub fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut line = e.to_string();
+    let mut src = e.source();
+    while let Some(s) = src {
+        let text = s.to_string();
+        if !line.contains(&text) {
+            line = format!("{line}: {text}");
+        }
+        src = s.source();
+    }
+    line
+}
+
+#[cfg(test)]
+mod tests {
+    #[derive(Debug)]
+    struct E(&'static str, Option<Box<E>>);
+    impl std::fmt::Display for E {
+        fn fmt(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+            f.write_str(self.0)
+        }
+    }
+    impl std::error::Error for E {
+        fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+            self.1.as_deref().map(|e| e as _)
+        }
+    }
+
+    #[test]
+    fn error_chain_names_every_cause_once() {
+        let refused = E("Connection refused (os error 111)", None);
+        let e = E("client error (Connect)", Some(Box::new(E("tcp connect error", Some(Box::new(refused))))));
+        assert_eq!(super::error_chain(&e), "client error (Connect): tcp connect error: Connection refused (os error 111)");
+        let wrapper = E("HyperError: client error (Connect)", Some(Box::new(E("client error (Connect)", None))));
+        assert_eq!(super::error_chain(&wrapper), "HyperError: client error (Connect)");
+    }
+}

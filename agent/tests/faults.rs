@@ -373,6 +373,7 @@ fn serve_with_the_api_server_down_keeps_answering() {
     assert!(!text.contains("panicked"), "{text}");
     let failure = text.lines().find(|l| l.contains("Kubernetes update failed")).unwrap();
     println!("{failure}");
-    // It names the node and that the connection failed (not the server's address: see kube.rs).
-    assert!(failure.contains("reading node node-1") && failure.contains("(Connect)"), "{failure}");
+    // It names the node, the server and why the connection failed.
+    let want = format!("reading node node-1 at http://127.0.0.1:{port}/: ");
+    assert!(failure.contains(&want) && failure.contains("Connection refused"), "{failure}");
 }

@@ -98,13 +98,7 @@ impl ImdsClient {
         if e.is_timeout() {
             Err(ImdsError::Timeout { endpoint: self.endpoint.clone(), what, timeout_ms: self.timeout_ms() })
         } else {
-            let mut cause = e.to_string();
-            let mut src = std::error::Error::source(&e);
-            while let Some(s) = src {
-                cause = format!("{cause}: {s}");
-                src = s.source();
-            }
-            Err(ImdsError::Unreachable { endpoint: self.endpoint.clone(), what, cause })
+            Err(ImdsError::Unreachable { endpoint: self.endpoint.clone(), what, cause: crate::error_chain(&e) })
         }
     }
 
@@ -118,7 +112,7 @@ impl ImdsClient {
                 Err(e) if e.is_timeout() => {
                     return Err(ImdsError::Timeout { endpoint: self.endpoint.clone(), what, timeout_ms: self.timeout_ms() })
                 }
-                Err(e) => return Err(ImdsError::Unreachable { endpoint: self.endpoint.clone(), what, cause: e.to_string() }),
+                Err(e) => return Err(ImdsError::Unreachable { endpoint: self.endpoint.clone(), what, cause: crate::error_chain(&e) }),
             }
         }
         reply_value(&bytes).map_err(|problem| ImdsError::Reply { endpoint: self.endpoint.clone(), what, problem })

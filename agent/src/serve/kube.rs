@@ -48,8 +48,9 @@ pub fn node_name(cfg: &KubernetesConfig, host: &Host) -> Result<String, String> 
         .and_then(|h| if h.is_empty() { Err("no node name: the hostname is empty; set kubernetes.node_name".into()) } else { Ok(h) })
 }
 
-/// Builds the API client from the kubeconfig (a host path) or the in-cluster service account.
-pub async fn client(cfg: &KubernetesConfig, host: &Host) -> Result<Client, String> {
+/// Builds the API client from the kubeconfig (a host path) or the in-cluster service account, and
+/// says which API server it talks to (for logs and errors).
+pub async fn client(cfg: &KubernetesConfig, host: &Host) -> Result<(Client, String), String> {
     let mut config = if cfg.kubeconfig.is_empty() {
         kube::Config::incluster().map_err(|e| format!("kubernetes: no in-cluster service account ({e}); set kubernetes.kubeconfig"))?
     } else {
@@ -62,7 +63,8 @@ pub async fn client(cfg: &KubernetesConfig, host: &Host) -> Result<Client, Strin
     config.connect_timeout = Some(API_TIMEOUT);
     config.read_timeout = Some(API_TIMEOUT);
     config.write_timeout = Some(API_TIMEOUT);
-    Client::try_from(config).map_err(|e| format!("kubernetes client: {e}"))
+    let server = config.cluster_url.to_string();
+    Client::try_from(config).map(|c| (c, server)).map_err(|e| format!("kubernetes client: {}", crate::error_chain(&e)))
 }
 
 /// `device-plugins` → `NodeprepDevicePlugins`.
@@ -133,15 +135,18 @@ fn api_code(e: &kube::Error) -> Option<u16> {
 
 pub struct Sync {
     nodes: Api<Node>,
+    /// The API server's URL, named in every error.
+    server: String,
     name: String,
     taint: Option<String>,
     expected: Vec<(&'static str, Option<u32>)>,
 }
 
 impl Sync {
-    pub fn new(client: Client, name: String, cfg: &KubernetesConfig, ctx: &Context) -> Self {
+    pub fn new(client: Client, server: String, name: String, cfg: &KubernetesConfig, ctx: &Context) -> Self {
         Sync {
             nodes: Api::all(client),
+            server,
             name,
             taint: (!cfg.startup_taint.is_empty()).then(|| cfg.startup_taint.clone()),
             expected: vec![(GPU, ctx.expected.gpus), (EFA, ctx.expected.efa)],
@@ -150,8 +155,7 @@ impl Sync {
 
     /// Publishes the conditions for `report` and removes the startup taint when allowed.
     pub async fn update(&self, report: &Report) -> Result<(), String> {
-        let err = |what: &str, e: kube::Error| format!("{what} node {}: {e}", self.name);
-        let node = self.nodes.get(&self.name).await.map_err(|e| err("reading", e))?;
+        let node = self.nodes.get(&self.name).await.map_err(|e| self.error("reading node", e))?;
         let existing: Vec<Value> = node
             .status
             .as_ref()
@@ -163,7 +167,7 @@ impl Sync {
         self.nodes
             .patch_status(&self.name, &PatchParams::default(), &Patch::Strategic(patch))
             .await
-            .map_err(|e| err("updating conditions of", e))?;
+            .map_err(|e| self.error("updating conditions of node", e))?;
         tracing::debug!(node = %self.name, ready = report.ready, "node conditions updated");
         if let Some(key) = &self.taint {
             self.remove_taint(key, report, node).await?;
@@ -195,12 +199,17 @@ impl Sync {
                 }
                 Err(e) if api_code(&e) == Some(409) => {
                     tracing::info!(node = %self.name, attempt, "node changed while removing the taint (409); retrying on fresh data");
-                    node = self.nodes.get(&self.name).await.map_err(|e| format!("reading node {}: {e}", self.name))?;
+                    node = self.nodes.get(&self.name).await.map_err(|e| self.error("reading node", e))?;
                 }
-                Err(e) => return Err(format!("removing taint {key} from node {}: {e}", self.name)),
+                Err(e) => return Err(self.error(&format!("removing taint {key} from node"), e)),
             }
         }
-        Err(format!("removing taint {key} from node {}: still conflicting after 5 attempts", self.name))
+        Err(format!("removing taint {key} from node {} at {}: still conflicting after 5 attempts", self.name, self.server))
+    }
+
+    /// "reading node n1 at https://10.0.0.1/: <the error and its causes>".
+    fn error(&self, what: &str, e: kube::Error) -> String {
+        format!("{what} {} at {}: {}", self.name, self.server, crate::error_chain(&e))
     }
 }
 

@@ -170,9 +170,9 @@ pub fn run(g: &Global, cfg: Config, listen: Option<SocketAddr>) -> Result<i32, S
     let ctx = app::prepare(g, cfg);
     let kube_tx = if kube_cfg.enabled {
         let name = kube::node_name(&kube_cfg, &ctx.host)?;
-        let client = rt.block_on(kube::client(&kube_cfg, &ctx.host))?;
-        tracing::info!(node = %name, credentials = %kube::describe(&kube_cfg, &ctx.host), taint = %kube_cfg.startup_taint, "Kubernetes updates enabled");
-        let sync = Arc::new(kube::Sync::new(client, name, &kube_cfg, &ctx));
+        let (client, server) = rt.block_on(kube::client(&kube_cfg, &ctx.host))?;
+        tracing::info!(node = %name, %server, credentials = %kube::describe(&kube_cfg, &ctx.host), taint = %kube_cfg.startup_taint, "Kubernetes updates enabled");
+        let sync = Arc::new(kube::Sync::new(client, server, name, &kube_cfg, &ctx));
         let (tx, rx) = tokio::sync::watch::channel(None);
         rt.spawn(kube::run(sync, rx));
         Some(tx)
