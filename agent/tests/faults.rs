@@ -1,6 +1,6 @@
-//! Faults on the host, as a user meets them: sysfs entries that vanish between listing and reading,
-//! reads that never return, files only root may read, a full /run, and a Kubernetes API server
-//! that is down. Each one gives a report naming the file or service, never a panic, and `serve`
+//! Faults on the host, as a user meets them: sysfs entries that vanish between listing and reading
+//! or come and go while checks run, reads that never return, files only root may read, a full /run,
+//! and a Kubernetes API server that is down. Each one gives a report naming the file or service, never a panic, and `serve`
 //! keeps answering. (NVML and IMDS hangs are in nvidia.rs and imds.rs; a status directory that is
 //! a file, an API that hangs or refuses credentials in serve.rs; a read-only /etc in limits.rs.)
 
@@ -376,4 +376,61 @@ fn serve_with_the_api_server_down_keeps_answering() {
     // It names the node, the server and why the connection failed.
     let want = format!("reading node node-1 at http://127.0.0.1:{port}/: ");
     assert!(failure.contains(&want) && failure.contains("Connection refused"), "{failure}");
+}
+
+/// Devices that come and go while checks read them (hot-unplug, a driver rebinding): an EFA
+/// device's sysfs directory and a GPU's PCI directory are renamed away and back, again and again,
+/// while `nodeprep check` runs. Whenever a read lands, each run gives a whole report: either all is
+/// there, or the check fails on exactly that device, never a panic or a half-written report.
+#[test]
+fn devices_that_vanish_and_return_during_checks_give_whole_reports() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::Arc;
+    let dir = tree(&Spec::p5_48xlarge());
+    let pairs: Vec<(std::path::PathBuf, std::path::PathBuf)> = ["sys/class/infiniband/rdmap80s0", "sys/bus/pci/devices/0000:53:00.0"]
+        .iter()
+        .enumerate()
+        .map(|(i, p)| (dir.path().join(p), dir.path().join(format!("away-{i}"))))
+        .collect();
+    let stop = Arc::new(AtomicBool::new(false));
+    let churn = {
+        let (stop, pairs) = (Arc::clone(&stop), pairs.clone());
+        std::thread::spawn(move || {
+            let mut flips = 0u64;
+            while !stop.load(Ordering::Relaxed) {
+                for (here, away) in &pairs {
+                    std::fs::rename(here, away).unwrap();
+                    std::thread::sleep(Duration::from_micros(50 + flips % 7 * 150));
+                    std::fs::rename(away, here).unwrap();
+                    flips += 1;
+                }
+            }
+            flips
+        })
+    };
+    let mut seen = std::collections::BTreeMap::<String, usize>::new();
+    for _ in 0..40 {
+        let (code, checks, _) = check(&[], dir.path(), &["efa", "nvidia"]);
+        let (efa, gpu) = (named(&checks, "efa"), named(&checks, "nvidia"));
+        for c in [efa, gpu] {
+            assert!(c["status"] == "pass" || c["status"] == "fail", "{c}");
+        }
+        assert_eq!(code, i32::from(efa["status"] == "fail" || gpu["status"] == "fail"), "{checks:?}");
+        if efa["status"] == "fail" {
+            assert!(summary(efa).starts_with("31 of 32 EFA devices usable"), "{efa}");
+        }
+        if gpu["status"] == "fail" {
+            let s = summary(gpu);
+            assert!(s.contains("0000:53:00") || s.contains("7 of 8"), "{gpu}");
+        }
+        for c in [efa, gpu] {
+            *seen.entry(format!("{}: {}", c["name"].as_str().unwrap(), summary(c))).or_default() += 1;
+        }
+    }
+    stop.store(true, Ordering::Relaxed);
+    let flips = churn.join().unwrap();
+    println!("{flips} renames during 40 runs; outcomes:");
+    for (what, n) in &seen {
+        println!("  {n:3} × {what}");
+    }
 }
