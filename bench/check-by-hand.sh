@@ -1,7 +1,7 @@
 #!/bin/sh
 # What a person's script does to check a node by hand: the same reads `nodeprep check` makes, with
-# cat and ls, one process per file, as userData and debug scripts do. bench/check.sh times it against
-# nodeprep. Usage: bench/check-by-hand.sh ROOT
+# cat and ls, one cat per device (all its files at once) or file, as userData and debug scripts do.
+# bench/check.sh times it against nodeprep. Usage: bench/check-by-hand.sh ROOT
 R=$1
 cat "$R/sys/devices/virtual/dmi/id/sys_vendor" "$R/sys/devices/virtual/dmi/id/product_name" >/dev/null
 # limits: containerd's process, its limits, the drop-ins, the base runtime spec
