@@ -52,13 +52,15 @@ pub fn node_name(cfg: &KubernetesConfig, host: &Host) -> Result<String, String> 
 /// says which API server it talks to (for logs and errors).
 pub async fn client(cfg: &KubernetesConfig, host: &Host) -> Result<(Client, String), String> {
     let mut config = if cfg.kubeconfig.is_empty() {
-        kube::Config::incluster().map_err(|e| format!("kubernetes: no in-cluster service account ({e}); set kubernetes.kubeconfig"))?
+        kube::Config::incluster()
+            .map_err(|e| format!("kubernetes: no in-cluster service account ({}); set kubernetes.kubeconfig", crate::error_chain(&e)))?
     } else {
         let path = host.path(&cfg.kubeconfig);
-        let kc = Kubeconfig::read_from(&path).map_err(|e| format!("kubernetes.kubeconfig {}: {e}", path.display()))?;
+        let kc =
+            Kubeconfig::read_from(&path).map_err(|e| format!("kubernetes.kubeconfig {}: {}", path.display(), crate::error_chain(&e)))?;
         kube::Config::from_custom_kubeconfig(kc, &KubeConfigOptions::default())
             .await
-            .map_err(|e| format!("kubernetes.kubeconfig {}: {e}", path.display()))?
+            .map_err(|e| format!("kubernetes.kubeconfig {}: {}", path.display(), crate::error_chain(&e)))?
     };
     config.connect_timeout = Some(API_TIMEOUT);
     config.read_timeout = Some(API_TIMEOUT);
