@@ -65,8 +65,11 @@ fn dispatch(cli: &Cli) -> Result<i32, UsageError> {
     }
     if let Some(t) = &g.instance_type {
         // Same rule as the config key, so a typo is caught before anything runs.
-        config::parse(&format!("instance_type = {}", toml::Value::String(t.clone())), Path::new("--instance-type"))
-            .map_err(|e| UsageError::Other(format!("--instance-type: {}", e.message)))?;
+        config::parse(
+            &format!("instance_type = {}", toml::Value::String(t.clone())),
+            Path::new("--instance-type"),
+        )
+        .map_err(|e| UsageError::Other(format!("--instance-type: {}", e.message)))?;
     }
     match &cli.command {
         Command::Check { only } => {
@@ -101,15 +104,26 @@ fn boot(g: &Global, dry_run: bool) -> Result<i32, UsageError> {
     let started = Instant::now();
     let ctx = prepare(g, load_config(g)?);
     let (host, cfg) = (&ctx.host, &ctx.config);
-    let limits = crate::apply::limits::plan(&crate::checks::limits::observe(host), &cfg.limits, host.is_live());
+    let limits = crate::apply::limits::plan(
+        &crate::checks::limits::observe(host),
+        &cfg.limits,
+        host.is_live(),
+    );
     let t0 = Instant::now();
-    let want =
-        if cfg.storage.devices.is_empty() { ctx.expected.instance_store_disks.unwrap_or(0) as usize } else { cfg.storage.devices.len() };
+    let want = if cfg.storage.devices.is_empty() {
+        ctx.expected.instance_store_disks.unwrap_or(0) as usize
+    } else {
+        cfg.storage.devices.len()
+    };
     if cfg.storage.enabled != crate::config::Mode::Never && !dry_run {
         crate::checks::storage::wait_for_disks(host, &cfg.storage, want);
     }
     let storage_snap = crate::checks::storage::observe(host, &cfg.storage, true);
-    tracing::debug!(disks = storage_snap.disks.len(), elapsed_ms = t0.elapsed().as_millis() as u64, "storage observed");
+    tracing::debug!(
+        disks = storage_snap.disks.len(),
+        elapsed_ms = t0.elapsed().as_millis() as u64,
+        "storage observed"
+    );
     let storage = crate::apply::storage::plan(&storage_snap, &cfg.storage);
     // Text goes to stdout; with --output json, stdout carries only the report.
     let say = |line: &str| match g.output {
@@ -131,13 +145,18 @@ fn boot(g: &Global, dry_run: bool) -> Result<i32, UsageError> {
         for o in &outcomes {
             let (kind, text) = o.text();
             failed |= matches!(o, crate::apply::Outcome::Failed(_));
-            changed |= matches!(o, crate::apply::Outcome::Done(_) | crate::apply::Outcome::Failed(_));
+            changed |=
+                matches!(o, crate::apply::Outcome::Done(_) | crate::apply::Outcome::Failed(_));
             say(&format!("{}: {kind}: {text}", plan.capability));
         }
         if !changed && !plan.skips() {
             say(&format!("{}: up to date", plan.capability));
         }
-        tracing::info!(capability = plan.capability, elapsed_ms = t0.elapsed().as_millis() as u64, "boot: applied");
+        tracing::info!(
+            capability = plan.capability,
+            elapsed_ms = t0.elapsed().as_millis() as u64,
+            "boot: applied"
+        );
     }
     let selected = checks::select(&[]).map_err(|e| UsageError::Other(e.to_string()))?;
     let report = check_context(&ctx, &selected, true);
@@ -147,14 +166,26 @@ fn boot(g: &Global, dry_run: bool) -> Result<i32, UsageError> {
         failed = true;
     }
     print_report(g, &report, None);
-    tracing::info!(ready = report.ready, failed_steps = failed, elapsed_ms = started.elapsed().as_millis() as u64, "boot finished");
+    tracing::info!(
+        ready = report.ready,
+        failed_steps = failed,
+        elapsed_ms = started.elapsed().as_millis() as u64,
+        "boot finished"
+    );
     Ok(if failed { EXIT_NOT_READY } else { report.exit_code() })
 }
 
 /// Replaces `<root>/run/nodeprep/status.json` atomically.
 pub fn write_status(host: &Host, report: &Report) -> Result<(), String> {
     // /run is tmpfs: atomic rename, no fsync (serve rewrites it every interval).
-    crate::apply::write_atomic(host, Path::new(STATUS_FILE), &report.to_json(), 0o644, crate::apply::Durability::Volatile).map(|_| ())
+    crate::apply::write_atomic(
+        host,
+        Path::new(STATUS_FILE),
+        &report.to_json(),
+        0o644,
+        crate::apply::Durability::Volatile,
+    )
+    .map(|_| ())
 }
 
 fn load_config(g: &Global) -> Result<Config, UsageError> {
@@ -173,7 +204,12 @@ pub fn prepare(g: &Global, cfg: Config) -> Arc<Context> {
 
 /// Identifies the node, runs the selected checks and builds the report.
 /// `at_boot`: checks that need kubelet are reported as skipped instead of run.
-pub fn run_checks(g: &Global, cfg: Config, selected: &[Arc<dyn checks::Check>], at_boot: bool) -> Report {
+pub fn run_checks(
+    g: &Global,
+    cfg: Config,
+    selected: &[Arc<dyn checks::Check>],
+    at_boot: bool,
+) -> Report {
     let started = Instant::now();
     let ctx = prepare(g, cfg);
     let mut report = check_context(&ctx, selected, at_boot);
@@ -182,10 +218,15 @@ pub fn run_checks(g: &Global, cfg: Config, selected: &[Arc<dyn checks::Check>], 
 }
 
 /// Runs the selected checks against a prepared context.
-pub fn check_context(ctx: &Arc<Context>, selected: &[Arc<dyn checks::Check>], at_boot: bool) -> Report {
+pub fn check_context(
+    ctx: &Arc<Context>,
+    selected: &[Arc<dyn checks::Check>],
+    at_boot: bool,
+) -> Report {
     let started = Instant::now();
     let timeout = Duration::from_secs(ctx.config.checks.timeout_seconds);
-    let (now, later): (Vec<_>, Vec<_>) = selected.iter().cloned().partition(|c| !(at_boot && c.needs_kubelet()));
+    let (now, later): (Vec<_>, Vec<_>) =
+        selected.iter().cloned().partition(|c| !(at_boot && c.needs_kubelet()));
     let mut results = checks::run(Arc::clone(ctx), &now, timeout);
     for c in later {
         let skip = CheckResult::new(
@@ -198,8 +239,18 @@ pub fn check_context(ctx: &Arc<Context>, selected: &[Arc<dyn checks::Check>], at
     let order = |name: &str| checks::ALL.iter().position(|n| *n == name).unwrap_or(usize::MAX);
     results.sort_by_key(|r| order(&r.name));
     let identity_json = serde_json::to_value(&ctx.identity).ok();
-    let report = Report::new(ctx.identity.instance_type.clone(), identity_json, results, started.elapsed().as_millis() as u64);
-    tracing::info!(ready = report.ready, duration_ms = report.duration_ms, checks = report.checks.len(), "checks done");
+    let report = Report::new(
+        ctx.identity.instance_type.clone(),
+        identity_json,
+        results,
+        started.elapsed().as_millis() as u64,
+    );
+    tracing::info!(
+        ready = report.ready,
+        duration_ms = report.duration_ms,
+        checks = report.checks.len(),
+        "checks done"
+    );
     report
 }
 
@@ -224,19 +275,33 @@ fn status(g: &Global, fresh: bool) -> Result<i32, UsageError> {
                     let age = humantime::parse_rfc3339(&report.generated_at)
                         .ok()
                         .and_then(|t| SystemTime::now().duration_since(t).ok())
-                        .map(|d| humantime::format_duration(Duration::from_secs(d.as_secs())).to_string())
+                        .map(|d| {
+                            humantime::format_duration(Duration::from_secs(d.as_secs())).to_string()
+                        })
                         .unwrap_or_else(|| "unknown age".into());
-                    print_report(g, &report, Some(&format!("last report from {} ({age} old)", path.display())));
+                    print_report(
+                        g,
+                        &report,
+                        Some(&format!("last report from {} ({age} old)", path.display())),
+                    );
                     return Ok(report.exit_code());
                 }
-                Err(e) => eprintln!("nodeprep: {}: not a nodeprep report ({e}); running the checks now", path.display()),
+                Err(e) => eprintln!(
+                    "nodeprep: {}: not a nodeprep report ({e}); running the checks now",
+                    path.display()
+                ),
             },
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                 if g.output == Output::Text {
-                    println!("no status file at {} (boot/serve have not run); running the checks now", path.display());
+                    println!(
+                        "no status file at {} (boot/serve have not run); running the checks now",
+                        path.display()
+                    );
                 }
             }
-            Err(e) => eprintln!("nodeprep: cannot read {}: {e}; running the checks now", path.display()),
+            Err(e) => {
+                eprintln!("nodeprep: cannot read {}: {e}; running the checks now", path.display())
+            }
         }
     }
     let cfg = load_config(g)?;
@@ -262,8 +327,10 @@ fn catalog_cmd(g: &Global, only: Option<&str>) -> Result<i32, UsageError> {
     };
     match g.output {
         Output::Json => {
-            let map: serde_json::Map<_, _> =
-                entries.iter().map(|(k, v)| (k.to_string(), serde_json::to_value(v).expect("entry serializes"))).collect();
+            let map: serde_json::Map<_, _> = entries
+                .iter()
+                .map(|(k, v)| (k.to_string(), serde_json::to_value(v).expect("entry serializes")))
+                .collect();
             println!("{}", serde_json::to_string_pretty(&map).expect("catalog serializes"));
         }
         Output::Text => {
@@ -285,8 +352,16 @@ fn catalog_cmd(g: &Global, only: Option<&str>) -> Result<i32, UsageError> {
                     "-"
                 };
                 let mem = if e.gpus > 0 { format!("{} GiB", e.gpu_memory_gib) } else { "-".into() };
-                let gpus = if e.neuron_devices > 0 && e.gpus == 0 { format!("{}n", e.neuron_devices) } else { e.gpus.to_string() };
-                println!("{t:<20} {gpus:>4}  {model:<6} {mem:>7}  {:<8} {:>4}  {store:>16}", if e.nvswitch { "yes" } else { "no" }, e.efa);
+                let gpus = if e.neuron_devices > 0 && e.gpus == 0 {
+                    format!("{}n", e.neuron_devices)
+                } else {
+                    e.gpus.to_string()
+                };
+                println!(
+                    "{t:<20} {gpus:>4}  {model:<6} {mem:>7}  {:<8} {:>4}  {store:>16}",
+                    if e.nvswitch { "yes" } else { "no" },
+                    e.efa
+                );
             }
         }
     }

@@ -34,7 +34,11 @@ struct File {
 /// the tests, so it panics with the parser's message.
 pub fn all() -> &'static BTreeMap<String, Entry> {
     static CATALOG: OnceLock<BTreeMap<String, Entry>> = OnceLock::new();
-    CATALOG.get_or_init(|| toml::from_str::<File>(CATALOG_TOML).unwrap_or_else(|e| panic!("data/catalog.toml: {e}")).types)
+    CATALOG.get_or_init(|| {
+        toml::from_str::<File>(CATALOG_TOML)
+            .unwrap_or_else(|e| panic!("data/catalog.toml: {e}"))
+            .types
+    })
 }
 
 /// The entry of one instance type. Only its own table is read (a whole-catalog parse costs more
@@ -49,17 +53,17 @@ pub fn lookup(instance_type: &str) -> Option<Entry> {
     let mut lines = CATALOG_TOML.lines();
     lines.find(|l| l.trim() == header)?;
     let table: Vec<&str> = lines.take_while(|l| !l.trim_start().starts_with('[')).collect();
-    Some(
-        plain_table(&table).unwrap_or_else(|| {
-            toml::from_str::<Entry>(&table.join("\n")).unwrap_or_else(|e| panic!("data/catalog.toml, table {header}: {e}"))
-        }),
-    )
+    Some(plain_table(&table).unwrap_or_else(|| {
+        toml::from_str::<Entry>(&table.join("\n"))
+            .unwrap_or_else(|e| panic!("data/catalog.toml, table {header}: {e}"))
+    }))
 }
 
 /// An entry from `key = value` lines holding integers, `true`/`false` and strings without escapes,
 /// each key once; None for anything else (the TOML parser then decides).
 fn plain_table(lines: &[&str]) -> Option<Entry> {
-    let (mut gpus, mut gpu_model, mut gpu_memory_gib, mut nvswitch, mut efa) = (None, None, None, None, None);
+    let (mut gpus, mut gpu_model, mut gpu_memory_gib, mut nvswitch, mut efa) =
+        (None, None, None, None, None);
     let (mut disks, mut disk_gb, mut neuron) = (None, None, None);
     fn set<T>(slot: &mut Option<T>, v: Option<T>) -> Option<()> {
         slot.replace(v?).is_none().then_some(())
@@ -70,12 +74,16 @@ fn plain_table(lines: &[&str]) -> Option<Entry> {
         let int = || v.parse::<u64>().ok().filter(|_| v.bytes().all(|b| b.is_ascii_digit()));
         match k.trim() {
             "gpus" => set(&mut gpus, int().and_then(|n| u32::try_from(n).ok()))?,
-            "gpu_memory_gib" => set(&mut gpu_memory_gib, int().and_then(|n| u32::try_from(n).ok()))?,
+            "gpu_memory_gib" => {
+                set(&mut gpu_memory_gib, int().and_then(|n| u32::try_from(n).ok()))?
+            }
             "efa" => set(&mut efa, int().and_then(|n| u32::try_from(n).ok()))?,
             "instance_store_disks" => set(&mut disks, int().and_then(|n| u32::try_from(n).ok()))?,
             "neuron_devices" => set(&mut neuron, int().and_then(|n| u32::try_from(n).ok()))?,
             "instance_store_disk_gb" => set(&mut disk_gb, int())?,
-            "nvswitch" => set(&mut nvswitch, ["false", "true"].iter().position(|b| *b == v).map(|i| i == 1))?,
+            "nvswitch" => {
+                set(&mut nvswitch, ["false", "true"].iter().position(|b| *b == v).map(|i| i == 1))?
+            }
             "gpu_model" => {
                 let inner = v.strip_prefix('"')?.strip_suffix('"')?;
                 set(&mut gpu_model, (!inner.contains(['"', '\\'])).then(|| inner.to_string()))?
@@ -116,10 +124,15 @@ impl Expected {
             instance_type: instance_type.map(str::to_string),
             in_catalog: entry.is_some(),
             gpus: overrides.gpus.or(entry.map(|e| e.gpus)),
-            gpu_model: overrides.gpu_model.clone().or(entry.filter(|e| e.gpus > 0).map(|e| e.gpu_model.clone())),
+            gpu_model: overrides
+                .gpu_model
+                .clone()
+                .or(entry.filter(|e| e.gpus > 0).map(|e| e.gpu_model.clone())),
             nvswitch: overrides.nvswitch.or(entry.map(|e| e.nvswitch)),
             efa: overrides.efa.or(entry.map(|e| e.efa)),
-            instance_store_disks: overrides.instance_store_disks.or(entry.map(|e| e.instance_store_disks)),
+            instance_store_disks: overrides
+                .instance_store_disks
+                .or(entry.map(|e| e.instance_store_disks)),
             instance_store_disk_gb: entry.map(|e| e.instance_store_disk_gb),
         }
     }
@@ -136,7 +149,10 @@ impl Expected {
         }
         parts.push(if e.efa > 0 { format!("{} EFA", e.efa) } else { "no EFA".into() });
         parts.push(if e.instance_store_disks > 0 {
-            format!("{} × {} GB NVMe instance store", e.instance_store_disks, e.instance_store_disk_gb)
+            format!(
+                "{} × {} GB NVMe instance store",
+                e.instance_store_disks, e.instance_store_disk_gb
+            )
         } else {
             "no instance store".into()
         });
@@ -171,10 +187,22 @@ mod tests {
     #[test]
     fn catalog_entries_are_self_consistent() {
         for (t, e) in all() {
-            assert_eq!(e.gpus == 0, e.gpu_model.is_empty(), "{t}: gpu_model must be set exactly when gpus > 0");
-            assert_eq!(e.gpus == 0, e.gpu_memory_gib == 0, "{t}: gpu_memory_gib must be set exactly when gpus > 0");
+            assert_eq!(
+                e.gpus == 0,
+                e.gpu_model.is_empty(),
+                "{t}: gpu_model must be set exactly when gpus > 0"
+            );
+            assert_eq!(
+                e.gpus == 0,
+                e.gpu_memory_gib == 0,
+                "{t}: gpu_memory_gib must be set exactly when gpus > 0"
+            );
             assert!(!e.nvswitch || e.gpus == 8, "{t}: NVSwitch types have 8 GPUs");
-            assert_eq!(e.instance_store_disks == 0, e.instance_store_disk_gb == 0, "{t}: disk size without disks");
+            assert_eq!(
+                e.instance_store_disks == 0,
+                e.instance_store_disk_gb == 0,
+                "{t}: disk size without disks"
+            );
             assert!(e.efa <= 32 && e.gpus <= 16, "{t}: implausible counts");
         }
     }
@@ -199,8 +227,15 @@ mod tests {
 
     #[test]
     fn the_direct_read_leaves_anything_unusual_to_the_toml_parser() {
-        let ok = ["gpus = 8", "gpu_model = \"H100\"", "gpu_memory_gib = 80", "nvswitch = true", "efa = 32"];
-        let rest = ["instance_store_disks = 8", "instance_store_disk_gb = 3800", "neuron_devices = 0  "];
+        let ok = [
+            "gpus = 8",
+            "gpu_model = \"H100\"",
+            "gpu_memory_gib = 80",
+            "nvswitch = true",
+            "efa = 32",
+        ];
+        let rest =
+            ["instance_store_disks = 8", "instance_store_disk_gb = 3800", "neuron_devices = 0  "];
         let all_lines: Vec<&str> = ok.iter().chain(rest.iter()).copied().collect();
         assert!(plain_table(&all_lines).is_some());
         for odd in [

@@ -106,15 +106,17 @@ impl<'de> Deserialize<'de> for Limit {
                 f.write_str(r#""unlimited" or a number of bytes"#)
             }
             fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<Limit, E> {
-                u64::try_from(v)
-                    .map(Limit::Bytes)
-                    .map_err(|_| E::custom(format!(r#"expected "unlimited" or a number of bytes, found {v}"#)))
+                u64::try_from(v).map(Limit::Bytes).map_err(|_| {
+                    E::custom(format!(r#"expected "unlimited" or a number of bytes, found {v}"#))
+                })
             }
             fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<Limit, E> {
                 Ok(Limit::Bytes(v))
             }
             fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Limit, E> {
-                Limit::parse(v).ok_or_else(|| E::custom(format!(r#"expected "unlimited" or a number of bytes, found "{v}""#)))
+                Limit::parse(v).ok_or_else(|| {
+                    E::custom(format!(r#"expected "unlimited" or a number of bytes, found "{v}""#))
+                })
             }
         }
         d.deserialize_any(V)
@@ -165,7 +167,14 @@ impl Default for StorageConfig {
             enabled: Mode::Auto,
             devices: Vec::new(),
             mount_point: "/mnt/nodeprep".into(),
-            bind: ["/var/lib/containerd", "/var/lib/kubelet", "/var/log/pods", "/var/lib/soci-snapshotter-grpc"].map(String::from).to_vec(),
+            bind: [
+                "/var/lib/containerd",
+                "/var/lib/kubelet",
+                "/var/log/pods",
+                "/var/lib/soci-snapshotter-grpc",
+            ]
+            .map(String::from)
+            .to_vec(),
             wait_seconds: 30,
         }
     }
@@ -203,7 +212,11 @@ pub struct ImdsConfig {
 
 impl Default for ImdsConfig {
     fn default() -> Self {
-        ImdsConfig { enabled: Mode::Auto, endpoint: "http://169.254.169.254".into(), timeout_ms: 1000 }
+        ImdsConfig {
+            enabled: Mode::Auto,
+            endpoint: "http://169.254.169.254".into(),
+            timeout_ms: 1000,
+        }
     }
 }
 
@@ -220,7 +233,9 @@ impl Default for ChecksConfig {
 }
 
 /// The XIDs the EKS node monitoring agent treats as fatal.
-pub const DEFAULT_FATAL_XIDS: &[u32] = &[46, 48, 54, 62, 63, 64, 74, 79, 95, 109, 110, 119, 120, 136, 140, 142, 143, 151, 155, 156, 158];
+pub const DEFAULT_FATAL_XIDS: &[u32] = &[
+    46, 48, 54, 62, 63, 64, 74, 79, 95, 109, 110, 119, 120, 136, 140, 142, 143, 151, 155, 156, 158,
+];
 
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
@@ -339,18 +354,24 @@ pub fn load(root: &Path, explicit: Option<&Path>) -> Result<(Config, Origin), Co
                 file: path.clone(),
                 line: None,
                 key: None,
-                message: format!("not UTF-8 text (invalid byte at offset {})", e.utf8_error().valid_up_to()),
+                message: format!(
+                    "not UTF-8 text (invalid byte at offset {})",
+                    e.utf8_error().valid_up_to()
+                ),
             })?;
             let cfg = parse(&text, &path)?;
             Ok((cfg, Origin::File(path)))
         }
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound && !must_exist => Ok((Config::default(), Origin::Defaults(path))),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound && !must_exist => {
+            Ok((Config::default(), Origin::Defaults(path)))
+        }
         Err(e) => Err(ConfigError {
             file: path,
             line: None,
             key: None,
             message: if e.kind() == std::io::ErrorKind::NotFound {
-                "cannot read: no such file (a file named with --config/NODEPREP_CONFIG must exist)".into()
+                "cannot read: no such file (a file named with --config/NODEPREP_CONFIG must exist)"
+                    .into()
             } else {
                 format!("cannot read: {e}")
             },
@@ -400,7 +421,8 @@ fn key_at(doc: &toml_edit::ImDocument<String>, offset: usize) -> Option<String> 
                 }
             }
             let in_key = t.key(k).and_then(|k| k.span()).is_some_and(|s| s.contains(&offset));
-            let in_val = item.span().is_some_and(|s| s.start <= offset && offset < s.end.max(s.start + 1));
+            let in_val =
+                item.span().is_some_and(|s| s.start <= offset && offset < s.end.max(s.start + 1));
             // No key inside it matched: the error is about this key (a table where a value belongs).
             if in_key || in_val {
                 return Some(path);
@@ -441,34 +463,51 @@ fn validate(c: &Config) -> Result<(), Invalid> {
             return bad("instance_type", format!("\"{t}\" is not an EC2 instance type (expected family.size, e.g. \"p5.48xlarge\")"));
         }
     }
-    for (key, v) in
-        [("expect.gpus", c.expect.gpus), ("expect.efa", c.expect.efa), ("expect.instance_store_disks", c.expect.instance_store_disks)]
-    {
+    for (key, v) in [
+        ("expect.gpus", c.expect.gpus),
+        ("expect.efa", c.expect.efa),
+        ("expect.instance_store_disks", c.expect.instance_store_disks),
+    ] {
         if let Some(n) = v {
             if n > 64 {
-                return bad(key, format!("{n} is impossible: no EC2 instance type has more than 32"));
+                return bad(
+                    key,
+                    format!("{n} is impossible: no EC2 instance type has more than 32"),
+                );
             }
         }
     }
     if let Some(m) = &c.expect.gpu_model {
         if m.trim().is_empty() {
-            return bad("expect.gpu_model", "must not be empty (remove the key to use the catalog)");
+            return bad(
+                "expect.gpu_model",
+                "must not be empty (remove the key to use the catalog)",
+            );
         }
     }
     if let Limit::Bytes(b) = c.limits.memlock {
         if b < 65536 {
-            return bad("limits.memlock", format!("{b} bytes is below the kernel default of 65536; EFA needs \"unlimited\""));
+            return bad(
+                "limits.memlock",
+                format!("{b} bytes is below the kernel default of 65536; EFA needs \"unlimited\""),
+            );
         }
     }
     if let Limit::Bytes(b) = c.limits.stack {
         if b < 1 << 20 {
-            return bad("limits.stack", format!("{b} bytes is too small for a process stack (at least 1048576)"));
+            return bad(
+                "limits.stack",
+                format!("{b} bytes is too small for a process stack (at least 1048576)"),
+            );
         }
     }
     let mut seen = Vec::new();
     for d in &c.storage.devices {
         if !d.starts_with("/dev/") || !is_clean_abs(d) || d.len() <= 5 {
-            return bad("storage.devices", format!("\"{d}\" is not a block device path under /dev/"));
+            return bad(
+                "storage.devices",
+                format!("\"{d}\" is not a block device path under /dev/"),
+            );
         }
         if seen.contains(&d) {
             return bad("storage.devices", format!("\"{d}\" is listed twice"));
@@ -477,14 +516,22 @@ fn validate(c: &Config) -> Result<(), Invalid> {
     }
     let mp = &c.storage.mount_point;
     if !is_clean_abs(mp) {
-        return bad("storage.mount_point", format!("\"{mp}\" must be an absolute path without . or .. components"));
+        return bad(
+            "storage.mount_point",
+            format!("\"{mp}\" must be an absolute path without . or .. components"),
+        );
     }
     const SYSTEM: &[&str] = &[
-        "/", "/bin", "/boot", "/dev", "/etc", "/home", "/lib", "/proc", "/root", "/run", "/sbin", "/sys", "/tmp", "/usr", "/var",
-        "/var/lib", "/mnt",
+        "/", "/bin", "/boot", "/dev", "/etc", "/home", "/lib", "/proc", "/root", "/run", "/sbin",
+        "/sys", "/tmp", "/usr", "/var", "/var/lib", "/mnt",
     ];
     if SYSTEM.contains(&mp.trim_end_matches('/').max("/")) {
-        return bad("storage.mount_point", format!("\"{mp}\" is a system directory; use a directory of its own such as /mnt/nodeprep"));
+        return bad(
+            "storage.mount_point",
+            format!(
+                "\"{mp}\" is a system directory; use a directory of its own such as /mnt/nodeprep"
+            ),
+        );
     }
     let mut seen = Vec::new();
     for b in &c.storage.bind {
@@ -494,7 +541,12 @@ fn validate(c: &Config) -> Result<(), Invalid> {
         if is_within(b, mp) || is_within(mp, b) {
             return Err(vec![
                 ("storage.bind", format!("\"{b}\" overlaps storage.mount_point \"{mp}\"")),
-                ("storage.mount_point", format!("\"{mp}\" overlaps \"{b}\" in storage.bind (the default binds unless set)")),
+                (
+                    "storage.mount_point",
+                    format!(
+                        "\"{mp}\" overlaps \"{b}\" in storage.bind (the default binds unless set)"
+                    ),
+                ),
             ]);
         }
         if seen.contains(&b) {
@@ -503,33 +555,56 @@ fn validate(c: &Config) -> Result<(), Invalid> {
         seen.push(b);
     }
     if c.storage.wait_seconds > 600 {
-        return bad("storage.wait_seconds", format!("{} is out of range 0..600", c.storage.wait_seconds));
+        return bad(
+            "storage.wait_seconds",
+            format!("{} is out of range 0..600", c.storage.wait_seconds),
+        );
     }
     if c.serve.listen.parse::<SocketAddr>().is_err() {
-        return bad("serve.listen", format!("\"{}\" is not an address:port (e.g. \"{DEFAULT_LISTEN}\")", c.serve.listen));
+        return bad(
+            "serve.listen",
+            format!("\"{}\" is not an address:port (e.g. \"{DEFAULT_LISTEN}\")", c.serve.listen),
+        );
     }
     if !(1..=86400).contains(&c.serve.interval_seconds) {
-        return bad("serve.interval_seconds", format!("{} is out of range 1..86400", c.serve.interval_seconds));
+        return bad(
+            "serve.interval_seconds",
+            format!("{} is out of range 1..86400", c.serve.interval_seconds),
+        );
     }
     let k = &c.kubernetes;
     if !k.node_name.is_empty() && !is_dns_subdomain(&k.node_name) {
-        return bad("kubernetes.node_name", format!("\"{}\" is not a valid node name (lowercase DNS subdomain)", k.node_name));
+        return bad(
+            "kubernetes.node_name",
+            format!("\"{}\" is not a valid node name (lowercase DNS subdomain)", k.node_name),
+        );
     }
     if !k.startup_taint.is_empty() && !is_label_key(&k.startup_taint) {
         return bad(
             "kubernetes.startup_taint",
-            format!("\"{}\" is not a valid taint key ([prefix/]name, name up to 63 of [A-Za-z0-9-_.])", k.startup_taint),
+            format!(
+                "\"{}\" is not a valid taint key ([prefix/]name, name up to 63 of [A-Za-z0-9-_.])",
+                k.startup_taint
+            ),
         );
     }
     match c.imds.endpoint.strip_prefix("http://") {
         Some(rest) if !rest.is_empty() && reqwest::Url::parse(&c.imds.endpoint).is_ok() => {}
-        _ => return bad("imds.endpoint", format!("\"{}\" must be a plain http:// URL (IMDS has no TLS)", c.imds.endpoint)),
+        _ => {
+            return bad(
+                "imds.endpoint",
+                format!("\"{}\" must be a plain http:// URL (IMDS has no TLS)", c.imds.endpoint),
+            )
+        }
     }
     if !(100..=10000).contains(&c.imds.timeout_ms) {
         return bad("imds.timeout_ms", format!("{} is out of range 100..10000", c.imds.timeout_ms));
     }
     if !(1..=300).contains(&c.checks.timeout_seconds) {
-        return bad("checks.timeout_seconds", format!("{} is out of range 1..300", c.checks.timeout_seconds));
+        return bad(
+            "checks.timeout_seconds",
+            format!("{} is out of range 1..300", c.checks.timeout_seconds),
+        );
     }
     let mut seen = Vec::new();
     for x in &c.nvidia.fatal_xids {
@@ -563,7 +638,8 @@ fn validate(c: &Config) -> Result<(), Invalid> {
 
 fn is_clean_abs(p: &str) -> bool {
     let path = Path::new(p);
-    path.is_absolute() && path.components().all(|c| matches!(c, Component::RootDir | Component::Normal(_)))
+    path.is_absolute()
+        && path.components().all(|c| matches!(c, Component::RootDir | Component::Normal(_)))
 }
 
 /// True when `inner` equals `outer` or lies below it.
@@ -574,8 +650,12 @@ fn is_within(inner: &str, outer: &str) -> bool {
 /// True when `t` looks like an EC2 instance type: `family.size` of lowercase letters, digits and `-`.
 pub fn is_instance_type(t: &str) -> bool {
     let mut parts = t.split('.');
-    let ok =
-        |s: Option<&str>| s.is_some_and(|s| !s.is_empty() && s.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-'));
+    let ok = |s: Option<&str>| {
+        s.is_some_and(|s| {
+            !s.is_empty()
+                && s.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        })
+    };
     ok(parts.next()) && ok(parts.next()) && parts.next().is_none()
 }
 
@@ -807,7 +887,10 @@ startup_taint = "nodeprep.io/not-ready"
     fn show_marks_changed_keys() {
         let c = p("[limits]\nmemlock = 1073741824\n").unwrap();
         let shown = show(&c, &Origin::File("/x".into()));
-        assert!(shown.contains("Default: \"unlimited\". (changed)\nmemlock = 1073741824"), "{shown}");
+        assert!(
+            shown.contains("Default: \"unlimited\". (changed)\nmemlock = 1073741824"),
+            "{shown}"
+        );
     }
 
     /// Every key that `Config` can hold is in KEYS, so docs cannot fall behind the struct.
@@ -818,7 +901,13 @@ startup_taint = "nodeprep.io/not-ready"
         let mut leaves = Vec::new();
         fn collect(v: &toml::Value, prefix: String, out: &mut Vec<String>) {
             match v.as_table() {
-                Some(t) => t.iter().for_each(|(k, v)| collect(v, if prefix.is_empty() { k.clone() } else { format!("{prefix}.{k}") }, out)),
+                Some(t) => t.iter().for_each(|(k, v)| {
+                    collect(
+                        v,
+                        if prefix.is_empty() { k.clone() } else { format!("{prefix}.{k}") },
+                        out,
+                    )
+                }),
                 None => out.push(prefix),
             }
         }

@@ -95,7 +95,8 @@ pub fn discover(host: &Host, cfg: &Config, flag: Option<&str>) -> Identity {
         }
     }
     if imds_enabled(cfg, host) {
-        let client = ImdsClient::new(&cfg.imds.endpoint, Duration::from_millis(cfg.imds.timeout_ms));
+        let client =
+            ImdsClient::new(&cfg.imds.endpoint, Duration::from_millis(cfg.imds.timeout_ms));
         match client.facts_blocking() {
             Ok(ImdsFacts { instance_type, placement_group, availability_zone }) => {
                 id.imds_answered = true;

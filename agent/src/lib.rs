@@ -50,9 +50,18 @@ mod tests {
     #[test]
     fn error_chain_names_every_cause_once() {
         let refused = E("Connection refused (os error 111)", None);
-        let e = E("client error (Connect)", Some(Box::new(E("tcp connect error", Some(Box::new(refused))))));
-        assert_eq!(super::error_chain(&e), "client error (Connect): tcp connect error: Connection refused (os error 111)");
-        let wrapper = E("HyperError: client error (Connect)", Some(Box::new(E("client error (Connect)", None))));
+        let e = E(
+            "client error (Connect)",
+            Some(Box::new(E("tcp connect error", Some(Box::new(refused))))),
+        );
+        assert_eq!(
+            super::error_chain(&e),
+            "client error (Connect): tcp connect error: Connection refused (os error 111)"
+        );
+        let wrapper = E(
+            "HyperError: client error (Connect)",
+            Some(Box::new(E("client error (Connect)", None))),
+        );
         assert_eq!(super::error_chain(&wrapper), "HyperError: client error (Connect)");
     }
 }

@@ -11,7 +11,8 @@ const JOURNALD_SOCKET: &str = "/run/systemd/journal/socket";
 
 /// True when systemd started us (it sets INVOCATION_ID / JOURNAL_STREAM) and journald listens.
 pub fn under_systemd() -> bool {
-    (std::env::var_os("JOURNAL_STREAM").is_some() || std::env::var_os("INVOCATION_ID").is_some()) && Path::new(JOURNALD_SOCKET).exists()
+    (std::env::var_os("JOURNAL_STREAM").is_some() || std::env::var_os("INVOCATION_ID").is_some())
+        && Path::new(JOURNALD_SOCKET).exists()
 }
 
 /// `verbosity`: -1 quiet, 0 default, 1.. per `-v`. Under systemd the default is one step louder
@@ -32,12 +33,21 @@ pub fn init(verbosity: i8) {
     // target filter, built in microseconds, since `check` pays for it on every run.
     let filter = match std::env::var("NODEPREP_LOG").ok().and_then(|f| EnvFilter::try_new(f).ok()) {
         Some(env) => env.boxed(),
-        None => Targets::new().with_default(LevelFilter::WARN).with_target("nodeprep", level).boxed(),
+        None => {
+            Targets::new().with_default(LevelFilter::WARN).with_target("nodeprep", level).boxed()
+        }
     };
     let registry = tracing_subscriber::registry().with(filter);
     let result = match journald {
         Some(layer) => registry.with(layer.with_syslog_identifier("nodeprep".into())).try_init(),
-        None => registry.with(tracing_subscriber::fmt::layer().with_writer(std::io::stderr).with_target(false).with_ansi(false)).try_init(),
+        None => registry
+            .with(
+                tracing_subscriber::fmt::layer()
+                    .with_writer(std::io::stderr)
+                    .with_target(false)
+                    .with_ansi(false),
+            )
+            .try_init(),
     };
     // A second init (tests) keeps the first subscriber.
     let _ = result;

@@ -99,13 +99,19 @@ pub struct Report {
 }
 
 impl Report {
-    pub fn new(instance_type: Option<String>, identity: Option<Value>, checks: Vec<CheckResult>, duration_ms: u64) -> Self {
+    pub fn new(
+        instance_type: Option<String>,
+        identity: Option<Value>,
+        checks: Vec<CheckResult>,
+        duration_ms: u64,
+    ) -> Self {
         let ready = !checks.iter().any(CheckResult::blocks_readiness);
         Report {
             schema: SCHEMA.to_string(),
             ready,
             instance_type,
-            generated_at: humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string(),
+            generated_at: humantime::format_rfc3339_seconds(std::time::SystemTime::now())
+                .to_string(),
             duration_ms,
             checks,
             identity,
@@ -128,12 +134,17 @@ impl Report {
     /// A readable table: one row per check, remedies under the rows that need them.
     pub fn to_text(&self, style: Style) -> String {
         let mut out = String::new();
-        let verdict = if self.ready { style.paint("READY", GREEN) } else { style.paint("NOT READY", RED) };
+        let verdict =
+            if self.ready { style.paint("READY", GREEN) } else { style.paint("NOT READY", RED) };
         let blocking = self.checks.iter().filter(|c| c.blocks_readiness()).count();
         let itype = self.instance_type.as_deref().unwrap_or("unknown instance type");
         let _ = write!(out, "nodeprep: {itype}: {verdict}");
         if blocking > 0 {
-            let _ = write!(out, " ({blocking} required check{} failed)", if blocking == 1 { "" } else { "s" });
+            let _ = write!(
+                out,
+                " ({blocking} required check{} failed)",
+                if blocking == 1 { "" } else { "s" }
+            );
         }
         let _ = writeln!(out, "  [{} ms, {}]", self.duration_ms, self.generated_at);
         let width = self.checks.iter().map(|c| c.name.len()).max().unwrap_or(5).max(5);
@@ -178,7 +189,9 @@ pub enum Style {
 impl Style {
     /// Colour only on a terminal, and never when `NO_COLOR` is set (https://no-color.org).
     pub fn for_stdout() -> Style {
-        if std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty()) {
+        if std::io::stdout().is_terminal()
+            && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
+        {
             Style::Colour
         } else {
             Style::Plain

@@ -11,7 +11,10 @@ fn nodeprep(root: &Path, args: &[&str]) -> Output {
 
 /// The table row of a check, e.g. "pass    instance  p5.48xlarge ...".
 fn row(out: &str, check: &str) -> String {
-    out.lines().find(|l| l.split_whitespace().nth(1) == Some(check)).unwrap_or_else(|| panic!("no row for {check}:\n{out}")).to_string()
+    out.lines()
+        .find(|l| l.split_whitespace().nth(1) == Some(check))
+        .unwrap_or_else(|| panic!("no row for {check}:\n{out}"))
+        .to_string()
 }
 
 fn stdout(o: &Output) -> String {
@@ -47,7 +50,11 @@ fn example_tree_is_what_the_generator_writes() {
         panic!("examples/p5.48xlarge/{} is missing: {regen}", missing.display());
     }
     for ((p, a), (_, b)) in have.iter().zip(&want) {
-        assert!(a == b, "examples/p5.48xlarge/{} differs from the generator's: {regen}", p.display());
+        assert!(
+            a == b,
+            "examples/p5.48xlarge/{} differs from the generator's: {regen}",
+            p.display()
+        );
     }
 }
 
@@ -57,7 +64,11 @@ fn check_on_the_example_tree_is_ready() {
     let out = stdout(&o);
     assert_eq!(o.status.code(), Some(0), "{out}{}", stderr(&o));
     assert!(out.starts_with("nodeprep: p5.48xlarge: READY"), "{out}");
-    assert!(row(&out, "instance").starts_with("pass") && row(&out, "instance").contains("p5.48xlarge (from DMI): 8 × H100"), "{out}");
+    assert!(
+        row(&out, "instance").starts_with("pass")
+            && row(&out, "instance").contains("p5.48xlarge (from DMI): 8 × H100"),
+        "{out}"
+    );
     assert!(!out.contains('\x1b'), "no colour when stdout is not a terminal");
 }
 
@@ -116,12 +127,23 @@ fn config_errors_exit_2_naming_file_line_and_key() {
     spec.config = Some("[limits]\nmemlock = \"lots\"\n".into());
     let dir = tree(&spec);
     let before = snapshot(dir.path());
-    for cmd in [&["check"][..], &["boot"], &["boot", "--dry-run"], &["serve"], &["config", "check"], &["status"]] {
+    for cmd in [
+        &["check"][..],
+        &["boot"],
+        &["boot", "--dry-run"],
+        &["serve"],
+        &["config", "check"],
+        &["status"],
+    ] {
         let o = nodeprep(dir.path(), cmd);
         assert_eq!(o.status.code(), Some(2), "{cmd:?}: {}", stderr(&o));
         let want = format!("nodeprep: configuration error: {}/etc/nodeprep/config.toml:2: key `limits.memlock`: expected \"unlimited\" or a number of bytes, found \"lots\"", dir.path().display());
         assert!(stderr(&o).contains(&want), "{cmd:?}: {}", stderr(&o));
-        assert!(stdout(&o).is_empty() || cmd == ["status"], "{cmd:?} printed a report: {}", stdout(&o));
+        assert!(
+            stdout(&o).is_empty() || cmd == ["status"],
+            "{cmd:?} printed a report: {}",
+            stdout(&o)
+        );
     }
     assert_eq!(snapshot(dir.path()), before, "nothing on the host changed");
 }
@@ -130,7 +152,11 @@ fn config_errors_exit_2_naming_file_line_and_key() {
 fn explicit_config_must_exist() {
     let o = nodeprep(&example(), &["--config", "/nonexistent/nodeprep.toml", "config", "check"]);
     assert_eq!(o.status.code(), Some(2));
-    assert!(stderr(&o).contains("/nonexistent/nodeprep.toml: cannot read: no such file"), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("/nonexistent/nodeprep.toml: cannot read: no such file"),
+        "{}",
+        stderr(&o)
+    );
 }
 
 #[test]
@@ -156,8 +182,14 @@ fn config_check_and_show() {
 #[test]
 fn usage_errors_exit_2() {
     let cases: &[(&[&str], &str)] = &[
-        (&["check", "--only", "efa-typo"], "unknown check `efa-typo`; known checks: instance, limits, efa"),
-        (&["--instance-type", "P5!", "check"], "--instance-type: \"P5!\" is not an EC2 instance type"),
+        (
+            &["check", "--only", "efa-typo"],
+            "unknown check `efa-typo`; known checks: instance, limits, efa",
+        ),
+        (
+            &["--instance-type", "P5!", "check"],
+            "--instance-type: \"P5!\" is not an EC2 instance type",
+        ),
         (&["catalog", "x9.huge"], "x9.huge is not in the catalog"),
         (&["frobnicate"], "unrecognized subcommand 'frobnicate'"),
         (&["--output", "yaml", "check"], "invalid value 'yaml' for '--output <OUTPUT>'"),
@@ -167,7 +199,10 @@ fn usage_errors_exit_2() {
         assert_eq!(o.status.code(), Some(2), "{args:?}");
         assert!(stderr(&o).contains(want), "{args:?}: {}", stderr(&o));
     }
-    let o = Command::new(env!("CARGO_BIN_EXE_nodeprep")).args(["--root", "/nonexistent/root", "check"]).output().unwrap();
+    let o = Command::new(env!("CARGO_BIN_EXE_nodeprep"))
+        .args(["--root", "/nonexistent/root", "check"])
+        .output()
+        .unwrap();
     assert_eq!(o.status.code(), Some(2));
     assert!(stderr(&o).contains("--root /nonexistent/root: not a directory"), "{}", stderr(&o));
 }
@@ -177,7 +212,10 @@ fn only_runs_the_named_checks_and_rejects_unknown_ones() {
     let o = nodeprep(&example(), &["check", "--only", "storage,efa"]);
     assert_eq!(o.status.code(), Some(0), "{}", stdout(&o));
     let out = stdout(&o);
-    assert!(out.contains("pass    efa") && out.contains("pass    storage") && !out.contains("nvidia"), "{out}");
+    assert!(
+        out.contains("pass    efa") && out.contains("pass    storage") && !out.contains("nvidia"),
+        "{out}"
+    );
     let o = nodeprep(&example(), &["check", "--only", "raid"]);
     assert_eq!(o.status.code(), Some(2));
     assert!(
@@ -208,7 +246,10 @@ fn status_reads_the_status_file_with_its_age() {
     assert_eq!(o.status.code(), Some(0));
     assert!(stdout(&o).starts_with("no status file at"), "{}", stdout(&o));
     // A not-ready report written by boot/serve an hour ago: shown as is, with its age and exit 1.
-    let then = humantime::format_rfc3339_seconds(std::time::SystemTime::now() - std::time::Duration::from_secs(3600)).to_string();
+    let then = humantime::format_rfc3339_seconds(
+        std::time::SystemTime::now() - std::time::Duration::from_secs(3600),
+    )
+    .to_string();
     let report = format!(
         r#"{{"schema":"nodeprep.report/v1","ready":false,"instance_type":"p5.48xlarge","generated_at":"{then}","duration_ms":9,
         "checks":[{{"name":"efa","status":"fail","required":true,"summary":"31 of 32 EFA devices active","expected":{{"devices":32}},"found":{{"devices":31}},"remedy":"relaunch","duration_ms":1}}]}}"#
@@ -240,9 +281,15 @@ fn catalog_prints_entries() {
 
 #[test]
 fn readme_documents_every_config_key_and_exit_code() {
-    let readme = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../README.md")).unwrap();
+    let readme =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../README.md"))
+            .unwrap();
     for k in nodeprep::config::KEYS {
-        assert!(readme.contains(&format!("| `{}` |", k.key)), "README's config table lacks `{}`", k.key);
+        assert!(
+            readme.contains(&format!("| `{}` |", k.key)),
+            "README's config table lacks `{}`",
+            k.key
+        );
     }
     for code in ["| 0 | ready", "| 1 | not ready", "| 2 | usage or configuration error"] {
         assert!(readme.contains(code), "README lacks exit code row {code}");
@@ -261,8 +308,15 @@ fn logs_go_to_stderr_with_structured_fields_and_verbosity() {
     // -vv: info and debug lines, each with key=value fields.
     let o = nodeprep(&example(), &["check", "-vv"]);
     let err = stderr(&o);
-    assert!(err.contains("INFO") && err.contains("instance identified instance_type=\"p5.48xlarge\" source=DMI"), "{err}");
-    assert!(err.contains("DEBUG") && err.contains("check finished check=\"instance\" status=\"pass\""), "{err}");
+    assert!(
+        err.contains("INFO")
+            && err.contains("instance identified instance_type=\"p5.48xlarge\" source=DMI"),
+        "{err}"
+    );
+    assert!(
+        err.contains("DEBUG") && err.contains("check finished check=\"instance\" status=\"pass\""),
+        "{err}"
+    );
     // -q: errors only.
     let o = nodeprep(dir.path(), &["-q", "check"]);
     assert!(stderr(&o).is_empty(), "{}", stderr(&o));

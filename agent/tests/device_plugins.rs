@@ -17,8 +17,15 @@ fn run(root: &Path, args: &[&str]) -> (i32, Value) {
     let mut all = vec!["--output", "json"];
     all.extend_from_slice(args);
     let o = nodeprep_fixtures::run_nodeprep(env!("CARGO_BIN_EXE_nodeprep"), root, &all);
-    let v: Value = serde_json::from_slice(&o.stdout).unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&o.stderr)));
-    let c = v["checks"].as_array().unwrap().iter().find(|c| c["name"] == "device-plugins").cloned().unwrap();
+    let v: Value = serde_json::from_slice(&o.stdout)
+        .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&o.stderr)));
+    let c = v["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"] == "device-plugins")
+        .cloned()
+        .unwrap();
     (o.status.code().unwrap(), c)
 }
 
@@ -27,7 +34,10 @@ fn all_devices_registered_passes() {
     let (code, c) = check(&Spec::p5_48xlarge(), &["check", "--only", "device-plugins"]);
     assert_eq!(code, 0, "{c}");
     assert_eq!(c["status"], "pass");
-    assert_eq!(c["summary"], "registered with kubelet: nvidia.com/gpu 8/8, vpc.amazonaws.com/efa 32/32");
+    assert_eq!(
+        c["summary"],
+        "registered with kubelet: nvidia.com/gpu 8/8, vpc.amazonaws.com/efa 32/32"
+    );
     assert_eq!(c["expected"]["nvidia.com/gpu"], 8);
     assert_eq!(c["found"]["vpc.amazonaws.com/efa"], 32);
 }
@@ -39,7 +49,10 @@ fn missing_checkpoint_fails_with_a_remedy() {
     let (code, c) = check(&s, &["check", "--only", "device-plugins"]);
     assert_eq!(code, 1);
     assert_eq!(c["required"], true);
-    assert!(c["summary"].as_str().unwrap().starts_with("no device plugin has registered with kubelet"), "{c}");
+    assert!(
+        c["summary"].as_str().unwrap().starts_with("no device plugin has registered with kubelet"),
+        "{c}"
+    );
     assert_eq!(c["found"]["nvidia.com/gpu"], 0);
     assert!(c["remedy"].as_str().unwrap().contains("device plugin DaemonSets"), "{c}");
 }
@@ -50,9 +63,15 @@ fn partial_registration_names_the_plugin() {
     s.kubelet_checkpoint = Some(r#"{"Data":{"PodDeviceEntries":null,"RegisteredDevices":{"nvidia.com/gpu":["GPU-1","GPU-2","GPU-3","GPU-4","GPU-5","GPU-6","GPU-7"]}},"Checksum":1}"#.into());
     let (code, c) = check(&s, &["check", "--only", "device-plugins"]);
     assert_eq!(code, 1);
-    assert_eq!(c["summary"], "registered with kubelet: nvidia.com/gpu 7/8, vpc.amazonaws.com/efa 0/32");
+    assert_eq!(
+        c["summary"],
+        "registered with kubelet: nvidia.com/gpu 7/8, vpc.amazonaws.com/efa 0/32"
+    );
     let remedy = c["remedy"].as_str().unwrap();
-    assert!(remedy.contains("NVIDIA device plugin (or GPU operator) and aws-efa-k8s-device-plugin"), "{remedy}");
+    assert!(
+        remedy.contains("NVIDIA device plugin (or GPU operator) and aws-efa-k8s-device-plugin"),
+        "{remedy}"
+    );
 }
 
 #[test]

@@ -18,7 +18,8 @@ fn efa(spec: &Spec, extra: impl FnOnce(&Path), args: &[&str]) -> (i32, Value) {
     all.extend_from_slice(args);
     all.extend_from_slice(&["check", "--only", "efa"]);
     let o = nodeprep_fixtures::run_nodeprep(env!("CARGO_BIN_EXE_nodeprep"), dir.path(), &all);
-    let v: Value = serde_json::from_slice(&o.stdout).unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&o.stderr)));
+    let v: Value = serde_json::from_slice(&o.stdout)
+        .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&o.stderr)));
     assert_eq!(v["checks"].as_array().map(Vec::len), Some(1), "{v}");
     assert_eq!(v["checks"][0]["name"], "efa");
     (o.status.code().unwrap(), v["checks"][0].clone())
@@ -67,7 +68,10 @@ fn healthy_p5_has_32_usable_devices() {
     assert_eq!(c["found"]["down_state"], json!({}));
     assert_eq!(c["found"]["no_uverbs"], json!([]));
     assert_eq!(c["found"]["driver"], Value::Null);
-    assert!(c["found"].get("placement_group").is_none(), "IMDS was not asked: nothing said about it: {c}");
+    assert!(
+        c["found"].get("placement_group").is_none(),
+        "IMDS was not asked: nothing said about it: {c}"
+    );
     assert!(c.get("remedy").is_none(), "{c}");
 }
 
@@ -113,10 +117,16 @@ fn one_port_down_fails_naming_it() {
     assert_eq!(code, 1);
     assert_eq!(c["status"], "fail");
     assert_eq!(c["required"], true);
-    assert_eq!(summary(&c), "31 of 32 EFA devices usable; rdmap79s0 port DOWN (state 1: DOWN, phys 3: Disabled)");
+    assert_eq!(
+        summary(&c),
+        "31 of 32 EFA devices usable; rdmap79s0 port DOWN (state 1: DOWN, phys 3: Disabled)"
+    );
     assert_eq!(c["found"]["devices"], 31);
     assert_eq!(c["found"]["down"], json!(["rdmap79s0"]));
-    assert_eq!(c["found"]["down_state"], json!({"rdmap79s0": {"state": "1: DOWN", "phys_state": "3: Disabled"}}));
+    assert_eq!(
+        c["found"]["down_state"],
+        json!({"rdmap79s0": {"state": "1: DOWN", "phys_state": "3: Disabled"}})
+    );
     assert!(remedy(&c).contains("self-referencing rule"), "{c}");
     assert!(remedy(&c).contains("relaunch the instance"), "{c}");
 }
@@ -128,12 +138,19 @@ fn the_text_report_shows_the_failure_and_its_remedy() {
     s.efa[0].phys_state = "3: Disabled".into();
     let dir = tempfile::tempdir().unwrap();
     s.write(dir.path()).unwrap();
-    let o = nodeprep_fixtures::run_nodeprep(env!("CARGO_BIN_EXE_nodeprep"), dir.path(), &["check", "--only", "efa"]);
+    let o = nodeprep_fixtures::run_nodeprep(
+        env!("CARGO_BIN_EXE_nodeprep"),
+        dir.path(),
+        &["check", "--only", "efa"],
+    );
     let out = String::from_utf8_lossy(&o.stdout);
     assert_eq!(o.status.code(), Some(1), "{out}");
     assert!(out.starts_with("nodeprep: p5.48xlarge: NOT READY (1 required check failed)"), "{out}");
     assert!(out.contains("FAIL    efa    31 of 32 EFA devices usable; rdmap79s0 port DOWN (state 1: DOWN, phys 3: Disabled)\n"), "{out}");
-    assert!(out.contains("remedy: the security group must allow all traffic to and from itself"), "{out}");
+    assert!(
+        out.contains("remedy: the security group must allow all traffic to and from itself"),
+        "{out}"
+    );
 }
 
 #[test]
@@ -176,7 +193,11 @@ fn several_problems_are_all_named_each_with_its_remedy() {
         "29 of 32 EFA devices usable; 1 not present (found 31); rdmap79s0 port DOWN (state 1: DOWN, phys 5: LinkUp); rdmap80s0 has no uverbs device"
     );
     let r = remedy(&c);
-    for part in ["missing devices: make the launch template", "ports down: the security group", "no verbs device: load the verbs module"] {
+    for part in [
+        "missing devices: make the launch template",
+        "ports down: the security group",
+        "no verbs device: load the verbs module",
+    ] {
         assert!(r.contains(part), "{r}");
     }
 }
@@ -198,7 +219,8 @@ fn other_rdma_devices_are_ignored() {
 fn no_infiniband_class_on_an_efa_type_fails() {
     let mut s = Spec::p5_48xlarge();
     s.efa.clear();
-    let (code, c) = efa(&s, |root| std::fs::remove_dir_all(root.join("sys/class/infiniband")).unwrap(), &[]);
+    let (code, c) =
+        efa(&s, |root| std::fs::remove_dir_all(root.join("sys/class/infiniband")).unwrap(), &[]);
     assert_eq!(code, 1);
     assert_eq!(c["status"], "fail");
     assert_eq!(c["required"], true);
@@ -231,7 +253,10 @@ fn an_unknown_type_is_checked_for_consistency_only() {
     assert_eq!(code, 0, "{c}");
     assert_eq!(c["status"], "pass");
     assert_eq!(c["required"], false);
-    assert_eq!(summary(&c), "32 of 32 EFA devices usable (instance type unknown: consistency only)");
+    assert_eq!(
+        summary(&c),
+        "32 of 32 EFA devices usable (instance type unknown: consistency only)"
+    );
     assert_eq!(c["expected"]["devices"], Value::Null);
     // With none present there is nothing to say.
     let (code, c) = efa(&Spec::empty(), |_| {}, &[]);
@@ -306,7 +331,9 @@ fn fake_imds(placement_group: Option<&'static str>) -> String {
             ("PUT", "/latest/api/token") => ("200 OK", "token-0"),
             ("GET", "/latest/meta-data/instance-type") => ("200 OK", "p5.48xlarge"),
             ("GET", "/latest/meta-data/placement/availability-zone") => ("200 OK", "us-east-2b"),
-            ("GET", "/latest/meta-data/placement/group-name") if placement_group.is_some() => ("200 OK", placement_group.unwrap()),
+            ("GET", "/latest/meta-data/placement/group-name") if placement_group.is_some() => {
+                ("200 OK", placement_group.unwrap())
+            }
             _ => ("404 Not Found", ""),
         };
         let _ =
@@ -324,7 +351,10 @@ fn fake_imds(placement_group: Option<&'static str>) -> String {
 
 fn with_imds(placement_group: Option<&'static str>) -> Spec {
     let mut s = Spec::p5_48xlarge();
-    s.config = Some(format!("[imds]\nenabled = \"always\"\nendpoint = \"{}\"\n", fake_imds(placement_group)));
+    s.config = Some(format!(
+        "[imds]\nenabled = \"always\"\nendpoint = \"{}\"\n",
+        fake_imds(placement_group)
+    ));
     s
 }
 

@@ -33,7 +33,14 @@ fn command(prefix: &[&str], root: &Path, args: &[&str]) -> Command {
         None => Command::new(bin),
     };
     cmd.arg("--root").arg(root).args(args);
-    for k in ["NODEPREP_CONFIG", "NODEPREP_INSTANCE_TYPE", "NODEPREP_OUTPUT", "NODEPREP_ROOT", "NODEPREP_LOG", "FAKE_NVML_CONFIG"] {
+    for k in [
+        "NODEPREP_CONFIG",
+        "NODEPREP_INSTANCE_TYPE",
+        "NODEPREP_OUTPUT",
+        "NODEPREP_ROOT",
+        "NODEPREP_LOG",
+        "FAKE_NVML_CONFIG",
+    ] {
         cmd.env_remove(k);
     }
     cmd.env("NODEPREP_NVML_LIB", nodeprep_fixtures::fake_nvml(&[]));
@@ -55,13 +62,17 @@ fn check(prefix: &[&str], root: &Path, only: &[&str]) -> (i32, Vec<Value>, Durat
     let o = command(prefix, root, &args).output().unwrap();
     let took = t0.elapsed();
     no_panic(&o);
-    let v: Value = serde_json::from_slice(&o.stdout)
-        .unwrap_or_else(|e| panic!("{e}: {}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr)));
+    let v: Value = serde_json::from_slice(&o.stdout).unwrap_or_else(|e| {
+        panic!("{e}: {}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr))
+    });
     (o.status.code().unwrap(), v["checks"].as_array().unwrap().clone(), took)
 }
 
 fn named<'a>(checks: &'a [Value], name: &str) -> &'a Value {
-    checks.iter().find(|c| c["name"] == name).unwrap_or_else(|| panic!("no {name} check in {checks:?}"))
+    checks
+        .iter()
+        .find(|c| c["name"] == name)
+        .unwrap_or_else(|| panic!("no {name} check in {checks:?}"))
 }
 
 fn summary(c: &Value) -> &str {
@@ -108,13 +119,20 @@ fn a_uverbs_device_without_its_ibdev_file_is_named() {
     let n = spec.efa[5].uverbs.unwrap();
     let name = spec.efa[5].name.clone();
     let dir = tree(&spec);
-    std::fs::remove_file(dir.path().join(format!("sys/class/infiniband_verbs/uverbs{n}/ibdev"))).unwrap();
+    std::fs::remove_file(dir.path().join(format!("sys/class/infiniband_verbs/uverbs{n}/ibdev")))
+        .unwrap();
     let (code, checks, _) = check(&[], dir.path(), &["efa"]);
     let c = named(&checks, "efa");
     assert_eq!(code, 1, "{c}");
     let s = summary(c);
     assert!(s.contains(&format!("{name} has no uverbs device")), "{s}");
-    assert!(s.contains(&format!("could not read: reading {}/sys/class/infiniband_verbs/uverbs{n}/ibdev", dir.path().display())), "{s}");
+    assert!(
+        s.contains(&format!(
+            "could not read: reading {}/sys/class/infiniband_verbs/uverbs{n}/ibdev",
+            dir.path().display()
+        )),
+        "{s}"
+    );
 }
 
 #[test]
@@ -126,8 +144,18 @@ fn a_gpu_whose_pci_class_vanished_is_named() {
     assert_eq!((code, c["status"].as_str()), (1, Some("fail")), "{c}");
     let s = summary(c);
     assert!(s.contains("only 7 of 8 GPUs on the PCI bus"), "{s}");
-    assert!(s.contains("could not read: reading ") && s.contains("sys/bus/pci/devices/0000:53:00.0/class: No such file"), "{s}");
-    assert!(c["remedy"].as_str().unwrap().starts_with("run nodeprep as root (the paths above could not be read)"), "{c}");
+    assert!(
+        s.contains("could not read: reading ")
+            && s.contains("sys/bus/pci/devices/0000:53:00.0/class: No such file"),
+        "{s}"
+    );
+    assert!(
+        c["remedy"]
+            .as_str()
+            .unwrap()
+            .starts_with("run nodeprep as root (the paths above could not be read)"),
+        "{c}"
+    );
 }
 
 /// A FIFO stands in for a sysfs attribute whose read never returns (a wedged driver): the check
@@ -145,7 +173,11 @@ fn a_read_that_never_returns_fails_the_check_at_its_deadline() {
     assert!(took < Duration::from_secs(10), "{took:?}");
     assert_eq!(code, 1);
     let c = named(&checks, "efa");
-    assert_eq!((c["status"].as_str(), summary(c)), (Some("fail"), "did not finish within 2 s"), "{c}");
+    assert_eq!(
+        (c["status"].as_str(), summary(c)),
+        (Some("fail"), "did not finish within 2 s"),
+        "{c}"
+    );
     assert!(c["remedy"].as_str().unwrap().contains("something on the host hangs"), "{c}");
     for other in ["instance", "limits", "nvidia", "device-plugins"] {
         assert_eq!(named(&checks, other)["status"], "pass", "{other}: {checks:?}");
@@ -161,11 +193,15 @@ fn a_wedged_read_while_deciding_what_is_required_still_meets_the_deadline() {
     spec.config = Some("[checks]\ntimeout_seconds = 2\n[nvidia]\nnvml_timeout_ms = 1000\n".into());
     let dir = tree(&spec);
     // The first device in the order they are listed: `efa::present` stops at the first EFA device.
-    let first = nodeprep::host::Host::new(dir.path()).list_dir("/sys/class/infiniband").unwrap()[0].clone();
+    let first =
+        nodeprep::host::Host::new(dir.path()).list_dir("/sys/class/infiniband").unwrap()[0].clone();
     let vendor = dir.path().join(format!("sys/class/infiniband/{first}/device/vendor"));
     std::fs::remove_file(&vendor).unwrap();
     assert!(Command::new("mkfifo").arg(&vendor).status().unwrap().success());
-    let mut child = command(&[], dir.path(), &["--output", "json", "check"]).stdout(Stdio::piped()).spawn().unwrap();
+    let mut child = command(&[], dir.path(), &["--output", "json", "check"])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
     let t0 = Instant::now();
     while child.try_wait().unwrap().is_none() {
         if t0.elapsed() > Duration::from_secs(10) {
@@ -202,7 +238,11 @@ fn files_only_root_may_read_are_named_with_run_as_root() {
         "etc/containerd/base-runtime-spec.json".into(),
         format!("proc/{pid}/limits"),
     ] {
-        std::fs::set_permissions(root.join(&f), std::os::unix::fs::PermissionsExt::from_mode(0o000)).unwrap();
+        std::fs::set_permissions(
+            root.join(&f),
+            std::os::unix::fs::PermissionsExt::from_mode(0o000),
+        )
+        .unwrap();
     }
     let (code, checks, _) = check(&setpriv_nobody(), root, &[]);
     assert_eq!(code, 1, "{checks:?}");
@@ -212,18 +252,32 @@ fn files_only_root_may_read_are_named_with_run_as_root() {
     assert!(efa["remedy"].as_str().unwrap().starts_with("run nodeprep as root"), "{efa}");
     let dp = named(&checks, "device-plugins");
     assert_eq!(dp["status"], "fail");
-    assert!(summary(dp).starts_with("cannot read kubelet's device-plugin checkpoint: reading "), "{dp}");
-    assert!(summary(dp).ends_with("kubelet_internal_checkpoint: Permission denied (os error 13)"), "{dp}");
+    assert!(
+        summary(dp).starts_with("cannot read kubelet's device-plugin checkpoint: reading "),
+        "{dp}"
+    );
+    assert!(
+        summary(dp).ends_with("kubelet_internal_checkpoint: Permission denied (os error 13)"),
+        "{dp}"
+    );
     assert!(dp["remedy"].as_str().unwrap().starts_with("run nodeprep as root"), "{dp}");
     // The XID scan could not look: said so, never "no XID errors".
     let nv = named(&checks, "nvidia");
     assert_eq!(nv["status"], "warn", "{nv}");
-    assert!(summary(nv).contains("XID errors unknown: opening ") && summary(nv).contains("dev/kmsg: Permission denied"), "{nv}");
+    assert!(
+        summary(nv).contains("XID errors unknown: opening ")
+            && summary(nv).contains("dev/kmsg: Permission denied"),
+        "{nv}"
+    );
     // Neither the spec nor containerd's limits could be read: the limits pods get are unknown.
     let l = named(&checks, "limits");
     assert_eq!(l["status"], "fail", "{l}");
     assert_eq!(l["found"]["memlock"], Value::Null, "{l}");
-    assert!(summary(l).contains("base-runtime-spec.json is unusable (reading ") && summary(l).contains("Permission denied"), "{l}");
+    assert!(
+        summary(l).contains("base-runtime-spec.json is unusable (reading ")
+            && summary(l).contains("Permission denied"),
+        "{l}"
+    );
     let errors = l["found"]["errors"].to_string();
     assert!(errors.contains(&format!("proc/{pid}/limits: Permission denied")), "{l}");
 }
@@ -256,7 +310,10 @@ fn boot_with_a_full_run_says_so_and_keeps_the_old_status_file() {
         bin = env!("CARGO_BIN_EXE_nodeprep"),
         r = root.display()
     );
-    let o = in_mount_namespace(&script).env("NODEPREP_NVML_LIB", nodeprep_fixtures::fake_nvml(&[])).output().unwrap();
+    let o = in_mount_namespace(&script)
+        .env("NODEPREP_NVML_LIB", nodeprep_fixtures::fake_nvml(&[]))
+        .output()
+        .unwrap();
     no_panic(&o);
     let out = String::from_utf8_lossy(&o.stdout);
     assert!(out.contains("exit=1\n"), "{out}{}", String::from_utf8_lossy(&o.stderr));
@@ -280,7 +337,11 @@ impl Server {
         let mut child = cmd.stdout(Stdio::piped()).stderr(Stdio::null()).spawn().unwrap();
         let mut line = String::new();
         BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
-        let addr = line.trim().strip_prefix("nodeprep serve: listening on http://").unwrap_or_else(|| panic!("{line:?}")).to_string();
+        let addr = line
+            .trim()
+            .strip_prefix("nodeprep serve: listening on http://")
+            .unwrap_or_else(|| panic!("{line:?}"))
+            .to_string();
         Server { child, addr }
     }
 
@@ -331,12 +392,18 @@ fn serve_with_a_full_run_keeps_answering_and_counts_the_failures() {
     let dir = tree(&with_interval(Spec::p5_48xlarge(), ""));
     let root = dir.path();
     std::fs::create_dir_all(root.join("run")).unwrap();
-    let script =
-        format!("{} && exec {} --root {} serve --listen 127.0.0.1:0", full_run(root), env!("CARGO_BIN_EXE_nodeprep"), root.display());
+    let script = format!(
+        "{} && exec {} --root {} serve --listen 127.0.0.1:0",
+        full_run(root),
+        env!("CARGO_BIN_EXE_nodeprep"),
+        root.display()
+    );
     let mut cmd = in_mount_namespace(&script);
     cmd.env("NODEPREP_NVML_LIB", nodeprep_fixtures::fake_nvml(&[]));
     let srv = Server::start(cmd);
-    srv.wait_for("two failed status writes", |s| s.get("/metrics").1.contains("nodeprep_status_file_write_errors_total 2\n"));
+    srv.wait_for("two failed status writes", |s| {
+        s.get("/metrics").1.contains("nodeprep_status_file_write_errors_total 2\n")
+    });
     srv.keeps_answering();
     // /status still has the report the file could not take.
     let (code, body) = srv.get("/status");
@@ -365,10 +432,16 @@ fn serve_with_the_api_server_down_keeps_answering() {
     let mut child = cmd.stdout(Stdio::piped()).spawn().unwrap();
     let mut line = String::new();
     BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
-    let addr = line.trim().strip_prefix("nodeprep serve: listening on http://").unwrap_or_else(|| panic!("{line:?}")).to_string();
+    let addr = line
+        .trim()
+        .strip_prefix("nodeprep serve: listening on http://")
+        .unwrap_or_else(|| panic!("{line:?}"))
+        .to_string();
     let srv = Server { child, addr };
     srv.wait_for("/readyz 200", |s| s.get("/readyz").0 == 200);
-    srv.wait_for("the failed update in the log", |_| std::fs::read_to_string(&log).unwrap().contains("Kubernetes update failed"));
+    srv.wait_for("the failed update in the log", |_| {
+        std::fs::read_to_string(&log).unwrap().contains("Kubernetes update failed")
+    });
     srv.keeps_answering();
     let text = std::fs::read_to_string(&log).unwrap();
     assert!(!text.contains("panicked"), "{text}");
@@ -388,11 +461,12 @@ fn devices_that_vanish_and_return_during_checks_give_whole_reports() {
     use std::sync::atomic::{AtomicBool, Ordering};
     use std::sync::Arc;
     let dir = tree(&Spec::p5_48xlarge());
-    let pairs: Vec<(std::path::PathBuf, std::path::PathBuf)> = ["sys/class/infiniband/rdmap80s0", "sys/bus/pci/devices/0000:53:00.0"]
-        .iter()
-        .enumerate()
-        .map(|(i, p)| (dir.path().join(p), dir.path().join(format!("away-{i}"))))
-        .collect();
+    let pairs: Vec<(std::path::PathBuf, std::path::PathBuf)> =
+        ["sys/class/infiniband/rdmap80s0", "sys/bus/pci/devices/0000:53:00.0"]
+            .iter()
+            .enumerate()
+            .map(|(i, p)| (dir.path().join(p), dir.path().join(format!("away-{i}"))))
+            .collect();
     let stop = Arc::new(AtomicBool::new(false));
     let churn = {
         let (stop, pairs) = (Arc::clone(&stop), pairs.clone());
@@ -413,7 +487,11 @@ fn devices_that_vanish_and_return_during_checks_give_whole_reports() {
     for _ in 0..40 {
         let (code, checks, _) = check(&[], dir.path(), &["efa", "nvidia"]);
         let (efa, gpu) = (named(&checks, "efa"), named(&checks, "nvidia"));
-        assert_eq!(code, i32::from(efa["status"] == "fail" || gpu["status"] == "fail"), "{checks:?}");
+        assert_eq!(
+            code,
+            i32::from(efa["status"] == "fail" || gpu["status"] == "fail"),
+            "{checks:?}"
+        );
         if efa["status"] == "fail" {
             assert!(summary(efa).starts_with("31 of 32 EFA devices usable"), "{efa}");
         }
@@ -423,7 +501,8 @@ fn devices_that_vanish_and_return_during_checks_give_whole_reports() {
         }
         for c in [efa, gpu] {
             assert!(c["status"] == "pass" || c["status"] == "fail", "{c}");
-            *seen.entry(format!("{}: {}", c["name"].as_str().unwrap(), summary(c))).or_default() += 1;
+            *seen.entry(format!("{}: {}", c["name"].as_str().unwrap(), summary(c))).or_default() +=
+                1;
         }
     }
     stop.store(true, Ordering::Relaxed);

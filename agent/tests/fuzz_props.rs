@@ -32,7 +32,11 @@ fn fuzz_dir() -> PathBuf {
 }
 
 fn target(name: &str) -> targets::Target {
-    targets::TARGETS.iter().find(|(n, _)| *n == name).unwrap_or_else(|| panic!("no fuzz target {name}")).1
+    targets::TARGETS
+        .iter()
+        .find(|(n, _)| *n == name)
+        .unwrap_or_else(|| panic!("no fuzz target {name}"))
+        .1
 }
 
 /// `default` cases, or `PROPTEST_CASES` when set.
@@ -61,7 +65,10 @@ fn inputs(kind: &str) -> Vec<(String, PathBuf)> {
     for dir in dirs {
         let dir = dir.unwrap().path();
         let name = dir.file_name().unwrap().to_string_lossy().into_owned();
-        assert!(targets::TARGETS.iter().any(|(n, _)| *n == name), "fuzz/{kind}/{name} is not a fuzz target");
+        assert!(
+            targets::TARGETS.iter().any(|(n, _)| *n == name),
+            "fuzz/{kind}/{name} is not a fuzz target"
+        );
         for f in std::fs::read_dir(&dir).unwrap() {
             out.push((name.clone(), f.unwrap().path()));
         }
@@ -78,7 +85,11 @@ fn fuzz_regressions_and_seeds_replay() {
         let data = std::fs::read(file).unwrap();
         let check = target(name);
         if let Err(p) = std::panic::catch_unwind(|| check(&data)) {
-            let why = p.downcast_ref::<String>().cloned().or_else(|| p.downcast_ref::<&str>().map(|s| s.to_string())).unwrap_or_default();
+            let why = p
+                .downcast_ref::<String>()
+                .cloned()
+                .or_else(|| p.downcast_ref::<&str>().map(|s| s.to_string()))
+                .unwrap_or_default();
             panic!("{} fails its fuzz target {name}: {why}", file.display());
         }
     }
@@ -87,15 +98,23 @@ fn fuzz_regressions_and_seeds_replay() {
 
 /// The tokens of `fuzz/dicts/<target>.dict` (libFuzzer format: `"text"` with `\xNN` escapes).
 fn dict(name: &str) -> Vec<Vec<u8>> {
-    let text = std::fs::read_to_string(fuzz_dir().join(format!("dicts/{name}.dict"))).unwrap_or_default();
+    let text =
+        std::fs::read_to_string(fuzz_dir().join(format!("dicts/{name}.dict"))).unwrap_or_default();
     let mut out = Vec::new();
-    for line in text.lines().map(str::trim).filter(|l| l.starts_with('"') && l.ends_with('"') && l.len() >= 2) {
+    for line in text
+        .lines()
+        .map(str::trim)
+        .filter(|l| l.starts_with('"') && l.ends_with('"') && l.len() >= 2)
+    {
         let inner = &line.as_bytes()[1..line.len() - 1];
         let mut tok = Vec::new();
         let mut i = 0;
         while i < inner.len() {
             if inner[i] == b'\\' && inner.get(i + 1) == Some(&b'x') && i + 3 < inner.len() {
-                tok.push(u8::from_str_radix(std::str::from_utf8(&inner[i + 2..i + 4]).unwrap(), 16).unwrap());
+                tok.push(
+                    u8::from_str_radix(std::str::from_utf8(&inner[i + 2..i + 4]).unwrap(), 16)
+                        .unwrap(),
+                );
                 i += 4;
             } else if inner[i] == b'\\' && i + 1 < inner.len() {
                 tok.push(inner[i + 1]);
@@ -126,7 +145,8 @@ fn fuzzish(name: &str) -> BoxedStrategy<Vec<u8>> {
         b"0".to_vec(),
         b"99999999999999999999".to_vec(),
     ]);
-    let salad = proptest::collection::vec(proptest::sample::select(tokens), 0..40).prop_map(|v| v.concat());
+    let salad =
+        proptest::collection::vec(proptest::sample::select(tokens), 0..40).prop_map(|v| v.concat());
     prop_oneof![proptest::collection::vec(any::<u8>(), 0..512), salad].boxed()
 }
 
@@ -186,12 +206,8 @@ fn mountinfo_random_text() {
 }
 
 fn pci_addr() -> impl Strategy<Value = PciAddr> {
-    (any::<u32>(), any::<u8>(), 0u8..0x20, proptest::option::of(0u8..8)).prop_map(|(domain, bus, device, function)| PciAddr {
-        domain,
-        bus,
-        device,
-        function,
-    })
+    (any::<u32>(), any::<u8>(), 0u8..0x20, proptest::option::of(0u8..8))
+        .prop_map(|(domain, bus, device, function)| PciAddr { domain, bus, device, function })
 }
 
 proptest! {
@@ -351,14 +367,20 @@ fn json_value() -> impl Strategy<Value = Value> {
     leaf.prop_recursive(3, 16, 4, |inner| {
         prop_oneof![
             proptest::collection::vec(inner.clone(), 0..4).prop_map(Value::from),
-            proptest::collection::btree_map("[a-z]{1,6}", inner, 0..4).prop_map(|m| Value::Object(m.into_iter().collect())),
+            proptest::collection::btree_map("[a-z]{1,6}", inner, 0..4)
+                .prop_map(|m| Value::Object(m.into_iter().collect())),
         ]
     })
 }
 
 /// An rlimits entry: real types with any values, missing or odd fields, or not an object at all.
 fn rlimit_entry() -> impl Strategy<Value = Value> {
-    let ty = prop_oneof![Just(json!("RLIMIT_MEMLOCK")), Just(json!("RLIMIT_STACK")), Just(json!("RLIMIT_NOFILE")), json_value()];
+    let ty = prop_oneof![
+        Just(json!("RLIMIT_MEMLOCK")),
+        Just(json!("RLIMIT_STACK")),
+        Just(json!("RLIMIT_NOFILE")),
+        json_value()
+    ];
     let num = prop_oneof![any::<u64>().prop_map(Value::from), Just(json!(u64::MAX)), json_value()];
     prop_oneof![
         4 => (ty, proptest::option::of(num.clone()), proptest::option::of(num), proptest::option::of(json_value())).prop_map(|(t, h, s, extra)| {
@@ -481,31 +503,72 @@ fn toml_value() -> impl Strategy<Value = String> {
 
 /// Values a user might write for `key`, mostly valid ones, as TOML.
 fn plausible(key: &str) -> BoxedStrategy<String> {
-    let q = |v: &[&str]| proptest::sample::select(v.iter().map(|s| serde_json::to_string(s).unwrap()).collect::<Vec<_>>()).boxed();
+    let q = |v: &[&str]| {
+        proptest::sample::select(
+            v.iter().map(|s| serde_json::to_string(s).unwrap()).collect::<Vec<_>>(),
+        )
+        .boxed()
+    };
     let ints = |lo: i64, hi: i64| (lo..hi).prop_map(|i| i.to_string()).boxed();
-    let list = |s: BoxedStrategy<String>| proptest::collection::vec(s, 0..4).prop_map(|v| format!("[{}]", v.join(", "))).boxed();
-    let paths = ["/var/lib/containerd", "/var/lib/kubelet", "/var/log/pods", "/data", "/data/x", "/mnt/nodeprep", "/var/lib"];
+    let list = |s: BoxedStrategy<String>| {
+        proptest::collection::vec(s, 0..4).prop_map(|v| format!("[{}]", v.join(", "))).boxed()
+    };
+    let paths = [
+        "/var/lib/containerd",
+        "/var/lib/kubelet",
+        "/var/log/pods",
+        "/data",
+        "/data/x",
+        "/mnt/nodeprep",
+        "/var/lib",
+    ];
     match key {
         "instance_type" => q(&["p5.48xlarge", "g6e.xlarge", "trn2.48xlarge", "P5 48xl", "p5"]),
         "expect.gpu_model" => q(&["H100", "L40S", "", " "]),
-        "expect.nvswitch" | "kubernetes.enabled" => any::<bool>().prop_map(|b| b.to_string()).boxed(),
+        "expect.nvswitch" | "kubernetes.enabled" => {
+            any::<bool>().prop_map(|b| b.to_string()).boxed()
+        }
         k if k.starts_with("expect.") => ints(0, 70),
         "limits.memlock" | "limits.stack" => prop_oneof![
-            q(&["unlimited", "infinity", "18446744073709551615", "9223372036854775808", "1048576", "65536"]),
+            q(&[
+                "unlimited",
+                "infinity",
+                "18446744073709551615",
+                "9223372036854775808",
+                "1048576",
+                "65536"
+            ]),
             any::<u64>().prop_map(|b| format!("\"{b}\"")),
             ints(0, 1 << 40)
         ]
         .boxed(),
         "limits.apply" | "storage.enabled" | "imds.enabled" => q(&["auto", "always", "never"]),
-        "storage.devices" => list(q(&["/dev/nvme1n1", "/dev/nvme2n1", "/dev/nvme1n1", "nvme3n1", "/dev/../sda"])),
-        "storage.mount_point" => q(&["/mnt/nodeprep", "/data", "/data/", "/mnt", "/var/lib/kubelet", "/var/lib/containerd/x", "data"]),
+        "storage.devices" => {
+            list(q(&["/dev/nvme1n1", "/dev/nvme2n1", "/dev/nvme1n1", "nvme3n1", "/dev/../sda"]))
+        }
+        "storage.mount_point" => q(&[
+            "/mnt/nodeprep",
+            "/data",
+            "/data/",
+            "/mnt",
+            "/var/lib/kubelet",
+            "/var/lib/containerd/x",
+            "data",
+        ]),
         "storage.bind" => list(q(&paths)),
-        "serve.listen" => q(&["127.0.0.1:9477", "0.0.0.0:0", "[::1]:9477", "localhost:9477", "9477"]),
+        "serve.listen" => {
+            q(&["127.0.0.1:9477", "0.0.0.0:0", "[::1]:9477", "localhost:9477", "9477"])
+        }
         "serve.interval_seconds" => ints(0, 86402),
         "kubernetes.node_name" => q(&["ip-10-0-1-2.ec2.internal", "node-1", "Node_1", ""]),
         "kubernetes.kubeconfig" => q(&["/etc/nodeprep/kubeconfig", ""]),
         "kubernetes.startup_taint" => q(&["nodeprep.io/not-ready", "not-ready", "a/b/c!", ""]),
-        "imds.endpoint" => q(&["http://169.254.169.254", "http://[fd00:ec2::254]", "https://169.254.169.254", "http://"]),
+        "imds.endpoint" => q(&[
+            "http://169.254.169.254",
+            "http://[fd00:ec2::254]",
+            "https://169.254.169.254",
+            "http://",
+        ]),
         "imds.timeout_ms" => ints(0, 10002),
         "checks.timeout_seconds" => ints(0, 302),
         "nvidia.fatal_xids" => list(ints(0, 1001)),
@@ -517,8 +580,13 @@ fn plausible(key: &str) -> BoxedStrategy<String> {
 /// A config file setting some keys (sometimes misspelt) in one of TOML's three spellings of tables.
 fn config_file() -> impl Strategy<Value = String> {
     let keys: Vec<&'static str> = config::KEYS.iter().map(|k| k.key).collect();
-    let entry = proptest::sample::select(keys)
-        .prop_flat_map(|k| (Just(k), prop_oneof![4 => plausible(k), 1 => toml_value().boxed()], prop::bool::weighted(0.03)));
+    let entry = proptest::sample::select(keys).prop_flat_map(|k| {
+        (
+            Just(k),
+            prop_oneof![4 => plausible(k), 1 => toml_value().boxed()],
+            prop::bool::weighted(0.03),
+        )
+    });
     (proptest::collection::vec(entry, 0..8), 0usize..3).prop_map(|(entries, style)| {
         let mut tables: Vec<(String, Vec<(String, String)>)> = Vec::new();
         let mut seen = Vec::new();
@@ -549,7 +617,8 @@ fn config_file() -> impl Strategy<Value = String> {
                     out.push_str(&format!("{k} = {v}\n"));
                 }
             } else {
-                let inner: Vec<String> = entries.iter().map(|(k, v)| format!("{k} = {v}")).collect();
+                let inner: Vec<String> =
+                    entries.iter().map(|(k, v)| format!("{k} = {v}")).collect();
                 out.push_str(&format!("{table} = {{ {} }}\n", inner.join(", ")));
             }
         }
@@ -572,11 +641,18 @@ fn generated_configs_parse_or_name_file_line_and_key() {
                 Ok(_) => accepted.set(accepted.get() + 1),
                 Err(e) => {
                     rejected.set(rejected.get() + 1);
-                    let key = e.key.as_deref().unwrap_or_else(|| panic!("no key named for\n{text}\n{e}"));
+                    let key =
+                        e.key.as_deref().unwrap_or_else(|| panic!("no key named for\n{text}\n{e}"));
                     let line = e.line.unwrap_or_else(|| panic!("no line named for\n{text}\n{e}"));
-                    let at = text.lines().nth(line - 1).unwrap_or_else(|| panic!("line {line} is not in\n{text}\n{e}"));
+                    let at = text
+                        .lines()
+                        .nth(line - 1)
+                        .unwrap_or_else(|| panic!("line {line} is not in\n{text}\n{e}"));
                     let last = key.rsplit('.').next().unwrap();
-                    assert!(at.contains(last), "line {line} ({at:?}) does not set `{key}`:\n{text}\n{e}");
+                    assert!(
+                        at.contains(last),
+                        "line {line} ({at:?}) does not set `{key}`:\n{text}\n{e}"
+                    );
                 }
             }
             Ok(())
@@ -584,15 +660,35 @@ fn generated_configs_parse_or_name_file_line_and_key() {
         .unwrap();
     let (accepted, rejected) = (accepted.get(), rejected.get());
     println!("configs: {accepted} accepted, {rejected} rejected");
-    assert!(accepted > 10 && rejected > 10, "{accepted} accepted, {rejected} rejected: the generator needs fixing");
+    assert!(
+        accepted > 10 && rejected > 10,
+        "{accepted} accepted, {rejected} rejected: the generator needs fixing"
+    );
 }
 
 /// EFA devices in a sysfs tree with generated port states and uverbs: the check counts exactly the
 /// devices whose port is ACTIVE/LinkUp with a uverbs device and node, and names every other one.
 #[test]
 fn generated_efa_trees_count_usable_devices() {
-    let state = proptest::sample::select(vec!["4: ACTIVE", "1: DOWN", "2: INIT", "3: ARMED", "5: ACTIVE_DEFER", "", "ACTIVE", "4:"]);
-    let phys = proptest::sample::select(vec!["5: LinkUp", "3: Disabled", "2: Polling", "1: Sleep", "7: PhyTest", "", "LinkUp"]);
+    let state = proptest::sample::select(vec![
+        "4: ACTIVE",
+        "1: DOWN",
+        "2: INIT",
+        "3: ARMED",
+        "5: ACTIVE_DEFER",
+        "",
+        "ACTIVE",
+        "4:",
+    ]);
+    let phys = proptest::sample::select(vec![
+        "5: LinkUp",
+        "3: Disabled",
+        "2: Polling",
+        "1: Sleep",
+        "7: PhyTest",
+        "",
+        "LinkUp",
+    ]);
     let dev = (state, phys, any::<bool>(), any::<bool>());
     let dir = tempfile::tempdir().unwrap();
     let p5_efa = nodeprep_fixtures::Spec::p5_48xlarge().efa;
@@ -615,7 +711,10 @@ fn generated_efa_trees_count_usable_devices() {
             spec.write(&root).unwrap();
             let snap = efa::observe(&Host::new(&root));
             assert!(snap.errors.is_empty(), "{:?}", snap.errors);
-            let usable = devs.iter().filter(|(s, p, u, n)| s.starts_with("4:") && p.starts_with("5:") && *u && *n).count();
+            let usable = devs
+                .iter()
+                .filter(|(s, p, u, n)| s.starts_with("4:") && p.starts_with("5:") && *u && *n)
+                .count();
             let r = efa::evaluate(&snap, Some(expected), &Identity::default());
             assert_eq!(r.found["devices"], usable, "{r:?}");
             assert_eq!(r.found["total"], devs.len());
@@ -702,7 +801,12 @@ fn arbitrary_imds_replies_give_a_value_or_an_error() {
             let t0 = Instant::now();
             let got = ImdsClient::new(&url, timeout).facts_blocking();
             // Each of at most 4 requests (token, 3 keys, a retry each) has a deadline of 2x timeout.
-            assert!(t0.elapsed() < Duration::from_secs(6), "{:?} for {:?}", t0.elapsed(), String::from_utf8_lossy(&reply));
+            assert!(
+                t0.elapsed() < Duration::from_secs(6),
+                "{:?} for {:?}",
+                t0.elapsed(),
+                String::from_utf8_lossy(&reply)
+            );
             match got {
                 Ok(f) => {
                     if let Some(t) = &f.instance_type {

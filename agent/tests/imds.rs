@@ -39,7 +39,10 @@ async fn token(State(f): State<Fake>, headers: HeaderMap) -> (StatusCode, String
         tokio::time::sleep(Duration::from_secs(30)).await;
     }
     // Real IMDS: 400 without a valid TTL header.
-    let ttl = headers.get("X-aws-ec2-metadata-token-ttl-seconds").and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u32>().ok());
+    let ttl = headers
+        .get("X-aws-ec2-metadata-token-ttl-seconds")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u32>().ok());
     match ttl {
         Some(1..=21600) => {
             let n = f.tokens_issued.fetch_add(1, Ordering::SeqCst);
@@ -49,7 +52,11 @@ async fn token(State(f): State<Fake>, headers: HeaderMap) -> (StatusCode, String
     }
 }
 
-async fn meta(State(f): State<Fake>, Path(path): Path<String>, headers: HeaderMap) -> (StatusCode, String) {
+async fn meta(
+    State(f): State<Fake>,
+    Path(path): Path<String>,
+    headers: HeaderMap,
+) -> (StatusCode, String) {
     f.gets.fetch_add(1, Ordering::SeqCst);
     let tok = headers.get("X-aws-ec2-metadata-token").and_then(|v| v.to_str().ok()).unwrap_or("");
     let valid = match f.behaviour {
@@ -60,11 +67,17 @@ async fn meta(State(f): State<Fake>, Path(path): Path<String>, headers: HeaderMa
         return (StatusCode::UNAUTHORIZED, String::new());
     }
     match path.as_str() {
-        "instance-type" if f.behaviour == Behaviour::HugeReply => (StatusCode::OK, "p".repeat(16 << 20)),
-        "instance-type" if f.behaviour == Behaviour::WebPage => (StatusCode::OK, "<html>\n<body>Proxy login</body>\n</html>\n".into()),
+        "instance-type" if f.behaviour == Behaviour::HugeReply => {
+            (StatusCode::OK, "p".repeat(16 << 20))
+        }
+        "instance-type" if f.behaviour == Behaviour::WebPage => {
+            (StatusCode::OK, "<html>\n<body>Proxy login</body>\n</html>\n".into())
+        }
         "instance-type" => (StatusCode::OK, "p5.48xlarge".into()),
         "placement/availability-zone" => (StatusCode::OK, "us-east-2b".into()),
-        "placement/group-name" if f.behaviour != Behaviour::NoPlacementGroup => (StatusCode::OK, "training-cpg".into()),
+        "placement/group-name" if f.behaviour != Behaviour::NoPlacementGroup => {
+            (StatusCode::OK, "training-cpg".into())
+        }
         _ => (StatusCode::NOT_FOUND, String::new()),
     }
 }
@@ -72,7 +85,10 @@ async fn meta(State(f): State<Fake>, Path(path): Path<String>, headers: HeaderMa
 /// Starts the fake on a thread of its own; returns its base URL and the fake's counters.
 fn start(behaviour: Behaviour) -> (String, Fake) {
     let fake = Fake { behaviour, tokens_issued: Arc::default(), gets: Arc::default() };
-    let app = Router::new().route("/latest/api/token", put(token)).route("/latest/meta-data/{*path}", get(meta)).with_state(fake.clone());
+    let app = Router::new()
+        .route("/latest/api/token", put(token))
+        .route("/latest/meta-data/{*path}", get(meta))
+        .with_state(fake.clone());
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     listener.set_nonblocking(true).unwrap();
     let addr = listener.local_addr().unwrap();
@@ -119,7 +135,10 @@ fn hanging_imds_gives_up_after_two_deadlines() {
     let err = ImdsClient::new(&url, Duration::from_millis(300)).facts_blocking().unwrap_err();
     let took = t0.elapsed();
     assert!(matches!(err, ImdsError::Timeout { .. }), "{err}");
-    assert!(err.to_string().contains("did not answer the token request within 300 ms (tried twice)"), "{err}");
+    assert!(
+        err.to_string().contains("did not answer the token request within 300 ms (tried twice)"),
+        "{err}"
+    );
     // Two attempts of 300 ms each, not the fake's 30 s.
     assert!(took >= Duration::from_millis(600) && took < Duration::from_secs(5), "{took:?}");
 }
@@ -130,7 +149,10 @@ fn an_oversized_reply_is_an_error_not_a_value() {
     let t0 = Instant::now();
     let err = ImdsClient::new(&url, Duration::from_secs(1)).facts_blocking().unwrap_err();
     assert!(matches!(err, ImdsError::Reply { .. }), "{err}");
-    assert_eq!(err.to_string(), format!("IMDS at {url} answered instance-type with a reply of more than 4096 bytes"));
+    assert_eq!(
+        err.to_string(),
+        format!("IMDS at {url} answered instance-type with a reply of more than 4096 bytes")
+    );
     assert!(t0.elapsed() < Duration::from_secs(2), "{:?}", t0.elapsed());
 }
 
@@ -187,11 +209,21 @@ fn binary_reports_no_identity_when_imds_is_down_and_dmi_absent() {
     };
     let dir = tempfile::tempdir().unwrap();
     let mut spec = nodeprep_fixtures::Spec::empty();
-    spec.config = Some(format!("[imds]\nenabled = \"always\"\nendpoint = \"http://127.0.0.1:{port}\"\n"));
+    spec.config =
+        Some(format!("[imds]\nenabled = \"always\"\nendpoint = \"http://127.0.0.1:{port}\"\n"));
     spec.write(dir.path()).unwrap();
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_nodeprep")).arg("--root").arg(dir.path()).arg("check").output().unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_nodeprep"))
+        .arg("--root")
+        .arg(dir.path())
+        .arg("check")
+        .output()
+        .unwrap();
     let text = String::from_utf8_lossy(&out.stdout);
-    assert_eq!(out.status.code(), Some(0), "an unidentified node is not failed by identity alone: {text}");
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "an unidentified node is not failed by identity alone: {text}"
+    );
     assert!(text.contains("nodeprep: unknown instance type"), "{text}");
     assert!(text.contains("instance type unknown (DMI: reading"), "{text}");
     assert!(text.contains("is unreachable"), "{text}");

@@ -33,7 +33,8 @@ fn unprepared(containerd_memlock: Option<Option<u64>>, spec: Option<String>) -> 
 
 fn limits_check(root: &Path) -> (i32, Value) {
     let o = nodeprep(root, &["--output", "json", "check", "--only", "limits"]);
-    let v: Value = serde_json::from_slice(&o.stdout).unwrap_or_else(|e| panic!("{e}: {}", text(&o)));
+    let v: Value =
+        serde_json::from_slice(&o.stdout).unwrap_or_else(|e| panic!("{e}: {}", text(&o)));
     (o.status.code().unwrap(), v["checks"][0].clone())
 }
 
@@ -75,7 +76,10 @@ fn base_runtime_spec_overrides_containerd() {
     let dir = unprepared(Some(Some(MIB8)), Some(spec));
     let (code, c) = limits_check(dir.path());
     assert_eq!(code, 0, "{c}");
-    assert_eq!(c["found"]["memlock_source"], "/etc/containerd/base-runtime-spec.json process.rlimits");
+    assert_eq!(
+        c["found"]["memlock_source"],
+        "/etc/containerd/base-runtime-spec.json process.rlimits"
+    );
     // And the other way round: a spec that pins memlock low beats an unlimited containerd.
     let low = base_runtime_spec(&[("RLIMIT_MEMLOCK", 65536, 65536)]);
     let dir = unprepared(Some(None), Some(low));
@@ -90,7 +94,10 @@ fn no_containerd_reports_what_the_unit_will_give() {
     let (code, c) = limits_check(dir.path());
     assert_eq!(code, 1);
     assert_eq!(c["found"]["memlock"], MIB8);
-    assert_eq!(c["found"]["memlock_source"], "systemd default; containerd not running and no LimitMEMLOCK set");
+    assert_eq!(
+        c["found"]["memlock_source"],
+        "systemd default; containerd not running and no LimitMEMLOCK set"
+    );
     let o = nodeprep(dir.path(), &["boot"]);
     assert_eq!(o.status.code(), Some(0), "{}", text(&o));
     let (code, c) = limits_check(dir.path());
@@ -109,15 +116,25 @@ fn boot_writes_dropin_limits_d_and_spec_keeping_nofile() {
     let o = nodeprep(dir.path(), &["boot"]);
     let out = text(&o);
     assert_eq!(o.status.code(), Some(0), "{out}");
-    assert!(out.contains("limits: done: wrote /etc/systemd/system/containerd.service.d/50-nodeprep-limits.conf"), "{out}");
+    assert!(
+        out.contains(
+            "limits: done: wrote /etc/systemd/system/containerd.service.d/50-nodeprep-limits.conf"
+        ),
+        "{out}"
+    );
     assert!(out.contains("limits: skip: systemctl daemon-reload: --root is not /"), "{out}");
     let dropin = std::fs::read_to_string(dir.path().join(DROPIN)).unwrap();
     assert!(dropin.contains("[Service]\nLimitMEMLOCK=infinity\nLimitSTACK=infinity\n"), "{dropin}");
     let limits_d = std::fs::read_to_string(dir.path().join(LIMITS_D)).unwrap();
     assert!(limits_d.contains("*    hard    memlock    unlimited\n"), "{limits_d}");
-    let new: Value = serde_json::from_str(&std::fs::read_to_string(dir.path().join(SPEC)).unwrap()).unwrap();
+    let new: Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.path().join(SPEC)).unwrap()).unwrap();
     let rl = new["process"]["rlimits"].as_array().unwrap();
-    assert_eq!(rl[0], serde_json::json!({"type": "RLIMIT_NOFILE", "hard": 65536, "soft": 32768}), "NOFILE kept exactly");
+    assert_eq!(
+        rl[0],
+        serde_json::json!({"type": "RLIMIT_NOFILE", "hard": 65536, "soft": 32768}),
+        "NOFILE kept exactly"
+    );
     assert_eq!(rl.len(), 3);
     assert!(rl.contains(&serde_json::json!({"type": "RLIMIT_MEMLOCK", "hard": UNLIMITED_RLIMIT, "soft": UNLIMITED_RLIMIT})));
     assert!(rl.contains(&serde_json::json!({"type": "RLIMIT_STACK", "hard": UNLIMITED_RLIMIT, "soft": UNLIMITED_RLIMIT})));
@@ -127,7 +144,10 @@ fn boot_writes_dropin_limits_d_and_spec_keeping_nofile() {
     b["process"]["rlimits"] = Value::Null;
     assert_eq!(a, b);
     // The status file is the report.
-    let status: Value = serde_json::from_str(&std::fs::read_to_string(dir.path().join("run/nodeprep/status.json")).unwrap()).unwrap();
+    let status: Value = serde_json::from_str(
+        &std::fs::read_to_string(dir.path().join("run/nodeprep/status.json")).unwrap(),
+    )
+    .unwrap();
     assert_eq!(status["schema"], "nodeprep.report/v1");
 }
 
@@ -144,12 +164,15 @@ fn byte_limits_are_written_in_each_files_units() {
     let dropin = std::fs::read_to_string(dir.path().join(DROPIN)).unwrap();
     assert!(dropin.contains("LimitMEMLOCK=1073741824\nLimitSTACK=16777216\n"), "{dropin}");
     let limits_d = std::fs::read_to_string(dir.path().join(LIMITS_D)).unwrap();
-    assert!(limits_d.contains("soft    memlock    1048576\n"), "limits.conf counts KiB: {limits_d}");
-    let spec: Value = serde_json::from_str(&std::fs::read_to_string(dir.path().join(SPEC)).unwrap()).unwrap();
-    assert!(spec["process"]["rlimits"]
-        .as_array()
-        .unwrap()
-        .contains(&serde_json::json!({"type": "RLIMIT_MEMLOCK", "hard": 1073741824u64, "soft": 1073741824u64})));
+    assert!(
+        limits_d.contains("soft    memlock    1048576\n"),
+        "limits.conf counts KiB: {limits_d}"
+    );
+    let spec: Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.path().join(SPEC)).unwrap()).unwrap();
+    assert!(spec["process"]["rlimits"].as_array().unwrap().contains(
+        &serde_json::json!({"type": "RLIMIT_MEMLOCK", "hard": 1073741824u64, "soft": 1073741824u64})
+    ));
 }
 
 #[test]
@@ -159,19 +182,30 @@ fn malformed_spec_is_left_untouched_and_reported() {
     let o = nodeprep(dir.path(), &["boot"]);
     let out = text(&o);
     assert_eq!(o.status.code(), Some(1), "{out}");
-    assert!(out.contains("limits: note: /etc/containerd/base-runtime-spec.json left untouched: not valid JSON"), "{out}");
-    assert_eq!(std::fs::read_to_string(dir.path().join(SPEC)).unwrap(), broken, "not one byte changed");
+    assert!(
+        out.contains(
+            "limits: note: /etc/containerd/base-runtime-spec.json left untouched: not valid JSON"
+        ),
+        "{out}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(dir.path().join(SPEC)).unwrap(),
+        broken,
+        "not one byte changed"
+    );
     let (_, c) = limits_check(dir.path());
     assert_eq!(c["status"], "fail");
     assert_eq!(c["found"]["memlock"], Value::Null, "unknown, never guessed");
     assert!(
-        c["found"]["memlock_source"]
-            .as_str()
-            .unwrap()
-            .starts_with("unknown: /etc/containerd/base-runtime-spec.json is unusable (not valid JSON"),
+        c["found"]["memlock_source"].as_str().unwrap().starts_with(
+            "unknown: /etc/containerd/base-runtime-spec.json is unusable (not valid JSON"
+        ),
         "{c}"
     );
-    assert!(c["remedy"].as_str().unwrap().starts_with("fix /etc/containerd/base-runtime-spec.json"), "{c}");
+    assert!(
+        c["remedy"].as_str().unwrap().starts_with("fix /etc/containerd/base-runtime-spec.json"),
+        "{c}"
+    );
 }
 
 #[test]
@@ -184,9 +218,15 @@ fn second_boot_changes_nothing() {
     assert!(text(&o).contains("limits: up to date"), "{}", text(&o));
     let after_second = snapshot(dir.path());
     // Only the status file (a new report with a new timestamp) may differ.
-    let strip = |s: Vec<(std::path::PathBuf, Vec<u8>)>| s.into_iter().filter(|(p, _)| !p.ends_with("status.json")).collect::<Vec<_>>();
+    let strip = |s: Vec<(std::path::PathBuf, Vec<u8>)>| {
+        s.into_iter().filter(|(p, _)| !p.ends_with("status.json")).collect::<Vec<_>>()
+    };
     assert_eq!(strip(after_first), strip(after_second));
-    assert_eq!(std::fs::metadata(dir.path().join(SPEC)).unwrap().modified().unwrap(), mtime, "spec not rewritten");
+    assert_eq!(
+        std::fs::metadata(dir.path().join(SPEC)).unwrap().modified().unwrap(),
+        mtime,
+        "spec not rewritten"
+    );
 }
 
 #[test]
@@ -200,12 +240,18 @@ fn prepared_example_node_needs_nothing() {
 
 #[test]
 fn dry_run_shows_diffs_and_changes_no_byte() {
-    let dir = unprepared(Some(Some(MIB8)), Some(base_runtime_spec(&[("RLIMIT_NOFILE", 65536, 65536)])));
+    let dir =
+        unprepared(Some(Some(MIB8)), Some(base_runtime_spec(&[("RLIMIT_NOFILE", 65536, 65536)])));
     let before = snapshot(dir.path());
     let o = nodeprep(dir.path(), &["boot", "--dry-run"]);
     let out = text(&o);
     assert_eq!(o.status.code(), Some(0), "{out}");
-    assert!(out.contains("limits: would create /etc/systemd/system/containerd.service.d/50-nodeprep-limits.conf"), "{out}");
+    assert!(
+        out.contains(
+            "limits: would create /etc/systemd/system/containerd.service.d/50-nodeprep-limits.conf"
+        ),
+        "{out}"
+    );
     assert!(out.contains("+LimitMEMLOCK=infinity"), "{out}");
     assert!(out.contains("limits: would update /etc/containerd/base-runtime-spec.json"), "{out}");
     assert!(out.contains("+        \"type\": \"RLIMIT_MEMLOCK\","), "{out}");
@@ -227,14 +273,23 @@ fn running_containerd_with_a_low_limit_is_not_restarted_but_reported() {
 
 #[test]
 fn spec_changed_after_containerd_started_needs_a_restart() {
-    let spec =
-        base_runtime_spec(&[("RLIMIT_MEMLOCK", UNLIMITED_RLIMIT, UNLIMITED_RLIMIT), ("RLIMIT_STACK", UNLIMITED_RLIMIT, UNLIMITED_RLIMIT)]);
+    let spec = base_runtime_spec(&[
+        ("RLIMIT_MEMLOCK", UNLIMITED_RLIMIT, UNLIMITED_RLIMIT),
+        ("RLIMIT_STACK", UNLIMITED_RLIMIT, UNLIMITED_RLIMIT),
+    ]);
     let dir = unprepared(Some(None), Some(spec));
     // containerd started at boot (btime) + 10 s; the spec file was written just now, long after.
-    let boot = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() - 3600;
+    let boot =
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs()
+            - 3600;
     std::fs::write(dir.path().join("proc/stat"), format!("cpu  1 2 3 4\nbtime {boot}\n")).unwrap();
-    let fields: Vec<String> = (3..=52).map(|i| if i == 22 { "1000".into() } else { "0".into() }).collect();
-    std::fs::write(dir.path().join("proc/1843/stat"), format!("1843 (containerd) {}\n", fields.join(" "))).unwrap();
+    let fields: Vec<String> =
+        (3..=52).map(|i| if i == 22 { "1000".into() } else { "0".into() }).collect();
+    std::fs::write(
+        dir.path().join("proc/1843/stat"),
+        format!("1843 (containerd) {}\n", fields.join(" ")),
+    )
+    .unwrap();
     let (code, c) = limits_check(dir.path());
     assert_eq!(code, 1, "{c}");
     assert_eq!(c["found"]["restart_needed"], true);
@@ -270,7 +325,10 @@ fn auto_mode_skips_nodes_without_efa() {
 
 /// Runs `script` in a private mount namespace (root only; the tests run as root in CI).
 fn in_mount_namespace(script: &str) -> Output {
-    std::process::Command::new("unshare").args(["-m", "sh", "-euc", script]).output().expect("unshare runs")
+    std::process::Command::new("unshare")
+        .args(["-m", "sh", "-euc", script])
+        .output()
+        .expect("unshare runs")
 }
 
 #[test]
@@ -287,7 +345,10 @@ fn read_only_target_is_explained_and_nothing_half_written() {
     let out = text(&o);
     assert_eq!(o.status.code(), Some(1), "{out}");
     assert!(out.contains("limits: FAIL: creating directory"), "{out}");
-    assert!(out.contains("Read-only file system") && out.contains("the filesystem is read-only"), "{out}");
+    assert!(
+        out.contains("Read-only file system") && out.contains("the filesystem is read-only"),
+        "{out}"
+    );
     assert!(!dir.path().join(DROPIN).exists());
 }
 
@@ -298,14 +359,23 @@ fn unprivileged_run_says_it_needs_root() {
     let _ = std::process::Command::new("chmod").args(["-R", "a+rX"]).arg(dir.path()).status();
     let _ = std::process::Command::new("chmod").arg("755").arg(dir.path()).status();
     let o = std::process::Command::new("setpriv")
-        .args(["--reuid=65534", "--regid=65534", "--clear-groups", env!("CARGO_BIN_EXE_nodeprep"), "--root"])
+        .args([
+            "--reuid=65534",
+            "--regid=65534",
+            "--clear-groups",
+            env!("CARGO_BIN_EXE_nodeprep"),
+            "--root",
+        ])
         .arg(dir.path())
         .arg("boot")
         .output()
         .expect("setpriv runs");
     let out = text(&o);
     assert_eq!(o.status.code(), Some(1), "{out}");
-    assert!(out.contains("Permission denied") && out.contains("nodeprep boot must run as root"), "{out}");
+    assert!(
+        out.contains("Permission denied") && out.contains("nodeprep boot must run as root"),
+        "{out}"
+    );
 }
 
 #[test]
@@ -313,7 +383,10 @@ fn the_spec_of_containerds_default_runtime_is_the_one_checked_and_written() {
     // A GPU AMI whose containerd runs pods with the nvidia runtime and a spec at another path
     // (kind, kubespray: cri-base.json). The EKS path exists too but is not used by this containerd.
     let low = base_runtime_spec(&[("RLIMIT_NOFILE", 65536, 65536), ("RLIMIT_MEMLOCK", MIB8, MIB8)]);
-    let dir = unprepared(None, Some(base_runtime_spec(&[("RLIMIT_MEMLOCK", UNLIMITED_RLIMIT, UNLIMITED_RLIMIT)])));
+    let dir = unprepared(
+        None,
+        Some(base_runtime_spec(&[("RLIMIT_MEMLOCK", UNLIMITED_RLIMIT, UNLIMITED_RLIMIT)])),
+    );
     std::fs::write(dir.path().join("etc/containerd/cri-base.json"), &low).unwrap();
     std::fs::write(
         dir.path().join("etc/containerd/config.toml"),
@@ -333,9 +406,19 @@ fn the_spec_of_containerds_default_runtime_is_the_one_checked_and_written() {
     let eks_before = std::fs::read(dir.path().join(SPEC)).unwrap();
     let o = nodeprep(dir.path(), &["boot"]);
     assert!(text(&o).contains("wrote /etc/containerd/cri-base.json"), "{}", text(&o));
-    assert_eq!(std::fs::read(dir.path().join(SPEC)).unwrap(), eks_before, "the unused spec is not touched");
+    assert_eq!(
+        std::fs::read(dir.path().join(SPEC)).unwrap(),
+        eks_before,
+        "the unused spec is not touched"
+    );
     let (_, c) = limits_check(dir.path());
     assert_eq!(c["status"], "pass", "{c}");
-    let spec: Value = serde_json::from_str(&std::fs::read_to_string(dir.path().join("etc/containerd/cri-base.json")).unwrap()).unwrap();
-    assert!(spec["process"]["rlimits"].as_array().unwrap().iter().any(|r| r["type"] == "RLIMIT_NOFILE"), "NOFILE kept: {spec}");
+    let spec: Value = serde_json::from_str(
+        &std::fs::read_to_string(dir.path().join("etc/containerd/cri-base.json")).unwrap(),
+    )
+    .unwrap();
+    assert!(
+        spec["process"]["rlimits"].as_array().unwrap().iter().any(|r| r["type"] == "RLIMIT_NOFILE"),
+        "NOFILE kept: {spec}"
+    );
 }

@@ -38,7 +38,8 @@ fn documents() -> Vec<(PathBuf, Value)> {
     for f in files {
         let text = std::fs::read_to_string(&f).unwrap();
         for d in serde_norway::Deserializer::from_str(&text) {
-            let v = serde_norway::Value::deserialize(d).unwrap_or_else(|e| panic!("{}: {e}", f.display()));
+            let v = serde_norway::Value::deserialize(d)
+                .unwrap_or_else(|e| panic!("{}: {e}", f.display()));
             if v.is_null() {
                 continue;
             }
@@ -65,7 +66,8 @@ fn str_at<'a>(v: &'a Value, ptr: &str) -> &'a str {
 
 /// Parses an embedded nodeprep config exactly as `nodeprep --config` would.
 fn nodeprep_config(text: &str, origin: &str) -> Config {
-    config::parse(text, Path::new(origin)).unwrap_or_else(|e| panic!("embedded config {origin} is invalid: {e}\n{text}"))
+    config::parse(text, Path::new(origin))
+        .unwrap_or_else(|e| panic!("embedded config {origin} is invalid: {e}\n{text}"))
 }
 
 #[test]
@@ -105,7 +107,11 @@ fn no_karpenter_raid0_anywhere() {
     // nodeprep (AL2023) or Bottlerocket's ephemeral-storage command owns instance storage; Karpenter's
     // instanceStorePolicy must not be a second owner. Comments may explain why; no value may set it.
     for (f, d) in documents() {
-        assert!(d.pointer("/spec/instanceStorePolicy").is_none(), "{}: instanceStorePolicy set", f.display());
+        assert!(
+            d.pointer("/spec/instanceStorePolicy").is_none(),
+            "{}: instanceStorePolicy set",
+            f.display()
+        );
     }
     let mut files = Vec::new();
     yaml_files(&packaging(), &mut files);
@@ -114,7 +120,12 @@ fn no_karpenter_raid0_anywhere() {
             // The line without its comment (YAML and shell comments alike).
             let code = line.trim_start();
             let code = if code.starts_with('#') { "" } else { code.split(" #").next().unwrap() };
-            assert!(!code.contains("instanceStorePolicy") && !code.contains("RAID0"), "{}:{}: {line}", f.display(), n + 1);
+            assert!(
+                !code.contains("instanceStorePolicy") && !code.contains("RAID0"),
+                "{}:{}: {line}",
+                f.display(),
+                n + 1
+            );
         }
     }
 }
@@ -124,12 +135,18 @@ fn rbac_is_exactly_nodes_get_patch_and_nodes_status_patch() {
     let role = one("ClusterRole");
     let mut got: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
     for rule in role["rules"].as_array().unwrap() {
-        let groups: Vec<&str> = rule["apiGroups"].as_array().unwrap().iter().map(|g| g.as_str().unwrap()).collect();
+        let groups: Vec<&str> =
+            rule["apiGroups"].as_array().unwrap().iter().map(|g| g.as_str().unwrap()).collect();
         assert_eq!(groups, [""], "only the core API group: {rule}");
-        assert!(rule.get("resourceNames").is_none() && rule.get("nonResourceURLs").is_none(), "{rule}");
+        assert!(
+            rule.get("resourceNames").is_none() && rule.get("nonResourceURLs").is_none(),
+            "{rule}"
+        );
         for r in rule["resources"].as_array().unwrap() {
             let verbs = got.entry(r.as_str().unwrap().to_string()).or_default();
-            verbs.extend(rule["verbs"].as_array().unwrap().iter().map(|v| v.as_str().unwrap().to_string()));
+            verbs.extend(
+                rule["verbs"].as_array().unwrap().iter().map(|v| v.as_str().unwrap().to_string()),
+            );
         }
     }
     let want: BTreeMap<String, BTreeSet<String>> = [
@@ -161,8 +178,11 @@ fn daemonset_runs_serve_on_the_host_root_read_only() {
     assert_eq!(containers.len(), 1);
     let c = &containers[0];
 
-    let args: Vec<&str> = c["args"].as_array().unwrap().iter().map(|a| a.as_str().unwrap()).collect();
-    let pos = |s: &str| args.iter().position(|a| *a == s).unwrap_or_else(|| panic!("{s} not in {args:?}"));
+    let args: Vec<&str> =
+        c["args"].as_array().unwrap().iter().map(|a| a.as_str().unwrap()).collect();
+    let pos = |s: &str| {
+        args.iter().position(|a| *a == s).unwrap_or_else(|| panic!("{s} not in {args:?}"))
+    };
     assert_eq!(args[pos("--root") + 1], "/host");
     assert!(pos("serve") > pos("--root"), "global options come before the command: {args:?}");
     let config_path = args[pos("--config") + 1];
@@ -184,7 +204,10 @@ fn daemonset_runs_serve_on_the_host_root_read_only() {
     assert_eq!(sc["privileged"], false);
     assert_eq!(sc["allowPrivilegeEscalation"], false);
     for r in ["requests", "limits"] {
-        assert!(c["resources"][r]["memory"].is_string() && c["resources"][r]["cpu"].is_string(), "resources.{r}");
+        assert!(
+            c["resources"][r]["memory"].is_string() && c["resources"][r]["cpu"].is_string(),
+            "resources.{r}"
+        );
     }
 
     // Volumes: the host root read-only at /host; the config from the ConfigMap at --config.
@@ -207,7 +230,11 @@ fn daemonset_runs_serve_on_the_host_root_read_only() {
         .find(|m| Path::new(config_path).parent() == Some(Path::new(str_at(m, "/mountPath"))))
         .expect("--config points into a mounted volume");
     let cm_name = str_at(&volume(&cm_mount["name"]), "/configMap/name").to_string();
-    let cm = of_kind("ConfigMap").into_iter().map(|(_, d)| d).find(|d| d["metadata"]["name"] == cm_name.as_str()).unwrap();
+    let cm = of_kind("ConfigMap")
+        .into_iter()
+        .map(|(_, d)| d)
+        .find(|d| d["metadata"]["name"] == cm_name.as_str())
+        .unwrap();
     let file = Path::new(config_path).file_name().unwrap().to_str().unwrap();
     let cfg = nodeprep_config(str_at(&cm, &format!("/data/{file}")), config_path);
     assert_eq!(cfg.imds.enabled, Mode::Always);
@@ -220,18 +247,28 @@ fn daemonset_runs_serve_on_the_host_root_read_only() {
     for key in [TAINT, "nvidia.com/gpu"] {
         assert!(tolerations.iter().any(|t| t["key"] == key), "no toleration for {key}");
     }
-    assert!(pod["affinity"]["nodeAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"].is_object());
+    assert!(pod["affinity"]["nodeAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"]
+        .is_object());
 }
 
 #[test]
 fn nodepools_have_the_startup_taint_and_a_gpu_taint() {
     let pools = of_kind("NodePool");
     assert!(pools.len() >= 2, "one per AMI family");
-    let classes: BTreeSet<String> = of_kind("EC2NodeClass").into_iter().map(|(_, d)| str_at(&d, "/metadata/name").to_string()).collect();
+    let classes: BTreeSet<String> = of_kind("EC2NodeClass")
+        .into_iter()
+        .map(|(_, d)| str_at(&d, "/metadata/name").to_string())
+        .collect();
     for (f, p) in pools {
         let spec = &p["spec"]["template"]["spec"];
-        let startup = spec["startupTaints"].as_array().unwrap_or_else(|| panic!("{}: no startupTaints", f.display()));
-        assert!(startup.iter().any(|t| t["key"] == TAINT && t["effect"] == "NoSchedule"), "{}", f.display());
+        let startup = spec["startupTaints"]
+            .as_array()
+            .unwrap_or_else(|| panic!("{}: no startupTaints", f.display()));
+        assert!(
+            startup.iter().any(|t| t["key"] == TAINT && t["effect"] == "NoSchedule"),
+            "{}",
+            f.display()
+        );
         let taints = spec["taints"].as_array().unwrap();
         assert!(taints.iter().any(|t| t["key"] == "nvidia.com/gpu"), "{}", f.display());
         let types = spec["requirements"]
@@ -242,7 +279,11 @@ fn nodepools_have_the_startup_taint_and_a_gpu_taint() {
             .expect("instance-type requirement");
         assert_eq!(types["values"], serde_json::json!(["p5.48xlarge"]));
         assert_eq!(spec["nodeClassRef"]["kind"], "EC2NodeClass");
-        assert!(classes.contains(str_at(spec, "/nodeClassRef/name")), "{}: nodeClassRef", f.display());
+        assert!(
+            classes.contains(str_at(spec, "/nodeClassRef/name")),
+            "{}: nodeClassRef",
+            f.display()
+        );
     }
 }
 
@@ -256,7 +297,11 @@ fn mime_parts(doc: &str) -> Vec<(String, String)> {
     let delim = format!("--{boundary}");
     let close = format!("--{boundary}--");
     let lines: Vec<&str> = body.lines().collect();
-    assert_eq!(lines.iter().rev().find(|l| !l.trim().is_empty()).copied(), Some(close.as_str()), "closing boundary");
+    assert_eq!(
+        lines.iter().rev().find(|l| !l.trim().is_empty()).copied(),
+        Some(close.as_str()),
+        "closing boundary"
+    );
     let mut parts = Vec::new();
     let mut cur: Option<Vec<&str>> = None;
     for l in lines {
@@ -310,7 +355,10 @@ fn al2023_user_data_installs_and_runs_nodeprep_boot_before_nodeadm() {
     assert!(script.starts_with("#!/bin/bash"), "{script}");
     let code: Vec<&str> = script.lines().map(str::trim).filter(|l| !l.starts_with('#')).collect();
     assert!(code.iter().any(|l| l.contains("nodeprep boot")), "the script runs `nodeprep boot`");
-    assert!(code.iter().any(|l| l.contains("nodeprep-boot.service")), "and enables the unit for reboots");
+    assert!(
+        code.iter().any(|l| l.contains("nodeprep-boot.service")),
+        "and enables the unit for reboots"
+    );
     assert!(script.contains("REPLACE-ME"), "the download location is an obvious placeholder");
 
     // The config it writes is valid for nodeprep and matches the NodePool's startup taint.
@@ -329,8 +377,12 @@ fn al2023_user_data_installs_and_runs_nodeprep_boot_before_nodeadm() {
 #[test]
 fn bottlerocket_settings_run_nodeprep_in_a_bootstrap_container() {
     let nc = node_class("karpenter/bottlerocket.yaml");
-    assert_eq!(nc["spec"]["amiSelectorTerms"][0]["alias"].as_str().map(|a| a.starts_with("bottlerocket@")), Some(true));
-    let settings: toml::Table = toml::from_str(str_at(&nc, "/spec/userData")).expect("userData is TOML");
+    assert_eq!(
+        nc["spec"]["amiSelectorTerms"][0]["alias"].as_str().map(|a| a.starts_with("bottlerocket@")),
+        Some(true)
+    );
+    let settings: toml::Table =
+        toml::from_str(str_at(&nc, "/spec/userData")).expect("userData is TOML");
     let s = settings["settings"].as_table().unwrap();
     assert!(!s.contains_key("kubernetes"), "Karpenter fills settings.kubernetes");
     let rl = s["oci-defaults"]["resource-limits"].as_table().unwrap();
@@ -338,8 +390,14 @@ fn bottlerocket_settings_run_nodeprep_in_a_bootstrap_container() {
         assert_eq!(rl[k]["hard-limit"].as_str(), Some("unlimited"), "{k}");
         assert_eq!(rl[k]["soft-limit"].as_str(), Some("unlimited"), "{k}");
     }
-    let cmds = s["bootstrap-commands"].as_table().unwrap().values().next().unwrap()["commands"].as_array().unwrap();
-    assert!(cmds.iter().any(|c| c.as_array().unwrap().iter().any(|w| w.as_str() == Some("ephemeral-storage"))));
+    let cmds = s["bootstrap-commands"].as_table().unwrap().values().next().unwrap()["commands"]
+        .as_array()
+        .unwrap();
+    assert!(cmds.iter().any(|c| c
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|w| w.as_str() == Some("ephemeral-storage"))));
 
     let bc = &s["bootstrap-containers"]["nodeprep"];
     assert_eq!(bc["mode"].as_str(), Some("always"));
@@ -364,7 +422,11 @@ fn admission_policy_limits_the_service_account_to_removing_its_taint() {
     assert_eq!(rule["operations"], serde_json::json!(["UPDATE"]));
 
     let sa = one("ServiceAccount");
-    let user = format!("system:serviceaccount:{}:{}", str_at(&sa, "/metadata/namespace"), str_at(&sa, "/metadata/name"));
+    let user = format!(
+        "system:serviceaccount:{}:{}",
+        str_at(&sa, "/metadata/namespace"),
+        str_at(&sa, "/metadata/name")
+    );
     let cond = str_at(&vap, "/spec/matchConditions/0/expression");
     assert!(cond.contains(&format!("'{user}'")), "{cond}");
 
@@ -373,10 +435,22 @@ fn admission_policy_limits_the_service_account_to_removing_its_taint() {
         .unwrap()
         .iter()
         .map(|v| str_at(v, "/expression").to_string())
-        .chain(vap["spec"]["variables"].as_array().unwrap().iter().map(|v| str_at(v, "/expression").to_string()))
+        .chain(
+            vap["spec"]["variables"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|v| str_at(v, "/expression").to_string()),
+        )
         .collect::<Vec<_>>()
         .join("\n");
-    for needle in [TAINT, "oldObject.spec.?taints", "object.spec.?taints", "metadata.?labels", "spec.?unschedulable"] {
+    for needle in [
+        TAINT,
+        "oldObject.spec.?taints",
+        "object.spec.?taints",
+        "metadata.?labels",
+        "spec.?unschedulable",
+    ] {
         assert!(all.contains(needle), "policy does not look at {needle}:\n{all}");
     }
 }
@@ -410,7 +484,10 @@ fn kubectl_client_dry_run_when_available() {
             // Client-side dry-run still maps kinds through the API server's discovery.
             println!("kubectl dry-run skipped for {}: no API server reachable", f.display());
         } else if err.contains("no matches for kind") && f.to_string_lossy().contains("karpenter") {
-            println!("kubectl dry-run of {}: Karpenter CRDs not installed in this cluster", f.display());
+            println!(
+                "kubectl dry-run of {}: Karpenter CRDs not installed in this cluster",
+                f.display()
+            );
         } else {
             panic!("kubectl apply --dry-run=client {}: {err}", f.display());
         }
@@ -434,7 +511,11 @@ fn base64_decode(s: &str) -> Vec<u8> {
     let mut out = Vec::new();
     for chunk in bytes.chunks(4) {
         let pad = chunk.iter().filter(|&&b| b == b'=').count();
-        let n = chunk.iter().take(4 - pad).enumerate().fold(0u32, |n, (i, &b)| n | val(b) << (18 - 6 * i));
+        let n = chunk
+            .iter()
+            .take(4 - pad)
+            .enumerate()
+            .fold(0u32, |n, (i, &b)| n | val(b) << (18 - 6 * i));
         out.extend_from_slice(&n.to_be_bytes()[1..4 - pad]);
     }
     out

@@ -86,7 +86,8 @@ fn run(root: &Path, lib: Lib, control: Option<&str>, args: &[&str], json: bool) 
     let stdout = String::from_utf8_lossy(&o.stdout).into_owned();
     let stderr = String::from_utf8_lossy(&o.stderr).into_owned();
     let check = if json {
-        let v: Value = serde_json::from_str(&stdout).unwrap_or_else(|e| panic!("{e}: {stdout}{stderr}"));
+        let v: Value =
+            serde_json::from_str(&stdout).unwrap_or_else(|e| panic!("{e}: {stdout}{stderr}"));
         assert_eq!(v["checks"].as_array().map(Vec::len), Some(1), "{stdout}");
         v["checks"][0].clone()
     } else {
@@ -121,21 +122,30 @@ fn healthy_p5_passes_with_every_gpu_counted_three_ways() {
     assert_eq!(c["name"], "nvidia");
     assert_eq!(c["status"], "pass");
     assert_eq!(c["required"], true);
-    assert_eq!(summary(c), "8 of 8 GPUs healthy (NVIDIA H100 80GB HBM3), driver 550.127.05, fabric complete");
+    assert_eq!(
+        summary(c),
+        "8 of 8 GPUs healthy (NVIDIA H100 80GB HBM3), driver 550.127.05, fabric complete"
+    );
     assert_eq!(c["expected"], json!({"gpus": 8, "gpu_model": "H100", "nvswitch": true}));
     let f = &c["found"];
     assert_eq!(f["gpus"], 8);
     assert_eq!(f["driver_version"], "550.127.05");
     assert_eq!(f["driver_version_source"], "nvml");
     assert_eq!(f["xid_errors"], json!([]));
-    assert_eq!((&f["pci_gpus"], &f["dev_nodes"], &f["nvml_gpus"], &f["nvswitches"]), (&json!(8), &json!(8), &json!(8), &json!(4)));
+    assert_eq!(
+        (&f["pci_gpus"], &f["dev_nodes"], &f["nvml_gpus"], &f["nvswitches"]),
+        (&json!(8), &json!(8), &json!(8), &json!(4))
+    );
     assert_eq!(f["fabric"], "fabric complete");
     let d0 = &f["devices"][0];
     assert_eq!(d0["pci"], "0000:53:00.0");
     assert_eq!(d0["uuid"], "GPU-6a1f3c2e-0b7d-4d2a-9c1e-5f8a2b3c4d00");
     assert_eq!(d0["memory_total_bytes"], 85520809984u64);
     assert_eq!(d0["ecc_uncorrected_volatile"], 0);
-    assert_eq!(d0["remapped_rows"], json!({"corrected": 0, "uncorrected": 0, "pending": false, "failure": false}));
+    assert_eq!(
+        d0["remapped_rows"],
+        json!({"corrected": 0, "uncorrected": 0, "pending": false, "failure": false})
+    );
     assert_eq!(d0["healthy"], true);
     assert_eq!(f["devices"][7]["pci"], "0001:ca:00.0");
     // The text table says the same.
@@ -180,7 +190,11 @@ fn a_gpu_on_pci_but_missing_from_nvml_fails_naming_its_bus_id() {
 
 /// True when this machine has a real NVML the loader would find (a GPU test host).
 fn machine_has_nvml() -> bool {
-    let ldconfig = Command::new("ldconfig").arg("-p").output().map(|o| String::from_utf8_lossy(&o.stdout).into_owned()).unwrap_or_default();
+    let ldconfig = Command::new("ldconfig")
+        .arg("-p")
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+        .unwrap_or_default();
     ldconfig.contains("libnvidia-ml.so.1")
         || ["/usr/lib64", "/usr/lib/x86_64-linux-gnu", "/usr/lib/aarch64-linux-gnu", "/usr/lib"]
             .iter()
@@ -207,10 +221,18 @@ fn nvml_absent_fails_with_a_remedy() {
     assert_eq!(r.code, 1, "{}", r.stdout);
     assert_eq!(c["status"], "fail");
     assert_eq!(c["required"], true);
-    assert!(summary(c).starts_with("NVML not found: no libnvidia-ml.so.1 under --root (in /usr/lib64, /usr/lib/"), "{c}");
+    assert!(
+        summary(c).starts_with(
+            "NVML not found: no libnvidia-ml.so.1 under --root (in /usr/lib64, /usr/lib/"
+        ),
+        "{c}"
+    );
     assert!(summary(c).contains("and the dynamic loader has none"), "{c}");
     let remedy = c["remedy"].as_str().unwrap();
-    assert!(remedy.starts_with("install the NVIDIA driver") && remedy.contains("set NODEPREP_NVML_LIB"), "{remedy}");
+    assert!(
+        remedy.starts_with("install the NVIDIA driver") && remedy.contains("set NODEPREP_NVML_LIB"),
+        "{remedy}"
+    );
     // What can be known without NVML is still reported, and nothing is called healthy.
     assert_eq!(c["found"]["gpus"], 0);
     assert_eq!(c["found"]["pci_gpus"], 8);
@@ -221,14 +243,30 @@ fn nvml_absent_fails_with_a_remedy() {
 #[test]
 fn a_hanging_nvml_call_is_reported_at_its_deadline() {
     let dir = p5();
-    let control = p5_control(|i| if i == 3 { "hang nvmlDeviceGetTotalEccErrors\n".into() } else { String::new() });
+    let control = p5_control(|i| {
+        if i == 3 {
+            "hang nvmlDeviceGetTotalEccErrors\n".into()
+        } else {
+            String::new()
+        }
+    });
     let r = run(dir.path(), Lib::Fake(&[]), Some(&control), &[], true);
     assert!(r.elapsed < Duration::from_secs(10), "took {:?}", r.elapsed);
     assert_eq!(r.code, 1, "{}", r.stdout);
     assert_eq!(r.check["status"], "fail");
-    assert!(summary(&r.check).starts_with("NVML did not answer within 2000 ms (nvmlDeviceGetTotalEccErrors (GPU 3))"), "{}", r.check);
+    assert!(
+        summary(&r.check).starts_with(
+            "NVML did not answer within 2000 ms (nvmlDeviceGetTotalEccErrors (GPU 3))"
+        ),
+        "{}",
+        r.check
+    );
     // Without NVML the fabric manager service is all there is to go on, and this tree has none.
-    assert!(summary(&r.check).ends_with(", nvidia-fabricmanager is not running (NVSwitch fabric down)"), "{}", r.check);
+    assert!(
+        summary(&r.check).ends_with(", nvidia-fabricmanager is not running (NVSwitch fabric down)"),
+        "{}",
+        r.check
+    );
     assert!(r.check["remedy"].as_str().unwrap().contains("hung"), "{}", r.check);
     assert_eq!(r.check["found"]["gpus"], 0);
     // A hang in init, with a shorter deadline from the config.
@@ -238,7 +276,11 @@ fn a_hanging_nvml_call_is_reported_at_its_deadline() {
     let r = run(dir.path(), Lib::Fake(&[]), Some("hang nvmlInit_v2\n"), &[], true);
     assert!(r.elapsed < Duration::from_secs(10), "took {:?}", r.elapsed);
     assert_eq!(r.code, 1);
-    assert!(summary(&r.check).starts_with("NVML did not answer within 300 ms (nvmlInit_v2)"), "{}", r.check);
+    assert!(
+        summary(&r.check).starts_with("NVML did not answer within 300 ms (nvmlInit_v2)"),
+        "{}",
+        r.check
+    );
 }
 
 #[test]
@@ -258,7 +300,11 @@ fn nvml_init_failure_fails_with_the_drivers_remedy() {
     let dir = p5();
     let r = run(dir.path(), Lib::Fake(&[]), Some("error nvmlInit_v2 9\n"), &[], true);
     assert_eq!(r.code, 1);
-    assert!(summary(&r.check).contains("failed to start: nvmlInit_v2: NVIDIA driver is not loaded"), "{}", r.check);
+    assert!(
+        summary(&r.check).contains("failed to start: nvmlInit_v2: NVIDIA driver is not loaded"),
+        "{}",
+        r.check
+    );
     assert!(r.check["remedy"].as_str().unwrap().contains("modprobe nvidia"), "{}", r.check);
     let r = run(dir.path(), Lib::Fake(&[]), Some("error nvmlInit_v2 18\n"), &[], true);
     assert!(r.check["remedy"].as_str().unwrap().contains("reboot the node"), "{}", r.check);
@@ -267,7 +313,10 @@ fn nvml_init_failure_fails_with_the_drivers_remedy() {
 #[test]
 fn xid_79_fails_naming_the_gpu() {
     let mut spec = Spec::p5_48xlarge();
-    spec.kmsg.push("3,2210,86400123,-;NVRM: Xid (PCI:0000:53:00): 79, pid=1234, GPU has fallen off the bus.".into());
+    spec.kmsg.push(
+        "3,2210,86400123,-;NVRM: Xid (PCI:0000:53:00): 79, pid=1234, GPU has fallen off the bus."
+            .into(),
+    );
     let dir = tree(&spec);
     let r = run(dir.path(), Lib::Fake(&[]), None, &[], true);
     let c = &r.check;
@@ -309,8 +358,13 @@ fn xid_13_warns_and_the_node_stays_ready() {
 fn the_fatal_list_is_configurable() {
     let mut spec = Spec::p5_48xlarge();
     spec.config = Some("[nvidia]\nfatal_xids = [13]\n".into());
-    spec.kmsg.push("4,2300,90000000,-;NVRM: Xid (PCI:0001:a8:00): 13, pid=77, Graphics Exception".into());
-    spec.kmsg.push("3,2301,90000001,-;NVRM: Xid (PCI:0000:53:00): 79, pid=1234, GPU has fallen off the bus.".into());
+    spec.kmsg.push(
+        "4,2300,90000000,-;NVRM: Xid (PCI:0001:a8:00): 13, pid=77, Graphics Exception".into(),
+    );
+    spec.kmsg.push(
+        "3,2301,90000001,-;NVRM: Xid (PCI:0000:53:00): 79, pid=1234, GPU has fallen off the bus."
+            .into(),
+    );
     let dir = tree(&spec);
     let r = run(dir.path(), Lib::Fake(&[]), None, &[], true);
     assert_eq!(r.code, 1);
@@ -352,7 +406,11 @@ fn a_100k_line_kmsg_is_parsed_completely() {
     );
     assert_eq!((&x[1]["xid"], &x[1]["fatal"], &x[1]["gpu"]), (&json!(48), &json!(true), &json!(3)));
     assert_eq!(r.code, 1);
-    assert!(summary(c).starts_with("GPU 3 (0000:86:00.0): XID 48: pid=9, An uncorrectable double bit error"), "{c}");
+    assert!(
+        summary(c)
+            .starts_with("GPU 3 (0000:86:00.0): XID 48: pid=9, An uncorrectable double bit error"),
+        "{c}"
+    );
 }
 
 #[test]
@@ -371,7 +429,10 @@ fn uncorrected_ecc_and_pending_remaps_make_gpus_unhealthy() {
         summary(c),
         "GPU 2 (0000:75:00.0): 4 uncorrected ECC errors since the driver loaded, GPU 6 (0001:b9:00.0): row remapping pending (a GPU reset or reboot applies it)"
     );
-    assert_eq!(c["found"]["devices"][2]["problems"], json!(["4 uncorrected ECC errors since the driver loaded"]));
+    assert_eq!(
+        c["found"]["devices"][2]["problems"],
+        json!(["4 uncorrected ECC errors since the driver loaded"])
+    );
 }
 
 #[test]
@@ -386,9 +447,16 @@ fn a_lost_gpu_and_a_wrong_model_fail() {
     let c = &r.check;
     assert_eq!(r.code, 1);
     assert_eq!(c["found"]["gpus"], 6);
-    assert!(summary(c).contains("GPU 4 (0001:97:00.0): UUID: nvmlDeviceGetUUID: device fell off the bus"), "{c}");
+    assert!(
+        summary(c)
+            .contains("GPU 4 (0001:97:00.0): UUID: nvmlDeviceGetUUID: device fell off the bus"),
+        "{c}"
+    );
     assert!(summary(c).contains("GPU 5 (0001:a8:00.0): is a NVIDIA L40S, expected H100"), "{c}");
-    assert_eq!(c["found"]["devices"][4]["uuid"], "error: nvmlDeviceGetUUID: device fell off the bus or has otherwise become inacessible");
+    assert_eq!(
+        c["found"]["devices"][4]["uuid"],
+        "error: nvmlDeviceGetUUID: device fell off the bus or has otherwise become inacessible"
+    );
 }
 
 #[test]
@@ -399,7 +467,11 @@ fn fabric_not_complete_fails() {
     assert_eq!(r.code, 1);
     assert_eq!(summary(&r.check), "GPU 0 (0000:53:00.0): fabric registration still in progress");
     assert_eq!(r.check["found"]["fabric"], "fabric complete on 7 of 8 GPUs");
-    assert!(r.check["remedy"].as_str().unwrap().contains("systemctl enable --now nvidia-fabricmanager"), "{}", r.check);
+    assert!(
+        r.check["remedy"].as_str().unwrap().contains("systemctl enable --now nvidia-fabricmanager"),
+        "{}",
+        r.check
+    );
 }
 
 #[test]
@@ -420,7 +492,10 @@ fn a_driver_without_fabric_info_or_row_remapping_falls_back_and_reports_unknown(
     let r = run(dir.path(), Lib::Fake(OLD), None, &[], true);
     assert_eq!(r.code, 0, "{}", r.stdout);
     assert_eq!(r.check["status"], "pass");
-    assert_eq!(r.check["found"]["fabric"], "fabric manager running (pid 2718, from its pid file); NVML gives no fabric state");
+    assert_eq!(
+        r.check["found"]["fabric"],
+        "fabric manager running (pid 2718, from its pid file); NVML gives no fabric state"
+    );
     assert!(r.stderr.is_empty() || !r.stderr.contains("panicked"), "{}", r.stderr);
 }
 
@@ -450,12 +525,22 @@ fn types_without_gpus_skip_and_unknown_types_check_consistency() {
     let r = run(dir.path(), Lib::Fake(&[]), None, &["--instance-type", "m7i.large"], true);
     assert_eq!(r.code, 0);
     assert_eq!((&r.check["status"], &r.check["required"]), (&json!("pass"), &json!(false)));
-    assert!(summary(&r.check).ends_with("instance type unknown: counts checked for consistency only"), "{}", r.check);
+    assert!(
+        summary(&r.check).ends_with("instance type unknown: counts checked for consistency only"),
+        "{}",
+        r.check
+    );
     let control = "gpu 00000000:53:00.0\n";
     let r = run(dir.path(), Lib::Fake(&[]), Some(control), &["--instance-type", "m7i.large"], true);
     assert_eq!(r.code, 0, "not required, so still ready");
     assert_eq!(r.check["status"], "warn");
-    assert!(summary(&r.check).starts_with("GPU counts disagree: 8 on PCI, 8 /dev/nvidia<N>, 1 in NVML: 0000:64:00.0"), "{}", r.check);
+    assert!(
+        summary(&r.check).starts_with(
+            "GPU counts disagree: 8 on PCI, 8 /dev/nvidia<N>, 1 in NVML: 0000:64:00.0"
+        ),
+        "{}",
+        r.check
+    );
 }
 
 /// In `serve` the check runs every interval: a call that never returns must not cost a thread per
@@ -466,13 +551,19 @@ fn a_stuck_nvml_is_not_asked_again_until_it_answers() {
     use nodeprep::checks::nvidia::nvml::{probe, Deadlines, LibChoice, Outcome};
     let dir = tempfile::tempdir().unwrap();
     let control = dir.path().join("fake-nvml.conf");
-    std::fs::write(&control, format!("delay nvmlDeviceGetCount_v2 1500\n{}", p5_control(|_| String::new()))).unwrap();
+    std::fs::write(
+        &control,
+        format!("delay nvmlDeviceGetCount_v2 1500\n{}", p5_control(|_| String::new())),
+    )
+    .unwrap();
     // Only this test loads NVML in this process; the others run nodeprep as a child.
     std::env::set_var("FAKE_NVML_CONFIG", &control);
     let lib = LibChoice::Env(fake_nvml(&[]));
     let short = Deadlines { per_call: Duration::from_millis(200), total: Duration::from_secs(5) };
     match probe(lib.clone(), false, short) {
-        Outcome::TimedOut { call, after_ms, .. } => assert_eq!((call.as_str(), after_ms), ("nvmlDeviceGetCount_v2", 200)),
+        Outcome::TimedOut { call, after_ms, .. } => {
+            assert_eq!((call.as_str(), after_ms), ("nvmlDeviceGetCount_v2", 200))
+        }
         other => panic!("{other:?}"),
     }
     match probe(lib.clone(), false, short) {
@@ -488,7 +579,9 @@ fn a_stuck_nvml_is_not_asked_again_until_it_answers() {
                 assert_eq!(r.gpus.len(), 8);
                 break;
             }
-            Outcome::StillStuck { .. } if t0.elapsed() < Duration::from_secs(10) => std::thread::sleep(Duration::from_millis(50)),
+            Outcome::StillStuck { .. } if t0.elapsed() < Duration::from_secs(10) => {
+                std::thread::sleep(Duration::from_millis(50))
+            }
             other => panic!("{other:?}"),
         }
     }

@@ -35,13 +35,17 @@ impl Server {
             cmd.env_remove(k);
         }
         // The p5 tree's GPUs, through the fake NVML (trees carry no driver library).
-        cmd.env("NODEPREP_NVML_LIB", nodeprep_fixtures::fake_nvml(&[])).env_remove("FAKE_NVML_CONFIG");
+        cmd.env("NODEPREP_NVML_LIB", nodeprep_fixtures::fake_nvml(&[]))
+            .env_remove("FAKE_NVML_CONFIG");
         cmd.envs(env.iter().copied()).stdout(Stdio::piped()).stderr(Stdio::null());
         let mut child = cmd.spawn().unwrap();
         let mut line = String::new();
         BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
-        let addr =
-            line.trim().strip_prefix("nodeprep serve: listening on http://").unwrap_or_else(|| panic!("first line: {line:?}")).to_string();
+        let addr = line
+            .trim()
+            .strip_prefix("nodeprep serve: listening on http://")
+            .unwrap_or_else(|| panic!("first line: {line:?}"))
+            .to_string();
         Server { child, addr }
     }
 
@@ -59,7 +63,9 @@ impl Server {
     }
 
     fn get(&self, path: &str) -> (u16, String, String) {
-        self.request(&format!("GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"))
+        self.request(&format!(
+            "GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"
+        ))
     }
 
     /// Polls `path` until its status is `want` (the first run may not have finished yet).
@@ -120,19 +126,29 @@ fn endpoints_answer_with_codes_types_and_bodies() {
     let (code, head, body) = srv.get("/metrics");
     assert_eq!(code, 200);
     assert!(head.contains("content-type: application/openmetrics-text"), "{head}");
-    assert!(body.contains("nodeprep_ready 1\n") && body.contains("nodeprep_check_runs_total 1\n"), "{body}");
+    assert!(
+        body.contains("nodeprep_ready 1\n") && body.contains("nodeprep_check_runs_total 1\n"),
+        "{body}"
+    );
     // Other methods and paths.
-    let (code, head, _) = srv.request("POST /readyz HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
+    let (code, head, _) = srv.request(
+        "POST /readyz HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+    );
     assert_eq!(code, 405);
     assert!(head.contains("allow: get,head"), "{head}");
     assert_eq!(srv.get("/nope").0, 404);
     // Bounded headers, garbage.
-    let (code, _, _) = srv.request(&format!("GET /readyz HTTP/1.1\r\nHost: x\r\nX-Big: {}\r\n\r\n", "a".repeat(20_000)));
+    let (code, _, _) = srv.request(&format!(
+        "GET /readyz HTTP/1.1\r\nHost: x\r\nX-Big: {}\r\n\r\n",
+        "a".repeat(20_000)
+    ));
     assert_eq!(code, 431);
     assert_eq!(srv.request("\x00\x01garbage\r\n\r\n").0, 400);
     // The status file is the same report.
-    let file: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(dir.path().join("run/nodeprep/status.json")).unwrap()).unwrap();
+    let file: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(dir.path().join("run/nodeprep/status.json")).unwrap(),
+    )
+    .unwrap();
     assert_eq!(file["generated_at"], v["generated_at"]);
     assert_eq!(srv.terminate(), 0);
 }
@@ -147,7 +163,10 @@ fn readiness_flips_when_the_host_changes_between_runs() {
     std::fs::remove_file(&checkpoint).unwrap();
     let (code, _, body) = srv.wait_for("/readyz", 503);
     assert_eq!(code, 503);
-    assert!(body.starts_with("not ready\ndevice-plugins: no device plugin has registered with kubelet"), "{body}");
+    assert!(
+        body.starts_with("not ready\ndevice-plugins: no device plugin has registered with kubelet"),
+        "{body}"
+    );
     assert!(srv.get("/metrics").2.contains("nodeprep_ready 0\n"));
     std::fs::write(&checkpoint, saved).unwrap();
     assert_eq!(srv.wait_for("/readyz", 200).0, 200);
@@ -180,19 +199,30 @@ fn systemd_notify_ready_status_watchdog_and_stopping() {
     let sock_path = sock_dir.path().join("notify.sock");
     let sock = UnixDatagram::bind(&sock_path).unwrap();
     sock.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    let srv = Server::start(dir.path(), &[("NOTIFY_SOCKET", sock_path.to_str().unwrap()), ("WATCHDOG_USEC", "200000")]);
+    let srv = Server::start(
+        dir.path(),
+        &[("NOTIFY_SOCKET", sock_path.to_str().unwrap()), ("WATCHDOG_USEC", "200000")],
+    );
     let mut seen = Vec::new();
     let mut buf = [0u8; 4096];
     let t0 = Instant::now();
-    while !(seen.iter().any(|m: &String| m == "READY=1") && seen.iter().filter(|m| *m == "WATCHDOG=1").count() >= 2) {
-        assert!(t0.elapsed() < Duration::from_secs(15), "no READY=1 and two WATCHDOG=1 yet: {seen:?}");
+    while !(seen.iter().any(|m: &String| m == "READY=1")
+        && seen.iter().filter(|m| *m == "WATCHDOG=1").count() >= 2)
+    {
+        assert!(
+            t0.elapsed() < Duration::from_secs(15),
+            "no READY=1 and two WATCHDOG=1 yet: {seen:?}"
+        );
         let n = sock.recv(&mut buf).expect("a notification within 10 s");
         seen.push(String::from_utf8_lossy(&buf[..n]).trim_end().to_string());
     }
     let status_pos = seen.iter().position(|m| m.starts_with("STATUS=")).expect("STATUS= sent");
     let ready_pos = seen.iter().position(|m| m == "READY=1").unwrap();
     assert!(status_pos < ready_pos, "STATUS before READY, after the first run: {seen:?}");
-    assert_eq!(seen[status_pos], format!("STATUS=ready: {} of {} checks pass", passes(dir.path()), total(dir.path())));
+    assert_eq!(
+        seen[status_pos],
+        format!("STATUS=ready: {} of {} checks pass", passes(dir.path()), total(dir.path()))
+    );
     assert_eq!(srv.terminate(), 0);
     let mut rest = Vec::new();
     sock.set_read_timeout(Some(Duration::from_millis(500))).unwrap();
@@ -203,7 +233,8 @@ fn systemd_notify_ready_status_watchdog_and_stopping() {
 }
 
 fn report(root: &Path) -> serde_json::Value {
-    serde_json::from_str(&std::fs::read_to_string(root.join("run/nodeprep/status.json")).unwrap()).unwrap()
+    serde_json::from_str(&std::fs::read_to_string(root.join("run/nodeprep/status.json")).unwrap())
+        .unwrap()
 }
 fn passes(root: &Path) -> usize {
     report(root)["checks"].as_array().unwrap().iter().filter(|c| c["status"] == "pass").count()
@@ -235,17 +266,27 @@ fn slowloris_and_odd_requests_do_not_stop_readyz() {
         worst = worst.max(t0.elapsed());
         assert_eq!((code, body.as_str()), (200, "ready\n"));
     }
-    eprintln!("/readyz with 300 idle or half-sent connections held open: slowest of 20 answers {worst:?}");
+    eprintln!(
+        "/readyz with 300 idle or half-sent connections held open: slowest of 20 answers {worst:?}"
+    );
     assert!(worst < Duration::from_secs(2), "/readyz waited behind idle connections: {worst:?}");
     // Odd requests get an answer or a closed connection, never a hang or a crash.
     assert_eq!(srv.request("GET /readyz\r\n\r\n").0, 400, "HTTP/0.9 request line");
-    let (code, _, _) = srv.request(&format!("GET /{} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n", "a".repeat(16_384)));
+    let (code, _, _) = srv.request(&format!(
+        "GET /{} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+        "a".repeat(16_384)
+    ));
     assert!(code == 414 || code == 431 || code == 0, "oversized request line: {code}");
-    let (code, _, body) = srv.request("GET /readyz HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nConnection: close\r\n\r\nhello");
+    let (code, _, body) = srv.request(
+        "GET /readyz HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nConnection: close\r\n\r\nhello",
+    );
     assert_eq!((code, body.as_str()), (200, "ready\n"), "a body on GET is ignored");
     for m in ["PUT", "DELETE", "PATCH"] {
         assert_eq!(
-            srv.request(&format!("{m} /readyz HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")).0,
+            srv.request(&format!(
+                "{m} /readyz HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+            ))
+            .0,
             405,
             "{m}"
         );
@@ -256,7 +297,10 @@ fn slowloris_and_odd_requests_do_not_stop_readyz() {
         c.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
         let mut buf = [0u8; 256];
         // EOF (or hyper's parting 408): either way the server let go; a timeout means it did not.
-        assert!(c.read(&mut buf).is_ok(), "an idle connection was still open after the header deadline");
+        assert!(
+            c.read(&mut buf).is_ok(),
+            "an idle connection was still open after the header deadline"
+        );
     }
     drop(held);
     assert_eq!(srv.get("/livez").0, 200);
@@ -309,9 +353,17 @@ mod fake_kube {
 
     pub type Shared = Arc<Mutex<Api>>;
 
-    fn status(code: u16, reason: &str, msg: &str) -> (StatusCode, [(&'static str, &'static str); 1], String) {
+    fn status(
+        code: u16,
+        reason: &str,
+        msg: &str,
+    ) -> (StatusCode, [(&'static str, &'static str); 1], String) {
         let body = json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure", "message": msg, "reason": reason, "code": code});
-        (StatusCode::from_u16(code).unwrap(), [("content-type", "application/json")], body.to_string())
+        (
+            StatusCode::from_u16(code).unwrap(),
+            [("content-type", "application/json")],
+            body.to_string(),
+        )
     }
 
     type Resp = (StatusCode, [(&'static str, &'static str); 1], String);
@@ -332,7 +384,11 @@ mod fake_kube {
         None
     }
 
-    async fn get_node(State(s): State<Shared>, Path(name): Path<String>, headers: HeaderMap) -> Resp {
+    async fn get_node(
+        State(s): State<Shared>,
+        Path(name): Path<String>,
+        headers: HeaderMap,
+    ) -> Resp {
         if let Some(r) = gate(&s, &headers).await {
             return r;
         }
@@ -343,11 +399,17 @@ mod fake_kube {
         (StatusCode::OK, [("content-type", "application/json")], a.node.to_string())
     }
 
-    async fn patch_status(State(s): State<Shared>, Path(_name): Path<String>, headers: HeaderMap, body: Bytes) -> Resp {
+    async fn patch_status(
+        State(s): State<Shared>,
+        Path(_name): Path<String>,
+        headers: HeaderMap,
+        body: Bytes,
+    ) -> Resp {
         if let Some(r) = gate(&s, &headers).await {
             return r;
         }
-        let ct = headers.get("content-type").and_then(|v| v.to_str().ok()).unwrap_or("").to_string();
+        let ct =
+            headers.get("content-type").and_then(|v| v.to_str().ok()).unwrap_or("").to_string();
         let patch: Value = serde_json::from_slice(&body).unwrap();
         let mut a = s.lock().unwrap();
         a.status_patches.push((ct, patch.clone()));
@@ -362,7 +424,12 @@ mod fake_kube {
         (StatusCode::OK, [("content-type", "application/json")], a.node.to_string())
     }
 
-    async fn patch_node(State(s): State<Shared>, Path(_name): Path<String>, headers: HeaderMap, body: Bytes) -> Resp {
+    async fn patch_node(
+        State(s): State<Shared>,
+        Path(_name): Path<String>,
+        headers: HeaderMap,
+        body: Bytes,
+    ) -> Resp {
         if let Some(r) = gate(&s, &headers).await {
             return r;
         }
@@ -401,7 +468,13 @@ mod fake_kube {
                  "lastHeartbeatTime": "2026-11-25T00:00:00Z", "lastTransitionTime": "2026-11-25T00:00:00Z"}
             ]}
         });
-        let shared: Shared = Arc::new(Mutex::new(Api { node, mode, conflicts: 0, status_patches: vec![], requests: 0 }));
+        let shared: Shared = Arc::new(Mutex::new(Api {
+            node,
+            mode,
+            conflicts: 0,
+            status_patches: vec![],
+            requests: 0,
+        }));
         let app = Router::new()
             .route("/api/v1/nodes/{name}", get(get_node).patch(patch_node))
             .route("/api/v1/nodes/{name}/status", axum::routing::patch(patch_status))
@@ -411,7 +484,11 @@ mod fake_kube {
         let addr = listener.local_addr().unwrap();
         std::thread::spawn(move || {
             let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
-            rt.block_on(async move { axum::serve(tokio::net::TcpListener::from_std(listener).unwrap(), app).await.unwrap() });
+            rt.block_on(async move {
+                axum::serve(tokio::net::TcpListener::from_std(listener).unwrap(), app)
+                    .await
+                    .unwrap()
+            });
         });
         (format!("http://{addr}"), shared)
     }
@@ -441,12 +518,20 @@ fn wait_until(what: &str, mut f: impl FnMut() -> bool) {
 
 fn taint_keys(api: &fake_kube::Shared) -> Vec<String> {
     let a = api.lock().unwrap();
-    a.node["spec"]["taints"].as_array().unwrap().iter().map(|t| t["key"].as_str().unwrap().to_string()).collect()
+    a.node["spec"]["taints"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["key"].as_str().unwrap().to_string())
+        .collect()
 }
 
 #[test]
 fn conditions_are_set_and_the_taint_waits_for_allocatable_devices() {
-    let (url, api) = fake_kube::start(fake_kube::Mode::Normal, serde_json::json!({"cpu": "192", "memory": "2000Gi"}));
+    let (url, api) = fake_kube::start(
+        fake_kube::Mode::Normal,
+        serde_json::json!({"cpu": "192", "memory": "2000Gi"}),
+    );
     let dir = kube_node(&url);
     let srv = Server::start(dir.path(), &[]);
     wait_until("three status patches", || api.lock().unwrap().status_patches.len() >= 3);
@@ -454,20 +539,43 @@ fn conditions_are_set_and_the_taint_waits_for_allocatable_devices() {
         let a = api.lock().unwrap();
         let (ct, first) = &a.status_patches[0];
         assert_eq!(ct, "application/strategic-merge-patch+json");
-        let types: Vec<&str> = first["status"]["conditions"].as_array().unwrap().iter().map(|c| c["type"].as_str().unwrap()).collect();
+        let types: Vec<&str> = first["status"]["conditions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| c["type"].as_str().unwrap())
+            .collect();
         assert!(
-            types.contains(&"NodeprepReady") && types.contains(&"NodeprepLimits") && types.contains(&"NodeprepDevicePlugins"),
+            types.contains(&"NodeprepReady")
+                && types.contains(&"NodeprepLimits")
+                && types.contains(&"NodeprepDevicePlugins"),
             "{types:?}"
         );
-        assert!(types.iter().all(|t| t.starts_with("Nodeprep")), "only our conditions are sent: {types:?}");
+        assert!(
+            types.iter().all(|t| t.starts_with("Nodeprep")),
+            "only our conditions are sent: {types:?}"
+        );
         let ready = |p: &serde_json::Value| {
-            p["status"]["conditions"].as_array().unwrap().iter().find(|c| c["type"] == "NodeprepReady").cloned().unwrap()
+            p["status"]["conditions"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|c| c["type"] == "NodeprepReady")
+                .cloned()
+                .unwrap()
         };
         assert_eq!(ready(first)["status"], "True");
         // Same status on later runs: the transition time stays.
-        assert_eq!(ready(&a.status_patches[2].1)["lastTransitionTime"], ready(first)["lastTransitionTime"]);
+        assert_eq!(
+            ready(&a.status_patches[2].1)["lastTransitionTime"],
+            ready(first)["lastTransitionTime"]
+        );
         // kubelet's own Ready condition is untouched.
-        assert!(a.node["status"]["conditions"].as_array().unwrap().iter().any(|c| c["type"] == "Ready" && c["reason"] == "KubeletReady"));
+        assert!(a.node["status"]["conditions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|c| c["type"] == "Ready" && c["reason"] == "KubeletReady"));
     }
     // Ready, but kubelet does not report the GPUs/EFA as allocatable yet: the taint stays.
     assert_eq!(taint_keys(&api), ["nodeprep.io/not-ready", "dedicated"]);
@@ -479,8 +587,10 @@ fn conditions_are_set_and_the_taint_waits_for_allocatable_devices() {
 
 #[test]
 fn a_conflict_is_retried_on_fresh_data() {
-    let (url, api) =
-        fake_kube::start(fake_kube::Mode::ConflictOnce, serde_json::json!({"nvidia.com/gpu": "8", "vpc.amazonaws.com/efa": "32"}));
+    let (url, api) = fake_kube::start(
+        fake_kube::Mode::ConflictOnce,
+        serde_json::json!({"nvidia.com/gpu": "8", "vpc.amazonaws.com/efa": "32"}),
+    );
     let dir = kube_node(&url);
     let _srv = Server::start(dir.path(), &[]);
     wait_until("the startup taint to go", || taint_keys(&api) == ["dedicated"]);
@@ -490,7 +600,10 @@ fn a_conflict_is_retried_on_fresh_data() {
 #[test]
 fn api_failures_never_stop_the_endpoints() {
     for mode in [fake_kube::Mode::Unauthorized, fake_kube::Mode::Hang] {
-        let (url, api) = fake_kube::start(mode, serde_json::json!({"nvidia.com/gpu": "8", "vpc.amazonaws.com/efa": "32"}));
+        let (url, api) = fake_kube::start(
+            mode,
+            serde_json::json!({"nvidia.com/gpu": "8", "vpc.amazonaws.com/efa": "32"}),
+        );
         let dir = kube_node(&url);
         let srv = Server::start(dir.path(), &[]);
         assert_eq!(srv.wait_for("/readyz", 200).0, 200);
@@ -522,5 +635,9 @@ fn kubernetes_without_credentials_is_a_clear_startup_error() {
         .unwrap();
     assert_eq!(o.status.code(), Some(2));
     let err = String::from_utf8_lossy(&o.stderr);
-    assert!(err.contains("kubernetes: no in-cluster service account") && err.contains("set kubernetes.kubeconfig"), "{err}");
+    assert!(
+        err.contains("kubernetes: no in-cluster service account")
+            && err.contains("set kubernetes.kubeconfig"),
+        "{err}"
+    );
 }

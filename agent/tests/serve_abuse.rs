@@ -47,7 +47,8 @@ impl Server {
         ] {
             cmd.env_remove(k);
         }
-        cmd.env("NODEPREP_NVML_LIB", nodeprep_fixtures::fake_nvml(&[])).env_remove("FAKE_NVML_CONFIG");
+        cmd.env("NODEPREP_NVML_LIB", nodeprep_fixtures::fake_nvml(&[]))
+            .env_remove("FAKE_NVML_CONFIG");
         match log {
             Some(p) => cmd.stderr(std::fs::File::create(p).unwrap()),
             None => cmd.stderr(Stdio::null()),
@@ -55,7 +56,11 @@ impl Server {
         let mut child = cmd.stdout(Stdio::piped()).spawn().unwrap();
         let mut line = String::new();
         BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
-        let addr = line.trim().strip_prefix("nodeprep serve: listening on http://").unwrap_or_else(|| panic!("{line:?}")).to_string();
+        let addr = line
+            .trim()
+            .strip_prefix("nodeprep serve: listening on http://")
+            .unwrap_or_else(|| panic!("{line:?}"))
+            .to_string();
         let srv = Server { child, addr, _dir: dir };
         let t0 = Instant::now();
         while srv.readyz().ok() != Some(200) {
@@ -85,7 +90,8 @@ impl Server {
     fn readyz(&self) -> Result<u16, String> {
         let mut s = TcpStream::connect(&self.addr).map_err(|e| e.to_string())?;
         s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-        s.write_all(b"GET /readyz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").map_err(|e| e.to_string())?;
+        s.write_all(b"GET /readyz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            .map_err(|e| e.to_string())?;
         let mut buf = String::new();
         s.read_to_string(&mut buf).map_err(|e| e.to_string())?;
         Some(status_of(&buf)).filter(|c| *c != 0).ok_or_else(|| format!("no response: {buf:?}"))
@@ -98,11 +104,19 @@ impl Server {
             let t0 = Instant::now();
             assert_eq!(self.readyz(), Ok(200), "during {what}");
             took.push(t0.elapsed());
-            assert!(t0.elapsed() < Duration::from_secs(2), "/readyz took {:?} during {what}", t0.elapsed());
+            assert!(
+                t0.elapsed() < Duration::from_secs(2),
+                "/readyz took {:?} during {what}",
+                t0.elapsed()
+            );
             std::thread::sleep(Duration::from_millis(200));
         }
         took.sort();
-        println!("/readyz during {what}: {n} answers, median {:?}, max {:?}", took[n / 2], took[n - 1]);
+        println!(
+            "/readyz during {what}: {n} answers, median {:?}, max {:?}",
+            took[n / 2],
+            took[n - 1]
+        );
     }
 
     fn alive(&mut self) -> bool {
@@ -118,7 +132,10 @@ impl Drop for Server {
 }
 
 fn status_of(text: &str) -> u16 {
-    text.strip_prefix("HTTP/1.1 ").and_then(|t| t.get(..3)).and_then(|c| c.parse().ok()).unwrap_or(0)
+    text.strip_prefix("HTTP/1.1 ")
+        .and_then(|t| t.get(..3))
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0)
 }
 
 /// Raises this process's soft open-file limit to `n` (the servers it starts inherit it).
@@ -128,7 +145,11 @@ fn raise_open_files(n: u64) {
     unsafe {
         assert_eq!(libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim), 0);
         if lim.rlim_cur < n {
-            assert!(lim.rlim_max >= n, "these tests need {n} open files; the hard limit is {} (raise `ulimit -Hn`)", lim.rlim_max);
+            assert!(
+                lim.rlim_max >= n,
+                "these tests need {n} open files; the hard limit is {} (raise `ulimit -Hn`)",
+                lim.rlim_max
+            );
             lim.rlim_cur = n;
             assert_eq!(libc::setrlimit(libc::RLIMIT_NOFILE, &lim), 0);
         }
@@ -157,7 +178,12 @@ fn all_closed(conns: &mut [TcpStream], limit: Duration) -> Duration {
     let mut open: Vec<usize> = (0..conns.len()).collect();
     while !open.is_empty() {
         open.retain(|&i| !closed_by_server(&mut conns[i]));
-        assert!(t0.elapsed() < limit, "{} of {} connections still open after {limit:?}", open.len(), conns.len());
+        assert!(
+            t0.elapsed() < limit,
+            "{} of {} connections still open after {limit:?}",
+            open.len(),
+            conns.len()
+        );
         std::thread::sleep(Duration::from_millis(100));
     }
     t0.elapsed()
@@ -168,44 +194,98 @@ fn bad_requests_get_a_4xx_or_a_closed_connection() {
     let mut srv = Server::start(&[], None);
     let close = "Connection: close\r\n";
     let cases: Vec<(&str, Vec<u8>, &[u16])> = vec![
-        ("POST", format!("POST /readyz HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\n{close}\r\nabc").into(), &[405]),
-        ("PUT", format!("PUT /status HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n{close}\r\n").into(), &[405]),
+        (
+            "POST",
+            format!("POST /readyz HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\n{close}\r\nabc")
+                .into(),
+            &[405],
+        ),
+        (
+            "PUT",
+            format!("PUT /status HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n{close}\r\n").into(),
+            &[405],
+        ),
         ("DELETE", format!("DELETE /metrics HTTP/1.1\r\nHost: x\r\n{close}\r\n").into(), &[405]),
         ("TRACE", format!("TRACE /livez HTTP/1.1\r\nHost: x\r\n{close}\r\n").into(), &[405]),
-        ("unknown method", format!("BREW /readyz HTTP/1.1\r\nHost: x\r\n{close}\r\n").into(), &[405]),
+        (
+            "unknown method",
+            format!("BREW /readyz HTTP/1.1\r\nHost: x\r\n{close}\r\n").into(),
+            &[405],
+        ),
         ("OPTIONS *", format!("OPTIONS * HTTP/1.1\r\nHost: x\r\n{close}\r\n").into(), &[404, 405]),
-        ("CONNECT", format!("CONNECT example.com:443 HTTP/1.1\r\nHost: example.com:443\r\n{close}\r\n").into(), &[400, 404, 405]),
+        (
+            "CONNECT",
+            format!("CONNECT example.com:443 HTTP/1.1\r\nHost: example.com:443\r\n{close}\r\n")
+                .into(),
+            &[400, 404, 405],
+        ),
         ("HTTP/0.9", b"GET /readyz\r\n".to_vec(), &[400]),
         ("HTTP/1.2", b"GET /readyz HTTP/1.2\r\nHost: x\r\n\r\n".to_vec(), &[400, 505]),
         ("HTTP/2 preface", b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".to_vec(), &[0, 400]),
         ("TLS hello", [&[0x16u8, 0x03, 0x01, 0x02, 0x00, 0x01][..], &[0u8; 300]].concat(), &[400]),
         ("binary garbage", (0..=255u8).cycle().take(1024).collect(), &[400]),
         ("NUL in the path", b"GET /ready\0z HTTP/1.1\r\nHost: x\r\n\r\n".to_vec(), &[400]),
-        ("100 KiB request line", [b"GET /".as_slice(), &[b'a'; 100_000], b" HTTP/1.1\r\nHost: x\r\n\r\n"].concat(), &[0, 414, 431]),
-        ("9 KiB header", [b"GET /readyz HTTP/1.1\r\nX: ".as_slice(), &[b'a'; 9000], b"\r\n\r\n"].concat(), &[431]),
         (
-            "200 headers",
-            [b"GET /readyz HTTP/1.1\r\n".to_vec(), (0..200).flat_map(|i| format!("X-{i}: y\r\n").into_bytes()).collect(), b"\r\n".to_vec()]
-                .concat(),
+            "100 KiB request line",
+            [b"GET /".as_slice(), &[b'a'; 100_000], b" HTTP/1.1\r\nHost: x\r\n\r\n"].concat(),
+            &[0, 414, 431],
+        ),
+        (
+            "9 KiB header",
+            [b"GET /readyz HTTP/1.1\r\nX: ".as_slice(), &[b'a'; 9000], b"\r\n\r\n"].concat(),
             &[431],
         ),
-        ("bad Content-Length", b"GET /readyz HTTP/1.1\r\nHost: x\r\nContent-Length: abc\r\n\r\n".to_vec(), &[400]),
-        ("two Content-Lengths", b"GET /readyz HTTP/1.1\r\nHost: x\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\nab".to_vec(), &[400]),
+        (
+            "200 headers",
+            [
+                b"GET /readyz HTTP/1.1\r\n".to_vec(),
+                (0..200).flat_map(|i| format!("X-{i}: y\r\n").into_bytes()).collect(),
+                b"\r\n".to_vec(),
+            ]
+            .concat(),
+            &[431],
+        ),
+        (
+            "bad Content-Length",
+            b"GET /readyz HTTP/1.1\r\nHost: x\r\nContent-Length: abc\r\n\r\n".to_vec(),
+            &[400],
+        ),
+        (
+            "two Content-Lengths",
+            b"GET /readyz HTTP/1.1\r\nHost: x\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\nab"
+                .to_vec(),
+            &[400],
+        ),
         ("space before colon", b"GET /readyz HTTP/1.1\r\nHost : x\r\n\r\n".to_vec(), &[400]),
-        ("folded header", b"GET /readyz HTTP/1.1\r\nHost: x\r\nX: a\r\n b\r\n\r\n".to_vec(), &[400]),
-        ("unknown path", format!("GET /../etc/passwd HTTP/1.1\r\nHost: x\r\n{close}\r\n").into(), &[404]),
+        (
+            "folded header",
+            b"GET /readyz HTTP/1.1\r\nHost: x\r\nX: a\r\n b\r\n\r\n".to_vec(),
+            &[400],
+        ),
+        (
+            "unknown path",
+            format!("GET /../etc/passwd HTTP/1.1\r\nHost: x\r\n{close}\r\n").into(),
+            &[404],
+        ),
     ];
     for (what, raw, want) in &cases {
         let t0 = Instant::now();
         let (code, text) = srv.raw(raw);
         assert!(want.contains(&code), "{what}: got {code}, want one of {want:?}: {text:?}");
         // A request that cannot be served ends its connection at once, not at an idle timeout.
-        assert!(t0.elapsed() < Duration::from_secs(2), "{what}: connection held for {:?}", t0.elapsed());
+        assert!(
+            t0.elapsed() < Duration::from_secs(2),
+            "{what}: connection held for {:?}",
+            t0.elapsed()
+        );
     }
-    let (code, text) = srv.raw(format!("POST /readyz HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n{close}\r\n").as_bytes());
+    let (code, text) = srv.raw(
+        format!("POST /readyz HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n{close}\r\n").as_bytes(),
+    );
     assert!(code == 405 && text.to_lowercase().contains("allow: get,head"), "{text}");
     // HEAD is GET without the body.
-    let (code, text) = srv.raw(format!("HEAD /readyz HTTP/1.1\r\nHost: x\r\n{close}\r\n").as_bytes());
+    let (code, text) =
+        srv.raw(format!("HEAD /readyz HTTP/1.1\r\nHost: x\r\n{close}\r\n").as_bytes());
     assert!(code == 200 && text.ends_with("\r\n\r\n"), "{text:?}");
     assert!(srv.alive());
     srv.readyz_keeps_answering("nothing", 3);
@@ -217,15 +297,20 @@ fn bad_requests_get_a_4xx_or_a_closed_connection() {
 fn a_body_on_a_get_is_skipped() {
     let srv = Server::start(&[], None);
     let next = "GET /livez HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n";
-    for body in ["Content-Length: 5\r\n\r\nhello", "Transfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n"] {
-        let (code, text) = srv.raw(format!("GET /readyz HTTP/1.1\r\nHost: x\r\n{body}{next}").as_bytes());
+    for body in [
+        "Content-Length: 5\r\n\r\nhello",
+        "Transfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n",
+    ] {
+        let (code, text) =
+            srv.raw(format!("GET /readyz HTTP/1.1\r\nHost: x\r\n{body}{next}").as_bytes());
         assert_eq!(code, 200, "{text}");
         assert_eq!(text.matches("HTTP/1.1 200 OK").count(), 2, "both requests answered: {text}");
     }
     // A body announced but never sent: the response comes anyway, and the connection is closed
     // rather than kept waiting for the rest.
     let t0 = Instant::now();
-    let (code, _) = srv.raw(b"GET /readyz HTTP/1.1\r\nHost: x\r\nContent-Length: 100000000\r\n\r\nabc");
+    let (code, _) =
+        srv.raw(b"GET /readyz HTTP/1.1\r\nHost: x\r\nContent-Length: 100000000\r\n\r\nabc");
     assert_eq!(code, 200);
     assert!(t0.elapsed() < HEADER_TIMEOUT + Duration::from_secs(2), "{:?}", t0.elapsed());
 }
@@ -301,7 +386,12 @@ fn a_peer_that_stops_reading_is_disconnected() {
             Ok(_) => true,
             Err(_) => false,
         });
-        assert!(Instant::now() < deadline, "{} stalled connections still open {:?} after they stalled", open.len(), t0.elapsed());
+        assert!(
+            Instant::now() < deadline,
+            "{} stalled connections still open {:?} after they stalled",
+            open.len(),
+            t0.elapsed()
+        );
         std::thread::sleep(Duration::from_millis(200));
     }
     println!("stalled readers disconnected {:?} after they started", t0.elapsed());
@@ -324,7 +414,11 @@ fn connections_past_the_cap_are_closed_and_it_recovers() {
     // Recovers once the idle connections are cut.
     let t0 = Instant::now();
     while srv.readyz() != Ok(200) {
-        assert!(t0.elapsed() < HEADER_TIMEOUT + Duration::from_secs(10), "/readyz did not come back: {:?}", srv.readyz());
+        assert!(
+            t0.elapsed() < HEADER_TIMEOUT + Duration::from_secs(10),
+            "/readyz did not come back: {:?}",
+            srv.readyz()
+        );
         std::thread::sleep(Duration::from_millis(100));
     }
     println!("/readyz answered again {:?} after the cap was reached", t0.elapsed());
@@ -347,6 +441,9 @@ fn a_low_open_file_limit_is_raised_or_reported() {
     let srv = Server::start(&["prlimit", "--nofile=128:128", "--"], Some(&log));
     srv.readyz_keeps_answering("nothing, with a hard limit of 128", 2);
     let text = std::fs::read_to_string(&log).unwrap();
-    let line = text.lines().find(|l| l.contains("the open-file limit (LimitNOFILE) allows only")).unwrap_or_else(|| panic!("{text}"));
+    let line = text
+        .lines()
+        .find(|l| l.contains("the open-file limit (LimitNOFILE) allows only"))
+        .unwrap_or_else(|| panic!("{text}"));
     assert!(line.contains("open_files=128") && line.contains("connections=64"), "{line}");
 }

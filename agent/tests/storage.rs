@@ -32,7 +32,11 @@ fn tree(spec: &Spec) -> tempfile::TempDir {
 /// `boot --dry-run`: (exit code, the storage lines).
 fn dry_run(root: &Path) -> (i32, Vec<String>) {
     let o = nodeprep(root, &["boot", "--dry-run"]);
-    let lines = String::from_utf8_lossy(&o.stdout).lines().filter(|l| l.starts_with("storage:")).map(str::to_string).collect();
+    let lines = String::from_utf8_lossy(&o.stdout)
+        .lines()
+        .filter(|l| l.starts_with("storage:"))
+        .map(str::to_string)
+        .collect();
     (o.status.code().unwrap(), lines)
 }
 
@@ -56,7 +60,8 @@ fn blank_disks_get_one_raid0_xfs_mount_and_binds_parent_first() {
     let before = snapshot(dir.path());
     let (code, lines) = dry_run(dir.path());
     assert_eq!(code, 0, "{lines:#?}");
-    let disks: Vec<String> = (2..=8).map(|i| format!("/dev/nvme{i}n1")).chain(["/dev/nvme1n1".to_string()]).collect();
+    let disks: Vec<String> =
+        (2..=8).map(|i| format!("/dev/nvme{i}n1")).chain(["/dev/nvme1n1".to_string()]).collect();
     let want = [
         format!(
             "storage: would run `mdadm --create /dev/md127 --run --metadata=1.2 --homehost=any --name=nodeprep --level=0 --chunk 256 --raid-devices 8 {}`: RAID0 of 8 blank instance-store disks",
@@ -81,7 +86,11 @@ fn blank_disks_get_one_raid0_xfs_mount_and_binds_parent_first() {
     assert_eq!(c["required"], true);
     assert_eq!(c["summary"], "no RAID0 array assembled from 8 disks; not mounted at /mnt/nodeprep");
     assert_eq!(
-        (c["expected"]["disks"].as_u64(), c["found"]["disks"].as_u64(), c["found"]["mounted"].as_bool()),
+        (
+            c["expected"]["disks"].as_u64(),
+            c["found"]["disks"].as_u64(),
+            c["found"]["mounted"].as_bool()
+        ),
         (Some(8), Some(8), Some(false))
     );
 }
@@ -94,7 +103,10 @@ fn a_prepared_node_needs_nothing_and_passes() {
     assert!(out(&o).contains("storage: up to date"), "{}", out(&o));
     let (code, c) = storage_check(dir.path());
     assert_eq!((code, c["status"].as_str()), (0, Some("pass")), "{c}");
-    assert_eq!(c["summary"], "8 disks as /dev/md127 (30.7 TB raw) at /mnt/nodeprep, 4 binds in place");
+    assert_eq!(
+        c["summary"],
+        "8 disks as /dev/md127 (30.7 TB raw) at /mnt/nodeprep, 4 binds in place"
+    );
     assert_eq!(c["found"]["array"]["state"], "clean");
 }
 
@@ -105,7 +117,12 @@ fn our_array_after_a_reboot_is_assembled_not_recreated() {
     for d in instance_store(&mut spec) {
         d.holders.clear();
     }
-    spec.mountinfo = spec.mountinfo.lines().filter(|l| !l.contains(" 9:127 ")).map(|l| format!("{l}\n")).collect();
+    spec.mountinfo = spec
+        .mountinfo
+        .lines()
+        .filter(|l| !l.contains(" 9:127 "))
+        .map(|l| format!("{l}\n"))
+        .collect();
     spec.containerd = None;
     let dir = tree(&spec);
     // The array's xfs starts at the data offset of the member in role 0.
@@ -161,7 +178,12 @@ fn a_half_assembled_array_from_udev_is_stopped_then_assembled() {
     for d in instance_store(&mut spec).into_iter().skip(5) {
         d.holders.clear();
     }
-    spec.mountinfo = spec.mountinfo.lines().filter(|l| !l.contains(" 9:127 ")).map(|l| format!("{l}\n")).collect();
+    spec.mountinfo = spec
+        .mountinfo
+        .lines()
+        .filter(|l| !l.contains(" 9:127 "))
+        .map(|l| format!("{l}\n"))
+        .collect();
     spec.containerd = None;
     let dir = tree(&spec);
     std::fs::OpenOptions::new()
@@ -171,11 +193,23 @@ fn a_half_assembled_array_from_udev_is_stopped_then_assembled() {
         .write_at(&xfs_superblock("nodeprep"), 264_192 * 512)
         .unwrap();
     let (_, lines) = dry_run(dir.path());
-    assert_eq!(lines[0], "storage: would run `mdadm --stop /dev/md127`: /dev/md127 is inactive with 5 of 8 members");
-    assert!(lines[1].starts_with("storage: would run `mdadm --assemble --run /dev/md127 /dev/nvme1n1"), "{lines:#?}");
+    assert_eq!(
+        lines[0],
+        "storage: would run `mdadm --stop /dev/md127`: /dev/md127 is inactive with 5 of 8 members"
+    );
+    assert!(
+        lines[1].starts_with("storage: would run `mdadm --assemble --run /dev/md127 /dev/nvme1n1"),
+        "{lines:#?}"
+    );
     let (code, c) = storage_check(dir.path());
     assert_eq!(code, 1);
-    assert!(c["summary"].as_str().unwrap().starts_with("/dev/md127 is inactive with 5 of 8 members (degraded)"), "{c}");
+    assert!(
+        c["summary"]
+            .as_str()
+            .unwrap()
+            .starts_with("/dev/md127 is inactive with 5 of 8 members (degraded)"),
+        "{c}"
+    );
 }
 
 #[test]
@@ -196,12 +230,16 @@ fn a_foreign_filesystem_stops_storage_and_names_the_disk() {
     let o = nodeprep(dir.path(), &["boot"]);
     assert_eq!(o.status.code(), Some(1), "{}", out(&o));
     assert!(out(&o).contains("storage: FAIL: refused: /dev/nvme3n1"), "{}", out(&o));
-    let after: Vec<_> = snapshot(dir.path()).into_iter().filter(|(p, _)| !p.starts_with("run")).collect();
+    let after: Vec<_> =
+        snapshot(dir.path()).into_iter().filter(|(p, _)| !p.starts_with("run")).collect();
     assert_eq!(after, before);
 
     // Another array's member and a partition table are foreign too.
     for (content, what) in [
-        (md_superblock("other-host:data", [7; 16], 0, 2), "md 1.2 RAID member of array \"other-host:data\""),
+        (
+            md_superblock("other-host:data", [7; 16], 0, 2),
+            "md 1.2 RAID member of array \"other-host:data\"",
+        ),
         (xfs_superblock("backups"), "xfs filesystem (label \"backups\")"),
         ([vec![0u8; 510], vec![0x55, 0xaa], b"EFI PART".to_vec()].concat(), "GPT partition table"),
     ] {
@@ -210,7 +248,10 @@ fn a_foreign_filesystem_stops_storage_and_names_the_disk() {
         let dir = tree(&spec);
         let (code, lines) = dry_run(dir.path());
         assert_eq!(code, 1);
-        assert!(lines[0].contains(&format!("/dev/nvme6n1 (AWS2D4B1E5A8C0000006) carries {what}")), "{lines:#?}");
+        assert!(
+            lines[0].contains(&format!("/dev/nvme6n1 (AWS2D4B1E5A8C0000006) carries {what}")),
+            "{lines:#?}"
+        );
     }
 }
 
@@ -222,7 +263,10 @@ fn one_disk_is_formatted_directly_without_mdadm() {
     let dir = tree(&spec);
     let (code, lines) = dry_run(dir.path());
     assert_eq!(code, 0);
-    assert_eq!(lines[0], "storage: would run `mkfs.xfs -K -L nodeprep /dev/nvme1n1`: xfs, discard skipped (-K)");
+    assert_eq!(
+        lines[0],
+        "storage: would run `mkfs.xfs -K -L nodeprep /dev/nvme1n1`: xfs, discard skipped (-K)"
+    );
     assert!(lines[2].contains("would mount /dev/nvme1n1 on /mnt/nodeprep"), "{lines:#?}");
     assert!(lines.iter().all(|l| !l.contains("mdadm")));
     // Formatted before (ours): only mounted.
@@ -230,7 +274,8 @@ fn one_disk_is_formatted_directly_without_mdadm() {
     let (_, lines) = dry_run(dir.path());
     assert!(lines[0].contains("would create directory /mnt/nodeprep"), "{lines:#?}");
     // The one disk present is a member of our 2-disk array: the other has not appeared. Never format it.
-    std::fs::write(dir.path().join("dev/nvme1n1"), md_superblock("nodeprep", [3; 16], 0, 2)).unwrap();
+    std::fs::write(dir.path().join("dev/nvme1n1"), md_superblock("nodeprep", [3; 16], 0, 2))
+        .unwrap();
     let (code, lines) = dry_run(dir.path());
     assert_eq!(code, 1);
     assert!(
@@ -253,14 +298,21 @@ fn no_instance_store_means_skip() {
         "storage: skip instance storage: no instance-store disks (NVMe model \"Amazon EC2 NVMe Instance Storage\") on this node"
     );
     let (code, c) = storage_check(dir.path());
-    assert_eq!((code, c["status"].as_str(), c["required"].as_bool()), (0, Some("skip"), Some(false)), "{c}");
+    assert_eq!(
+        (code, c["status"].as_str(), c["required"].as_bool()),
+        (0, Some("skip"), Some(false)),
+        "{c}"
+    );
     // The catalog promises 8 disks and none are there: that is a failure, not a skip.
     let mut spec = Spec::p5_48xlarge().unprepared();
     spec.disks.truncate(1);
     let dir = tree(&spec);
     let (code, c) = storage_check(dir.path());
     assert_eq!(code, 1);
-    assert!(c["summary"].as_str().unwrap().starts_with("0 of 8 instance-store disks present"), "{c}");
+    assert!(
+        c["summary"].as_str().unwrap().starts_with("0 of 8 instance-store disks present"),
+        "{c}"
+    );
     assert!(c["remedy"].as_str().unwrap().contains("stop and start the instance"), "{c}");
 }
 
@@ -272,9 +324,18 @@ fn disks_in_use_are_skipped_and_running_containerd_blocks_binds() {
     let dir = tree(&spec);
     let (code, lines) = dry_run(dir.path());
     assert_eq!(code, 0, "{lines:#?}");
-    assert_eq!(lines[0], "storage: note: /dev/nvme3n1 (AWS2D4B1E5A8C0000003) is mounted at /data: not used");
-    assert_eq!(lines[1], "storage: note: /dev/nvme4n1 (AWS2D4B1E5A8C0000004) is partitioned (nvme4n1p1): not used");
-    assert!(lines[2].contains("--raid-devices 6 /dev/nvme1n1 /dev/nvme2n1 /dev/nvme5n1"), "{lines:#?}");
+    assert_eq!(
+        lines[0],
+        "storage: note: /dev/nvme3n1 (AWS2D4B1E5A8C0000003) is mounted at /data: not used"
+    );
+    assert_eq!(
+        lines[1],
+        "storage: note: /dev/nvme4n1 (AWS2D4B1E5A8C0000004) is partitioned (nvme4n1p1): not used"
+    );
+    assert!(
+        lines[2].contains("--raid-devices 6 /dev/nvme1n1 /dev/nvme2n1 /dev/nvme5n1"),
+        "{lines:#?}"
+    );
 
     let mut spec = Spec::p5_48xlarge().unprepared();
     spec.containerd = Some((1843, nodeprep_fixtures::proc_limits(None, None)));
@@ -282,26 +343,40 @@ fn disks_in_use_are_skipped_and_running_containerd_blocks_binds() {
     let (code, lines) = dry_run(dir.path());
     assert_eq!(code, 1);
     assert!(
-        lines.last().unwrap().starts_with("storage: REFUSED: containerd (pid 1843) is running: binding /var/lib/containerd"),
+        lines.last().unwrap().starts_with(
+            "storage: REFUSED: containerd (pid 1843) is running: binding /var/lib/containerd"
+        ),
         "{lines:#?}"
     );
-    assert!(!lines.iter().any(|l| l.contains("mdadm")), "nothing is planned when part of it is refused: {lines:#?}");
+    assert!(
+        !lines.iter().any(|l| l.contains("mdadm")),
+        "nothing is planned when part of it is refused: {lines:#?}"
+    );
 }
 
 #[test]
 fn a_crash_between_mount_and_binds_only_binds_what_is_missing() {
     let mut spec = Spec::p5_48xlarge();
-    spec.mountinfo =
-        spec.mountinfo.lines().filter(|l| !l.contains("/var/log/pods") && !l.contains("soci")).map(|l| format!("{l}\n")).collect();
+    spec.mountinfo = spec
+        .mountinfo
+        .lines()
+        .filter(|l| !l.contains("/var/log/pods") && !l.contains("soci"))
+        .map(|l| format!("{l}\n"))
+        .collect();
     spec.containerd = None;
     let dir = tree(&spec);
     let (_, lines) = dry_run(dir.path());
     assert_eq!(lines.len(), 4, "{lines:#?}");
     assert!(lines[1].ends_with("bind-mount /mnt/nodeprep/var/log/pods on /var/log/pods"));
-    assert!(lines[3].ends_with("bind-mount /mnt/nodeprep/var/lib/soci-snapshotter-grpc on /var/lib/soci-snapshotter-grpc"));
+    assert!(lines[3].ends_with(
+        "bind-mount /mnt/nodeprep/var/lib/soci-snapshotter-grpc on /var/lib/soci-snapshotter-grpc"
+    ));
     let (code, c) = storage_check(dir.path());
     assert_eq!(code, 1);
-    assert_eq!(c["summary"], "not bind-mounted onto the instance store: /var/log/pods, /var/lib/soci-snapshotter-grpc");
+    assert_eq!(
+        c["summary"],
+        "not bind-mounted onto the instance store: /var/log/pods, /var/lib/soci-snapshotter-grpc"
+    );
     assert_eq!(c["found"]["binds_missing"][0], "/var/log/pods");
 }
 
@@ -317,28 +392,44 @@ fn something_else_at_the_mount_point_or_a_target_is_never_covered() {
         "storage: REFUSED: /mnt/nodeprep already has tmpfs (tmpfs) mounted; nodeprep does not mount over it. Unmount it or set storage.mount_point"
     );
     let mut spec = Spec::p5_48xlarge().unprepared();
-    spec.mountinfo.push_str("80 22 259:0 /kubelet /var/lib/kubelet rw,relatime shared:30 - xfs /dev/nvme0n1p1 rw\n");
+    spec.mountinfo.push_str(
+        "80 22 259:0 /kubelet /var/lib/kubelet rw,relatime shared:30 - xfs /dev/nvme0n1p1 rw\n",
+    );
     let dir = tree(&spec);
     let (_, lines) = dry_run(dir.path());
-    assert!(lines.last().unwrap().contains("REFUSED: /var/lib/kubelet already has /dev/nvme0n1p1 (xfs) mounted"), "{lines:#?}");
+    assert!(
+        lines
+            .last()
+            .unwrap()
+            .contains("REFUSED: /var/lib/kubelet already has /dev/nvme0n1p1 (xfs) mounted"),
+        "{lines:#?}"
+    );
 }
 
 #[test]
 fn explicit_devices_must_exist_and_be_free() {
     let mut spec = Spec::p5_48xlarge().unprepared();
-    spec.config = Some(format!("{NO_LIMITS}[storage]\ndevices = [\"/dev/nvme1n1\", \"/dev/nvme9n1\"]\n"));
+    spec.config =
+        Some(format!("{NO_LIMITS}[storage]\ndevices = [\"/dev/nvme1n1\", \"/dev/nvme9n1\"]\n"));
     let dir = tree(&spec);
     let (code, lines) = dry_run(dir.path());
     assert_eq!(code, 1);
-    assert!(lines[0].contains("storage.devices: /dev/nvme9n1 is not a block device on this host"), "{lines:#?}");
+    assert!(
+        lines[0].contains("storage.devices: /dev/nvme9n1 is not a block device on this host"),
+        "{lines:#?}"
+    );
     spec.config = Some(format!("{NO_LIMITS}[storage]\ndevices = [\"/dev/nvme0n1\"]\n"));
     let dir = tree(&spec);
     let (_, lines) = dry_run(dir.path());
     assert_eq!(lines[0], "storage: REFUSED: /dev/nvme0n1 (listed in storage.devices) is the root disk; remove it from storage.devices");
-    spec.config = Some(format!("{NO_LIMITS}[storage]\ndevices = [\"/dev/nvme2n1\", \"/dev/nvme1n1\"]\n"));
+    spec.config =
+        Some(format!("{NO_LIMITS}[storage]\ndevices = [\"/dev/nvme2n1\", \"/dev/nvme1n1\"]\n"));
     let dir = tree(&spec);
     let (_, lines) = dry_run(dir.path());
-    assert!(lines[0].contains("--raid-devices 2 /dev/nvme2n1 /dev/nvme1n1`"), "explicit devices keep their order: {lines:#?}");
+    assert!(
+        lines[0].contains("--raid-devices 2 /dev/nvme2n1 /dev/nvme1n1`"),
+        "explicit devices keep their order: {lines:#?}"
+    );
 }
 
 #[test]
@@ -346,9 +437,15 @@ fn storage_never_leaves_the_disks_alone() {
     let mut spec = Spec::p5_48xlarge().unprepared();
     spec.config = Some(format!("{NO_LIMITS}[storage]\nenabled = \"never\"\n"));
     let dir = tree(&spec);
-    assert_eq!(dry_run(dir.path()), (0, vec!["storage: skip instance storage: storage.enabled = never".to_string()]));
+    assert_eq!(
+        dry_run(dir.path()),
+        (0, vec!["storage: skip instance storage: storage.enabled = never".to_string()])
+    );
     let (code, c) = storage_check(dir.path());
-    assert_eq!((code, c["status"].as_str(), c["required"].as_bool()), (0, Some("skip"), Some(false)));
+    assert_eq!(
+        (code, c["status"].as_str(), c["required"].as_bool()),
+        (0, Some("skip"), Some(false))
+    );
 }
 
 #[test]
@@ -356,7 +453,10 @@ fn discovery_follows_real_sysfs_symlinks() {
     let mut spec = Spec::p5_48xlarge();
     spec.layout = nodeprep_fixtures::Layout::Symlinked;
     let dir = tree(&spec);
-    assert!(std::fs::symlink_metadata(dir.path().join("sys/block/nvme1n1")).unwrap().file_type().is_symlink());
+    assert!(std::fs::symlink_metadata(dir.path().join("sys/block/nvme1n1"))
+        .unwrap()
+        .file_type()
+        .is_symlink());
     let (code, c) = storage_check(dir.path());
     assert_eq!((code, c["status"].as_str()), (0, Some("pass")), "{c}");
 }

@@ -66,14 +66,26 @@ struct Ns {
 impl Ns {
     fn new() -> Ns {
         let holder = Command::new("unshare")
-            .args(["--mount", "--propagation", "private", "sh", "-c", "mount -t tmpfs nodeprep-test /run && exec sleep 100000"])
+            .args([
+                "--mount",
+                "--propagation",
+                "private",
+                "sh",
+                "-c",
+                "mount -t tmpfs nodeprep-test /run && exec sleep 100000",
+            ])
             .stdin(Stdio::null())
             .spawn()
             .expect("unshare (util-linux) runs");
         let ns = Ns { holder };
         // Wait until /run is mounted in it.
         for _ in 0..100 {
-            if ns.cmd("sh").args(["-c", "grep -q nodeprep-test /proc/self/mountinfo"]).status().is_ok_and(|s| s.success()) {
+            if ns
+                .cmd("sh")
+                .args(["-c", "grep -q nodeprep-test /proc/self/mountinfo"])
+                .status()
+                .is_ok_and(|s| s.success())
+            {
                 return ns;
             }
             std::thread::sleep(Duration::from_millis(20));
@@ -88,11 +100,18 @@ impl Ns {
     }
 
     fn nodeprep(&self, cfg: &Path, args: &[&str]) -> Output {
-        self.cmd(BIN).arg("--config").arg(cfg).args(args).env("NODEPREP_LOG", "warn").output().unwrap()
+        self.cmd(BIN)
+            .arg("--config")
+            .arg(cfg)
+            .args(args)
+            .env("NODEPREP_LOG", "warn")
+            .output()
+            .unwrap()
     }
 
     fn mountinfo(&self) -> String {
-        String::from_utf8(self.cmd("cat").arg("/proc/self/mountinfo").output().unwrap().stdout).unwrap()
+        String::from_utf8(self.cmd("cat").arg("/proc/self/mountinfo").output().unwrap().stdout)
+            .unwrap()
     }
 
     fn read(&self, path: &Path) -> Option<String> {
@@ -153,7 +172,8 @@ impl Node {
             std::fs::write(d.join(format!("blob{i}")), format!("layer {i} ").repeat(200)).unwrap();
         }
         std::fs::write(c.join("meta.db"), b"bolt").unwrap();
-        std::fs::set_permissions(c.join("meta.db"), std::fs::Permissions::from_mode(0o600)).unwrap();
+        std::fs::set_permissions(c.join("meta.db"), std::fs::Permissions::from_mode(0o600))
+            .unwrap();
         std::os::unix::fs::chown(c.join("meta.db"), Some(1234), Some(5678)).unwrap();
         std::os::unix::fs::symlink("meta.db", c.join("link")).unwrap();
         std::fs::set_permissions(&c, std::fs::Permissions::from_mode(0o711)).unwrap();
@@ -181,16 +201,25 @@ fn containerd_view(ns: &Ns, node: &Node) -> String {
 fn assert_prepared(ns: &Ns, node: &Node, dev: &str) {
     let mi = ns.mountinfo();
     let mp = node.path("mnt/nodeprep");
-    let line =
-        mi.lines().find(|l| l.split(' ').nth(4) == Some(mp.to_str().unwrap())).unwrap_or_else(|| panic!("{mp:?} not mounted:\n{mi}"));
+    let line = mi
+        .lines()
+        .find(|l| l.split(' ').nth(4) == Some(mp.to_str().unwrap()))
+        .unwrap_or_else(|| panic!("{mp:?} not mounted:\n{mi}"));
     assert!(line.contains(" - xfs ") && line.contains(dev), "{line}");
     for opt in ["nosuid", "nodev", "noatime"] {
-        assert!(line.split(' ').nth(5).unwrap().split(',').any(|o| o == opt), "{opt} missing: {line}");
+        assert!(
+            line.split(' ').nth(5).unwrap().split(',').any(|o| o == opt),
+            "{opt} missing: {line}"
+        );
     }
     for t in ["var/lib/kubelet", "var/lib/containerd", "var/log/pods"] {
         let target = node.path(t);
         let target = target.to_str().unwrap();
-        let bind = mi.lines().rev().find(|l| l.split(' ').nth(4) == Some(target)).unwrap_or_else(|| panic!("{target} not bound:\n{mi}"));
+        let bind = mi
+            .lines()
+            .rev()
+            .find(|l| l.split(' ').nth(4) == Some(target))
+            .unwrap_or_else(|| panic!("{target} not bound:\n{mi}"));
         assert_eq!(bind.split(' ').nth(3), Some(target), "bind root is the mirrored path: {bind}");
     }
 }
@@ -207,8 +236,17 @@ fn one_disk_is_formatted_mounted_bound_and_survives_reruns_and_reboots() {
     let o = ns.nodeprep(&node.cfg, &["boot"]);
     let out = text(&o);
     assert_eq!(o.status.code(), Some(0), "{out}");
-    assert!(out.contains(&format!("storage: done: ran `mkfs.xfs -K -L nodeprep {}`", disk.dev)), "{out}");
-    assert!(out.contains(&format!("storage: done: copied {}", node.path("var/lib/containerd").display())), "{out}");
+    assert!(
+        out.contains(&format!("storage: done: ran `mkfs.xfs -K -L nodeprep {}`", disk.dev)),
+        "{out}"
+    );
+    assert!(
+        out.contains(&format!(
+            "storage: done: copied {}",
+            node.path("var/lib/containerd").display()
+        )),
+        "{out}"
+    );
     assert!(
         out.contains(&format!(
             "storage: done: created {}/mnt/nodeprep{}/var/lib/kubelet",
@@ -218,9 +256,16 @@ fn one_disk_is_formatted_mounted_bound_and_survives_reruns_and_reboots() {
         "{out}"
     );
     assert_prepared(&ns, &node, &disk.dev);
-    assert_eq!(containerd_view(&ns, &node), before, "content, modes, owners and links kept through copy and bind");
+    assert_eq!(
+        containerd_view(&ns, &node),
+        before,
+        "content, modes, owners and links kept through copy and bind"
+    );
     let staging = node.path("mnt/nodeprep/.nodeprep-staging");
-    assert!(!ns.cmd("test").arg("-e").arg(&staging).status().unwrap().success(), "staging directory left behind");
+    assert!(
+        !ns.cmd("test").arg("-e").arg(&staging).status().unwrap().success(),
+        "staging directory left behind"
+    );
 
     // Rerun on the prepared node: nothing happens.
     let o = ns.nodeprep(&node.cfg, &["boot"]);
@@ -231,12 +276,18 @@ fn one_disk_is_formatted_mounted_bound_and_survives_reruns_and_reboots() {
     let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     let c = &v["checks"][0];
     assert_eq!(c["status"], "pass", "{c}");
-    let (usable, raw) = (c["found"]["usable_bytes"].as_u64().unwrap(), c["found"]["raw_bytes"].as_u64().unwrap());
+    let (usable, raw) =
+        (c["found"]["usable_bytes"].as_u64().unwrap(), c["found"]["raw_bytes"].as_u64().unwrap());
     assert!(usable > raw / 2 && usable < raw, "statfs of the real mount: {usable} of {raw}");
 
     // Data written now lives on the disk...
     let marker = node.path("var/lib/kubelet/marker");
-    assert!(ns.cmd("sh").args(["-c", &format!("echo boot-1 > {} && sync", marker.display())]).status().unwrap().success());
+    assert!(ns
+        .cmd("sh")
+        .args(["-c", &format!("echo boot-1 > {} && sync", marker.display())])
+        .status()
+        .unwrap()
+        .success());
     assert!(!marker.exists(), "written through the bind, not to the root volume");
     drop(ns);
 
@@ -275,7 +326,10 @@ fn a_disk_with_someone_elses_filesystem_is_refused_and_left_untouched() {
     let out = text(&o);
     assert_eq!(o.status.code(), Some(1), "{out}");
     assert!(
-        out.contains(&format!("storage: FAIL: refused: {} (no serial) carries ext4 filesystem (label \"scratch\")", disk.dev)),
+        out.contains(&format!(
+            "storage: FAIL: refused: {} (no serial) carries ext4 filesystem (label \"scratch\")",
+            disk.dev
+        )),
         "{out}"
     );
     assert!(!ns.mountinfo().contains(&disk.dev), "nothing mounted");
@@ -287,17 +341,34 @@ fn boot_waits_for_a_listed_disk_then_names_it() {
     let work = tempfile::tempdir().unwrap();
     let disk = Loop::new(work.path(), "nvme.img", 64);
     let node = Node::new(&[&disk.dev, "/dev/nodeprep-never-appears"]);
-    let cfg = std::fs::read_to_string(&node.cfg).unwrap().replace("[storage]\n", "[storage]\nwait_seconds = 2\n");
+    let cfg = std::fs::read_to_string(&node.cfg)
+        .unwrap()
+        .replace("[storage]\n", "[storage]\nwait_seconds = 2\n");
     std::fs::write(&node.cfg, cfg).unwrap();
     let ns = Ns::new();
     let t0 = Instant::now();
-    let o = ns.cmd(BIN).arg("--config").arg(&node.cfg).arg("boot").env("NODEPREP_LOG", "info").output().unwrap();
+    let o = ns
+        .cmd(BIN)
+        .arg("--config")
+        .arg(&node.cfg)
+        .arg("boot")
+        .env("NODEPREP_LOG", "info")
+        .output()
+        .unwrap();
     let waited = t0.elapsed();
     let out = text(&o);
     assert_eq!(o.status.code(), Some(1), "{out}");
-    assert!(waited >= Duration::from_secs(2), "gave up after {waited:?} instead of waiting storage.wait_seconds");
+    assert!(
+        waited >= Duration::from_secs(2),
+        "gave up after {waited:?} instead of waiting storage.wait_seconds"
+    );
     assert!(out.contains("not every instance-store disk appeared"), "{out}");
-    assert!(out.contains("storage.devices: /dev/nodeprep-never-appears is not a block device on this host"), "{out}");
+    assert!(
+        out.contains(
+            "storage.devices: /dev/nodeprep-never-appears is not a block device on this host"
+        ),
+        "{out}"
+    );
     assert!(!ns.mountinfo().contains(&disk.dev), "nothing done with the disk that is there");
 }
 
@@ -312,11 +383,15 @@ impl Lcg {
 
 #[test]
 fn kill_9_at_random_points_always_converges() {
-    let runs: u32 = std::env::var("NODEPREP_CRASH_RUNS").ok().and_then(|v| v.parse().ok()).unwrap_or(50);
+    let runs: u32 =
+        std::env::var("NODEPREP_CRASH_RUNS").ok().and_then(|v| v.parse().ok()).unwrap_or(50);
     let seed = std::env::var("NODEPREP_CRASH_SEED")
         .ok()
         .and_then(|v| v.parse().ok())
-        .unwrap_or_else(|| std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos() as u64);
+        .unwrap_or_else(|| {
+            std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos()
+                as u64
+        });
     eprintln!("crash convergence: {runs} runs, NODEPREP_CRASH_SEED={seed}");
     let mut rng = Lcg(seed);
     let work = tempfile::tempdir().unwrap();
@@ -348,7 +423,13 @@ fn kill_9_at_random_points_always_converges() {
         let ns = Ns::new();
         let delay = Duration::from_micros(rng.next() % (full.as_micros() as u64 + 1));
         let mut child = ns.cmd(BIN);
-        child.arg("--config").arg(&node.cfg).arg("boot").env("NODEPREP_LOG", "off").stdout(Stdio::null()).stderr(Stdio::null());
+        child
+            .arg("--config")
+            .arg(&node.cfg)
+            .arg("boot")
+            .env("NODEPREP_LOG", "off")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
         // Its own process group, so that the kill takes mkfs/cp with it, as systemd does.
         child.process_group(0);
         let mut child = child.spawn().unwrap();
@@ -361,20 +442,47 @@ fn kill_9_at_random_points_always_converges() {
         killed_midway += u32::from(!finished);
         let o = ns.nodeprep(&node.cfg, &["boot"]);
         let out = text(&o);
-        assert_eq!(o.status.code(), Some(0), "run {run} (seed {seed}, killed after {delay:?}): the rerun did not converge:\n{out}");
+        assert_eq!(
+            o.status.code(),
+            Some(0),
+            "run {run} (seed {seed}, killed after {delay:?}): the rerun did not converge:\n{out}"
+        );
         assert_prepared(&ns, &node, &disk.dev);
-        assert_eq!(containerd_view(&ns, &node), reference, "run {run} (seed {seed}, killed after {delay:?}): content differs");
+        assert_eq!(
+            containerd_view(&ns, &node),
+            reference,
+            "run {run} (seed {seed}, killed after {delay:?}): content differs"
+        );
         let again = ns.nodeprep(&node.cfg, &["boot"]);
-        assert!(text(&again).contains("storage: up to date"), "run {run}: a third run still changes things:\n{}", text(&again));
+        assert!(
+            text(&again).contains("storage: up to date"),
+            "run {run}: a third run still changes things:\n{}",
+            text(&again)
+        );
         let staging = node.path("mnt/nodeprep/.nodeprep-staging");
         let leftovers = ns
             .cmd("sh")
-            .args(["-c", &format!("find {} -mindepth 1 -not -type d 2>/dev/null | head -3", staging.display())])
+            .args([
+                "-c",
+                &format!(
+                    "find {} -mindepth 1 -not -type d 2>/dev/null | head -3",
+                    staging.display()
+                ),
+            ])
             .output()
             .unwrap();
-        assert!(leftovers.stdout.is_empty(), "run {run}: a half copy was left behind: {}", text(&leftovers));
+        assert!(
+            leftovers.stdout.is_empty(),
+            "run {run}: a half copy was left behind: {}",
+            text(&leftovers)
+        );
     }
     assert_eq!(foreign.sha(), foreign_sum, "the foreign disk was touched");
-    eprintln!("crash convergence: {runs} runs, {killed_midway} killed before finishing, all converged");
-    assert!(killed_midway >= runs / 3, "too few runs were interrupted to prove anything ({killed_midway} of {runs})");
+    eprintln!(
+        "crash convergence: {runs} runs, {killed_midway} killed before finishing, all converged"
+    );
+    assert!(
+        killed_midway >= runs / 3,
+        "too few runs were interrupted to prove anything ({killed_midway} of {runs})"
+    );
 }

@@ -25,7 +25,10 @@ fn verify(mutate: impl Fn(&str) -> String) -> (bool, String) {
         .arg(dir.path().join("nodeprep.service"))
         .output()
         .expect("systemd-analyze runs (Debian package systemd)");
-    (o.status.success(), format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr)))
+    (
+        o.status.success(),
+        format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr)),
+    )
 }
 
 #[test]
@@ -48,7 +51,10 @@ fn boot_runs_once_before_containerd_and_kubelet_without_blocking_them() {
     ] {
         assert!(u.lines().any(|l| l == line), "{line} missing:\n{u}");
     }
-    assert!(!u.lines().any(|l| l.starts_with("RequiredBy=")), "must not block containerd unless configured");
+    assert!(
+        !u.lines().any(|l| l.starts_with("RequiredBy=")),
+        "must not block containerd unless configured"
+    );
 }
 
 #[test]

@@ -46,7 +46,11 @@ pub fn config(data: &[u8]) {
         Ok(cfg) => {
             let shown = config::show(&cfg, &config::Origin::File(file.into()));
             let back = config::parse(&shown, file);
-            assert_eq!(back.as_ref(), Ok(&cfg), "`config show` of {text:?} reads back differently:\n{shown}");
+            assert_eq!(
+                back.as_ref(),
+                Ok(&cfg),
+                "`config show` of {text:?} reads back differently:\n{shown}"
+            );
         }
         Err(e) => {
             assert_eq!(e.file, file);
@@ -114,7 +118,11 @@ pub fn proc_limits(data: &[u8]) {
                 Some('T') => (&soft[..soft.len() - 1], 1 << 40),
                 _ => (soft, 1),
             };
-            assert_eq!(num.trim().parse::<u64>().ok().and_then(|n| n.checked_mul(mult)), Some(b), "{line:?}");
+            assert_eq!(
+                num.trim().parse::<u64>().ok().and_then(|n| n.checked_mul(mult)),
+                Some(b),
+                "{line:?}"
+            );
         }
     }
 }
@@ -127,7 +135,8 @@ pub fn sysfs(data: &[u8]) {
     let mut fields = data.split(|&b| b == 0);
     let mut next = || fields.next().unwrap_or_default();
     let (vendor, device, state, phys, ibdev) = (next(), next(), next(), next(), next());
-    let (pci_vendor, pci_device, class, version, efa_version) = (next(), next(), next(), next(), next());
+    let (pci_vendor, pci_device, class, version, efa_version) =
+        (next(), next(), next(), next(), next());
     let name = |field: &[u8], default: &str| {
         let s = String::from_utf8_lossy(field);
         let ok = !s.is_empty() && s.len() < 200 && s != "." && s != ".." && !s.contains('/');
@@ -137,7 +146,8 @@ pub fn sysfs(data: &[u8]) {
             default.to_string()
         }
     };
-    let (ib_name, bdf, uverbs) = (name(next(), "rdmap79s0"), name(next(), "0000:53:00.0"), name(next(), "uverbs0"));
+    let (ib_name, bdf, uverbs) =
+        (name(next(), "rdmap79s0"), name(next(), "0000:53:00.0"), name(next(), "uverbs0"));
 
     let scratch = Scratch::new();
     let root = &scratch.0;
@@ -163,7 +173,8 @@ pub fn sysfs(data: &[u8]) {
 
     let snap = efa::observe(&host);
     assert!(snap.errors.is_empty(), "{:?}", snap.errors);
-    let is_efa = attr(vendor) == "0x1d0f" && ["0xefa0", "0xefa1", "0xefa2", "0xefa3", "0xefa4"].contains(&attr(device).as_str());
+    let is_efa = attr(vendor) == "0x1d0f"
+        && ["0xefa0", "0xefa1", "0xefa2", "0xefa3", "0xefa4"].contains(&attr(device).as_str());
     assert_eq!(snap.devices.len(), usize::from(is_efa), "{snap:?}");
     assert_eq!(efa::present(&host), is_efa);
     let usable = is_efa
@@ -195,8 +206,15 @@ struct Scratch(PathBuf);
 
 impl Scratch {
     fn new() -> Scratch {
-        let base = if Path::new("/dev/shm").is_dir() { PathBuf::from("/dev/shm") } else { std::env::temp_dir() };
-        let dir = base.join(format!("nodeprep-fuzz-{}-{:?}", std::process::id(), std::thread::current().id()).replace(['(', ')'], ""));
+        let base = if Path::new("/dev/shm").is_dir() {
+            PathBuf::from("/dev/shm")
+        } else {
+            std::env::temp_dir()
+        };
+        let dir = base.join(
+            format!("nodeprep-fuzz-{}-{:?}", std::process::id(), std::thread::current().id())
+                .replace(['(', ')'], ""),
+        );
         let _ = std::fs::remove_dir_all(&dir);
         Scratch(dir)
     }
@@ -253,7 +271,11 @@ pub fn nvidia_version(data: &[u8]) {
     if let Some(v) = nvidia::parse_proc_version(&text) {
         let line = text.lines().find(|l| l.starts_with("NVRM version:")).expect("the version line");
         assert!(line.split_whitespace().any(|t| t == v), "{v} not in {line:?}");
-        assert!(v.split('.').count() >= 2 && v.split('.').all(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit())), "{v}");
+        assert!(
+            v.split('.').count() >= 2
+                && v.split('.').all(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit())),
+            "{v}"
+        );
     }
     let (name, model) = text.split_once('\n').unwrap_or((&text, ""));
     let _ = nvidia::model_matches(name, model);
@@ -267,21 +289,38 @@ pub fn nvidia_version(data: &[u8]) {
 pub fn runtime_spec(data: &[u8]) {
     let text = String::from_utf8_lossy(data);
     let Ok(spec) = limits::parse_spec(&text) else { return };
-    let wanted =
-        [LimitsConfig::default(), LimitsConfig { memlock: Limit::Bytes(1 << 30), stack: Limit::Bytes(8 << 20), ..LimitsConfig::default() }];
+    let wanted = [
+        LimitsConfig::default(),
+        LimitsConfig {
+            memlock: Limit::Bytes(1 << 30),
+            stack: Limit::Bytes(8 << 20),
+            ..LimitsConfig::default()
+        },
+    ];
     for cfg in wanted {
-        let new = nodeprep::apply::limits::updated_spec(&spec, &cfg).unwrap_or_else(|| spec.clone());
+        let new =
+            nodeprep::apply::limits::updated_spec(&spec, &cfg).unwrap_or_else(|| spec.clone());
         let written = serde_json::to_string_pretty(&new).expect("JSON value serializes");
-        let back = limits::parse_spec(&written).unwrap_or_else(|e| panic!("nodeprep wrote a spec it rejects ({e}):\n{written}"));
+        let back = limits::parse_spec(&written)
+            .unwrap_or_else(|e| panic!("nodeprep wrote a spec it rejects ({e}):\n{written}"));
         assert_eq!(limits::spec_rlimit(&back, "RLIMIT_MEMLOCK"), Some(cfg.memlock), "{written}");
         assert_eq!(limits::spec_rlimit(&back, "RLIMIT_STACK"), Some(cfg.stack), "{written}");
-        assert_eq!(nodeprep::apply::limits::updated_spec(&back, &cfg), None, "a second update changes {written}");
+        assert_eq!(
+            nodeprep::apply::limits::updated_spec(&back, &cfg),
+            None,
+            "a second update changes {written}"
+        );
         let others = |v: &Value| -> Vec<Value> {
             v.pointer("/process/rlimits")
                 .and_then(Value::as_array)
                 .map(|a| {
                     a.iter()
-                        .filter(|e| !matches!(e.get("type").and_then(Value::as_str), Some("RLIMIT_MEMLOCK" | "RLIMIT_STACK")))
+                        .filter(|e| {
+                            !matches!(
+                                e.get("type").and_then(Value::as_str),
+                                Some("RLIMIT_MEMLOCK" | "RLIMIT_STACK")
+                            )
+                        })
                         .cloned()
                         .collect()
                 })
@@ -308,12 +347,17 @@ pub fn mountinfo(data: &[u8]) {
     match mountinfo::parse(&text) {
         Ok(mounts) => {
             assert_eq!(mounts.len(), text.lines().filter(|l| !l.trim().is_empty()).count());
-            for m in mounts.iter().filter(|m| m.mount_point == "/" || !m.mount_point.ends_with('/')) {
+            for m in mounts.iter().filter(|m| m.mount_point == "/" || !m.mount_point.ends_with('/'))
+            {
                 assert!(mountinfo::top_at(&mounts, &m.mount_point).is_some(), "{m:?}");
             }
         }
         Err(e) => assert!((1..=text.lines().count()).contains(&e.line), "{e}"),
     }
-    let escaped = text.replace('\\', "\\134").replace(' ', "\\040").replace('\t', "\\011").replace('\n', "\\012");
+    let escaped = text
+        .replace('\\', "\\134")
+        .replace(' ', "\\040")
+        .replace('\t', "\\011")
+        .replace('\n', "\\012");
     assert_eq!(mountinfo::unescape(&escaped), text, "{escaped:?}");
 }

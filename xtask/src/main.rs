@@ -25,7 +25,9 @@ fn docs(out: &Path) -> std::io::Result<()> {
     std::fs::create_dir_all(out)?;
     // nodeprep.1 plus nodeprep-<command>.1 for each subcommand.
     clap_mangen::generate_to(nodeprep::cli::Cli::command(), out)?;
-    for (shell, file) in [(Shell::Bash, "nodeprep.bash"), (Shell::Zsh, "_nodeprep"), (Shell::Fish, "nodeprep.fish")] {
+    for (shell, file) in
+        [(Shell::Bash, "nodeprep.bash"), (Shell::Zsh, "_nodeprep"), (Shell::Fish, "nodeprep.fish")]
+    {
         let mut buf = Vec::new();
         clap_complete::generate(shell, &mut nodeprep::cli::Cli::command(), "nodeprep", &mut buf);
         std::fs::write(out.join(file), buf)?;

@@ -54,8 +54,13 @@ pub fn limits_d_content(cfg: &LimitsConfig) -> String {
 /// The spec with RLIMIT_MEMLOCK and RLIMIT_STACK set; `None` when it already has them.
 pub fn updated_spec(spec: &Value, cfg: &LimitsConfig) -> Option<Value> {
     let mut new = spec.clone();
-    let process = new.as_object_mut()?.entry("process").or_insert_with(|| Value::Object(Default::default()));
-    let rlimits = process.as_object_mut()?.entry("rlimits").or_insert_with(|| Value::Array(Vec::new())).as_array_mut()?;
+    let process =
+        new.as_object_mut()?.entry("process").or_insert_with(|| Value::Object(Default::default()));
+    let rlimits = process
+        .as_object_mut()?
+        .entry("rlimits")
+        .or_insert_with(|| Value::Array(Vec::new()))
+        .as_array_mut()?;
     for k in Kind::ALL {
         let v = oci_value(k.wanted(cfg));
         let entry = serde_json::json!({"type": k.oci(), "hard": v, "soft": v});
@@ -79,7 +84,9 @@ pub fn updated_spec(spec: &Value, cfg: &LimitsConfig) -> Option<Value> {
 pub fn wanted(cfg: &LimitsConfig, snap: &Snapshot) -> Result<(), String> {
     match cfg.apply {
         Mode::Never => Err("limits.apply = \"never\"".into()),
-        Mode::Auto if !snap.efa_present => Err("no EFA devices on this node (limits.apply = \"auto\")".into()),
+        Mode::Auto if !snap.efa_present => {
+            Err("no EFA devices on this node (limits.apply = \"auto\")".into())
+        }
         _ => Ok(()),
     }
 }
@@ -118,19 +125,21 @@ pub fn plan(snap: &Snapshot, cfg: &LimitsConfig, live: bool) -> Plan {
             what: "base runtime spec".into(),
             why: format!("{} does not exist; containers get containerd's limits", snap.spec_path),
         }),
-        SpecState::Invalid { error } => {
-            actions.push(Action::Notice { message: format!("{} left untouched: {error}; fix or remove it", snap.spec_path) })
-        }
+        SpecState::Invalid { error } => actions.push(Action::Notice {
+            message: format!("{} left untouched: {error}; fix or remove it", snap.spec_path),
+        }),
         SpecState::Valid { text, value, .. } => {
             if let Some(new) = updated_spec(value, cfg) {
                 spec_changes = true;
-                let content = serde_json::to_string_pretty(&new).expect("JSON value serializes") + "\n";
+                let content =
+                    serde_json::to_string_pretty(&new).expect("JSON value serializes") + "\n";
                 actions.push(Action::WriteFile {
                     path: snap.spec_path.clone().into(),
                     content,
                     old: Some(text.clone()),
                     mode: 0o644,
-                    why: "RLIMIT_MEMLOCK/RLIMIT_STACK in process.rlimits (other entries kept)".into(),
+                    why: "RLIMIT_MEMLOCK/RLIMIT_STACK in process.rlimits (other entries kept)"
+                        .into(),
                 });
             }
         }
@@ -144,8 +153,14 @@ pub fn plan(snap: &Snapshot, cfg: &LimitsConfig, live: bool) -> Plan {
         };
         match (live, snap.systemd_running) {
             (true, true) => actions.push(reload()),
-            (false, _) => actions.push(Action::Skip { what: "systemctl daemon-reload".into(), why: "--root is not /".into() }),
-            (true, false) => actions.push(Action::Skip { what: "systemctl daemon-reload".into(), why: "systemd is not running".into() }),
+            (false, _) => actions.push(Action::Skip {
+                what: "systemctl daemon-reload".into(),
+                why: "--root is not /".into(),
+            }),
+            (true, false) => actions.push(Action::Skip {
+                what: "systemctl daemon-reload".into(),
+                why: "systemd is not running".into(),
+            }),
         }
     }
     if let Some(c) = &snap.containerd {
@@ -162,7 +177,8 @@ pub fn plan(snap: &Snapshot, cfg: &LimitsConfig, live: bool) -> Plan {
                     .filter(|&k| snap.containerd_limit(k).is_none_or(|have| have < k.wanted(cfg)))
                     .map(Kind::key)
                     .collect();
-                (!low.is_empty()).then(|| format!("it runs with a lower {} than configured", low.join(" and ")))
+                (!low.is_empty())
+                    .then(|| format!("it runs with a lower {} than configured", low.join(" and ")))
             }
         };
         if let Some(reason) = reason {

@@ -97,23 +97,53 @@ impl Plan {
             match a {
                 Action::WriteFile { path, content, old, mode, why } => {
                     let verb = if old.is_some() { "would update" } else { "would create" };
-                    let _ = writeln!(out, "{}: {verb} {} (mode {mode:o}): {why}", self.capability, path.display());
+                    let _ = writeln!(
+                        out,
+                        "{}: {verb} {} (mode {mode:o}): {why}",
+                        self.capability,
+                        path.display()
+                    );
                     let old_text = old.as_deref().unwrap_or("");
                     let diff = similar::TextDiff::from_lines(old_text, content.as_str());
-                    let from = if old.is_some() { path.display().to_string() } else { "/dev/null".into() };
-                    let _ = write!(out, "{}", diff.unified_diff().context_radius(3).header(&from, &path.display().to_string()));
+                    let from =
+                        if old.is_some() { path.display().to_string() } else { "/dev/null".into() };
+                    let _ = write!(
+                        out,
+                        "{}",
+                        diff.unified_diff()
+                            .context_radius(3)
+                            .header(&from, &path.display().to_string())
+                    );
                 }
                 Action::Run { program, args, why, .. } => {
-                    let _ = writeln!(out, "{}: would run `{program} {}`: {why}", self.capability, args.join(" "));
+                    let _ = writeln!(
+                        out,
+                        "{}: would run `{program} {}`: {why}",
+                        self.capability,
+                        args.join(" ")
+                    );
                 }
                 Action::MakeDir { path, why } => {
-                    let _ = writeln!(out, "{}: would create directory {path} if missing: {why}", self.capability);
+                    let _ = writeln!(
+                        out,
+                        "{}: would create directory {path} if missing: {why}",
+                        self.capability
+                    );
                 }
                 Action::Mount { source, target, fstype, options, why } => {
-                    let _ = writeln!(out, "{}: would mount {source} on {target} ({fstype}, {}): {why}", self.capability, options.join(","));
+                    let _ = writeln!(
+                        out,
+                        "{}: would mount {source} on {target} ({fstype}, {}): {why}",
+                        self.capability,
+                        options.join(",")
+                    );
                 }
                 Action::VerifyMount { path, fstype } => {
-                    let _ = writeln!(out, "{}: would verify {path} is {fstype} and writable before use", self.capability);
+                    let _ = writeln!(
+                        out,
+                        "{}: would verify {path} is {fstype} and writable before use",
+                        self.capability
+                    );
                 }
                 Action::PrepareBindSource { target, source, .. } => {
                     let _ = writeln!(
@@ -123,7 +153,8 @@ impl Plan {
                     );
                 }
                 Action::Bind { source, target } => {
-                    let _ = writeln!(out, "{}: would bind-mount {source} on {target}", self.capability);
+                    let _ =
+                        writeln!(out, "{}: would bind-mount {source} on {target}", self.capability);
                 }
                 Action::Refuse { message } => {
                     let _ = writeln!(out, "{}: REFUSED: {message}", self.capability);
@@ -146,11 +177,13 @@ pub fn execute(host: &Host, plan: &Plan) -> Vec<Outcome> {
     for a in &plan.actions {
         let started = std::time::Instant::now();
         let outcome = match a {
-            Action::WriteFile { path, content, mode, .. } => match write_atomic(host, path, content, *mode, Durability::Durable) {
-                Ok(true) => Outcome::Done(format!("wrote {}", path.display())),
-                Ok(false) => Outcome::Skipped(format!("{} already up to date", path.display())),
-                Err(e) => Outcome::Failed(e),
-            },
+            Action::WriteFile { path, content, mode, .. } => {
+                match write_atomic(host, path, content, *mode, Durability::Durable) {
+                    Ok(true) => Outcome::Done(format!("wrote {}", path.display())),
+                    Ok(false) => Outcome::Skipped(format!("{} already up to date", path.display())),
+                    Err(e) => Outcome::Failed(e),
+                }
+            }
             Action::Run { program, args, why, timeout_s } => {
                 let args: Vec<&str> = args.iter().map(String::as_str).collect();
                 match cmd::run(host, program, &args, Duration::from_secs(*timeout_s)) {
@@ -171,7 +204,9 @@ pub fn execute(host: &Host, plan: &Plan) -> Vec<Outcome> {
         let (kind, text) = outcome.text();
         let elapsed_ms = started.elapsed().as_millis() as u64;
         match &outcome {
-            Outcome::Failed(_) => tracing::error!(capability = plan.capability, outcome = kind, elapsed_ms, "{text}"),
+            Outcome::Failed(_) => {
+                tracing::error!(capability = plan.capability, outcome = kind, elapsed_ms, "{text}")
+            }
             _ => tracing::info!(capability = plan.capability, outcome = kind, elapsed_ms, "{text}"),
         }
         let failed = matches!(outcome, Outcome::Failed(_));
@@ -195,12 +230,22 @@ pub enum Durability {
 
 /// Writes `content` to the host path atomically, keeping the mode and owner of an existing file
 /// (`mode` for a new one). Returns false when the file already has this content (nothing written).
-pub fn write_atomic(host: &Host, host_path: &Path, content: &str, mode: u32, durability: Durability) -> Result<bool, String> {
+pub fn write_atomic(
+    host: &Host,
+    host_path: &Path,
+    content: &str,
+    mode: u32,
+    durability: Durability,
+) -> Result<bool, String> {
     let path = host.path(host_path);
     let explain = |op: &str, p: &Path, e: std::io::Error| {
         let hint = match e.kind() {
-            std::io::ErrorKind::PermissionDenied => " — nodeprep boot must run as root (the nodeprep-boot.service unit does)",
-            std::io::ErrorKind::ReadOnlyFilesystem => " — the filesystem is read-only; on Bottlerocket use its settings API instead",
+            std::io::ErrorKind::PermissionDenied => {
+                " — nodeprep boot must run as root (the nodeprep-boot.service unit does)"
+            }
+            std::io::ErrorKind::ReadOnlyFilesystem => {
+                " — the filesystem is read-only; on Bottlerocket use its settings API instead"
+            }
             _ => "",
         };
         format!("{op} {}: {e}{hint}", p.display())
@@ -230,9 +275,11 @@ pub fn write_atomic(host: &Host, host_path: &Path, content: &str, mode: u32, dur
             .open(&tmp)
             .map_err(|e| explain("creating", &tmp, e))?;
         f.write_all(content.as_bytes()).map_err(|e| explain("writing", &tmp, e))?;
-        std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(mode)).map_err(|e| explain("setting mode of", &tmp, e))?;
+        std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(mode))
+            .map_err(|e| explain("setting mode of", &tmp, e))?;
         if let Some((uid, gid)) = owner {
-            std::os::unix::fs::chown(&tmp, Some(uid), Some(gid)).map_err(|e| explain("setting owner of", &tmp, e))?;
+            std::os::unix::fs::chown(&tmp, Some(uid), Some(gid))
+                .map_err(|e| explain("setting owner of", &tmp, e))?;
         }
         if durability == Durability::Durable {
             f.sync_all().map_err(|e| explain("syncing", &tmp, e))?;
@@ -259,17 +306,42 @@ mod tests {
     fn atomic_write_keeps_mode_and_skips_identical_content() {
         let dir = tempfile::tempdir().unwrap();
         let host = Host::new(dir.path());
-        assert!(write_atomic(&host, Path::new("/etc/a/b.conf"), "one\n", 0o644, Durability::Durable).unwrap());
+        assert!(write_atomic(
+            &host,
+            Path::new("/etc/a/b.conf"),
+            "one\n",
+            0o644,
+            Durability::Durable
+        )
+        .unwrap());
         let p = host.path("/etc/a/b.conf");
         assert_eq!(std::fs::metadata(&p).unwrap().permissions().mode() & 0o777, 0o644);
         std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o600)).unwrap();
         let before = std::fs::metadata(&p).unwrap().modified().unwrap();
-        assert!(!write_atomic(&host, Path::new("/etc/a/b.conf"), "one\n", 0o644, Durability::Durable).unwrap());
+        assert!(!write_atomic(
+            &host,
+            Path::new("/etc/a/b.conf"),
+            "one\n",
+            0o644,
+            Durability::Durable
+        )
+        .unwrap());
         assert_eq!(std::fs::metadata(&p).unwrap().modified().unwrap(), before);
-        assert!(write_atomic(&host, Path::new("/etc/a/b.conf"), "two\n", 0o644, Durability::Volatile).unwrap());
+        assert!(write_atomic(
+            &host,
+            Path::new("/etc/a/b.conf"),
+            "two\n",
+            0o644,
+            Durability::Volatile
+        )
+        .unwrap());
         assert_eq!(std::fs::read_to_string(&p).unwrap(), "two\n");
         assert_eq!(std::fs::metadata(&p).unwrap().permissions().mode() & 0o777, 0o600, "mode kept");
-        assert_eq!(std::fs::read_dir(host.path("/etc/a")).unwrap().count(), 1, "no temporary file left");
+        assert_eq!(
+            std::fs::read_dir(host.path("/etc/a")).unwrap().count(),
+            1,
+            "no temporary file left"
+        );
     }
 
     #[test]
@@ -284,12 +356,20 @@ mod tests {
                     mode: 0o644,
                     why: "test".into(),
                 },
-                Action::Run { program: "systemctl".into(), args: vec!["daemon-reload".into()], why: "reload".into(), timeout_s: 60 },
+                Action::Run {
+                    program: "systemctl".into(),
+                    args: vec!["daemon-reload".into()],
+                    why: "reload".into(),
+                    timeout_s: 60,
+                },
             ],
         };
         let r = plan.render();
         assert!(r.contains("limits: would update /etc/x.conf (mode 644): test"), "{r}");
-        assert!(r.contains("--- /etc/x.conf\n+++ /etc/x.conf\n@@ -1,2 +1,2 @@\n a\n-b\n+B\n"), "{r}");
+        assert!(
+            r.contains("--- /etc/x.conf\n+++ /etc/x.conf\n@@ -1,2 +1,2 @@\n a\n-b\n+B\n"),
+            "{r}"
+        );
         assert!(r.contains("limits: would run `systemctl daemon-reload`: reload"), "{r}");
         assert!(!plan.is_noop());
     }

@@ -29,7 +29,12 @@ pub const MOUNT_OPTIONS: &[&str] = &["nosuid", "nodev", "noatime"];
 pub const CHUNK_KIB: u32 = 256;
 
 fn run(program: &str, args: &[&str], why: &str, timeout_s: u64) -> Action {
-    Action::Run { program: program.into(), args: args.iter().map(|s| s.to_string()).collect(), why: why.into(), timeout_s }
+    Action::Run {
+        program: program.into(),
+        args: args.iter().map(|s| s.to_string()).collect(),
+        why: why.into(),
+        timeout_s,
+    }
 }
 
 /// Is this content ours to reuse or overwrite?
@@ -45,7 +50,11 @@ fn ours(c: &Content) -> bool {
 /// The first free md device name, counting down from md127 as mdadm does. Arrays the plan stops
 /// first (`stopped`) count as free.
 fn free_md(snap: &Snapshot, stopped: &[String]) -> String {
-    (0..=127).rev().map(|n| format!("md{n}")).find(|n| !snap.md_names.contains(n) || stopped.contains(n)).unwrap_or_else(|| "md127".into())
+    (0..=127)
+        .rev()
+        .map(|n| format!("md{n}"))
+        .find(|n| !snap.md_names.contains(n) || stopped.contains(n))
+        .unwrap_or_else(|| "md127".into())
 }
 
 /// A complete set of our md members among the disks: `(disks in role order)`.
@@ -61,7 +70,10 @@ fn complete_set<'a>(disks: &[&'a Disk]) -> Option<Vec<&'a Disk>> {
         let n = first.raid_disks as usize;
         set.sort_by_key(|d| d.md().and_then(|m| m.role).unwrap_or(u32::MAX));
         let roles: Vec<Option<u32>> = set.iter().map(|d| d.md().and_then(|m| m.role)).collect();
-        let complete = first.level == 0 && n >= 2 && set.len() == n && roles.iter().enumerate().all(|(i, r)| *r == Some(i as u32));
+        let complete = first.level == 0
+            && n >= 2
+            && set.len() == n
+            && roles.iter().enumerate().all(|(i, r)| *r == Some(i as u32));
         complete.then_some(set)
     })
 }
@@ -84,18 +96,35 @@ pub fn plan(snap: &Snapshot, cfg: &StorageConfig) -> Plan {
         return Plan { capability: "storage", actions };
     }
     if !snap.errors.is_empty() {
-        return refuse(&mut actions, format!("cannot see the disks completely, so nothing is changed: {}", snap.errors.join("; ")));
+        return refuse(
+            &mut actions,
+            format!(
+                "cannot see the disks completely, so nothing is changed: {}",
+                snap.errors.join("; ")
+            ),
+        );
     }
     for d in snap.disks.iter().filter(|d| d.in_use.is_some()) {
         let why = d.in_use.clone().unwrap_or_default();
         if snap.explicit {
-            return refuse(&mut actions, format!("{} (listed in storage.devices) is {why}; remove it from storage.devices", d.dev()));
+            return refuse(
+                &mut actions,
+                format!(
+                    "{} (listed in storage.devices) is {why}; remove it from storage.devices",
+                    d.dev()
+                ),
+            );
         }
-        actions.push(Action::Notice { message: format!("{} ({}) is {why}: not used", d.dev(), d.serial) });
+        actions.push(Action::Notice {
+            message: format!("{} ({}) is {why}: not used", d.dev(), d.serial),
+        });
     }
     let disks = snap.usable();
     if disks.is_empty() {
-        return refuse(&mut actions, "storage.enabled = always, but no usable instance-store disk was found".into());
+        return refuse(
+            &mut actions,
+            "storage.enabled = always, but no usable instance-store disk was found".into(),
+        );
     }
     // Never touch what is not ours.
     for d in &disks {
@@ -113,17 +142,30 @@ pub fn plan(snap: &Snapshot, cfg: &StorageConfig) -> Plan {
             );
         }
         if d.content.is_none() {
-            return refuse(&mut actions, format!("{} was not probed for signatures; nothing is changed", d.dev()));
+            return refuse(
+                &mut actions,
+                format!("{} was not probed for signatures; nothing is changed", d.dev()),
+            );
         }
         // Held by an md array: judged by its superblock above. Anything else (device mapper) is not ours.
         if let Some(h) = d.holders.iter().find(|h| !snap.arrays.iter().any(|a| &a.name == *h)) {
-            return refuse(&mut actions, format!("{} is in use by {h} (device mapper or another array); nothing is changed", d.dev()));
+            return refuse(
+                &mut actions,
+                format!(
+                    "{} is in use by {h} (device mapper or another array); nothing is changed",
+                    d.dev()
+                ),
+            );
         }
     }
 
     // A set of our members that is missing disks while fewer disks are present than it had: a
     // member has not appeared (or failed). Recreating would erase the rest; wait for it instead.
-    if let Some(m) = disks.iter().filter_map(|d| d.md()).find(|m| m.short_name() == NAME && disks.len() < m.raid_disks as usize) {
+    if let Some(m) = disks
+        .iter()
+        .filter_map(|d| d.md())
+        .find(|m| m.short_name() == NAME && disks.len() < m.raid_disks as usize)
+    {
         if complete_set(&disks).is_none() {
             return refuse(
                 &mut actions,
@@ -140,11 +182,16 @@ pub fn plan(snap: &Snapshot, cfg: &StorageConfig) -> Plan {
     }
 
     // 1. The block device to format and mount.
-    let (device, devnum, content, fresh) = if disks.len() == 1 && snap.array_of(&disks[0].name).is_none() {
+    let (device, devnum, content, fresh) = if disks.len() == 1
+        && snap.array_of(&disks[0].name).is_none()
+    {
         let d = disks[0];
         (d.dev(), d.devnum, d.content.clone().unwrap_or(Content::Blank), false)
-    } else if let Some(a) = disks.iter().find_map(|d| snap.array_of(&d.name)).filter(|a| a.is_running()) {
-        let outside: Vec<String> = disks.iter().filter(|d| !a.members.contains(&d.name)).map(|d| d.dev()).collect();
+    } else if let Some(a) =
+        disks.iter().find_map(|d| snap.array_of(&d.name)).filter(|a| a.is_running())
+    {
+        let outside: Vec<String> =
+            disks.iter().filter(|d| !a.members.contains(&d.name)).map(|d| d.dev()).collect();
         if !outside.is_empty() {
             actions.push(Action::Notice {
                 message: format!(
@@ -162,7 +209,13 @@ pub fn plan(snap: &Snapshot, cfg: &StorageConfig) -> Plan {
             actions.push(run(
                 "mdadm",
                 &["--stop", &a.dev()],
-                &format!("{} is {} with {} of {} members", a.dev(), a.state, a.members.len(), a.raid_disks),
+                &format!(
+                    "{} is {} with {} of {} members",
+                    a.dev(),
+                    a.state,
+                    a.members.len(),
+                    a.raid_disks
+                ),
                 60,
             ));
         }
@@ -173,11 +226,23 @@ pub fn plan(snap: &Snapshot, cfg: &StorageConfig) -> Plan {
             let mut args = vec!["--assemble", "--run", md.as_str()];
             args.extend(names.iter().map(String::as_str));
             let uuid = set[0].md().map(|m| m.uuid_string()).unwrap_or_default();
-            actions.push(run("mdadm", &args, &format!("the disks hold our array {uuid}: assemble it, data kept"), 120));
-            let leftover: Vec<String> = disks.iter().filter(|d| !set.iter().any(|s| s.name == d.name)).map(|d| d.dev()).collect();
+            actions.push(run(
+                "mdadm",
+                &args,
+                &format!("the disks hold our array {uuid}: assemble it, data kept"),
+                120,
+            ));
+            let leftover: Vec<String> = disks
+                .iter()
+                .filter(|d| !set.iter().any(|s| s.name == d.name))
+                .map(|d| d.dev())
+                .collect();
             if !leftover.is_empty() {
                 actions.push(Action::Notice {
-                    message: format!("{} not in our array {uuid}; left unused so its data is kept", leftover.join(", ")),
+                    message: format!(
+                        "{} not in our array {uuid}; left unused so its data is kept",
+                        leftover.join(", ")
+                    ),
                 });
             }
             let c = set[0].array_content.clone().unwrap_or(Content::Blank);
@@ -201,7 +266,12 @@ pub fn plan(snap: &Snapshot, cfg: &StorageConfig) -> Plan {
                 count.as_str(),
             ];
             args.extend(names.iter().map(String::as_str));
-            actions.push(run("mdadm", &args, &format!("RAID0 of {} blank instance-store disks", disks.len()), 120));
+            actions.push(run(
+                "mdadm",
+                &args,
+                &format!("RAID0 of {} blank instance-store disks", disks.len()),
+                120,
+            ));
             (md, None, Content::Blank, true)
         }
     };
@@ -213,7 +283,16 @@ pub fn plan(snap: &Snapshot, cfg: &StorageConfig) -> Plan {
             args.insert(0, "-f");
         }
         args.push(device.as_str());
-        run("mkfs.xfs", &args, if force { "xfs on our own array/disk (old content is ours)" } else { "xfs, discard skipped (-K)" }, 900)
+        run(
+            "mkfs.xfs",
+            &args,
+            if force {
+                "xfs on our own array/disk (old content is ours)"
+            } else {
+                "xfs, discard skipped (-K)"
+            },
+            900,
+        )
     };
     match &content {
         _ if fresh => actions.push(mkfs(true)),
@@ -271,8 +350,13 @@ pub fn plan(snap: &Snapshot, cfg: &StorageConfig) -> Plan {
             }
         }
         let source = bind_source(mp, &target);
-        let staging = bind_source(&format!("{}/.nodeprep-staging", mp.trim_end_matches('/')), &target);
-        binds.push(Action::PrepareBindSource { target: target.clone(), source: source.clone(), staging });
+        let staging =
+            bind_source(&format!("{}/.nodeprep-staging", mp.trim_end_matches('/')), &target);
+        binds.push(Action::PrepareBindSource {
+            target: target.clone(),
+            source: source.clone(),
+            staging,
+        });
         binds.push(Action::Bind { source, target });
     }
     if !binds.is_empty() {
@@ -293,7 +377,10 @@ pub fn plan(snap: &Snapshot, cfg: &StorageConfig) -> Plan {
 
 fn not_live(host: &Host, what: &str) -> Option<Outcome> {
     (!host.is_live()).then(|| {
-        Outcome::Skipped(format!("{what} not done: --root is {}, not / (mounts only happen on the live host)", host.root().display()))
+        Outcome::Skipped(format!(
+            "{what} not done: --root is {}, not / (mounts only happen on the live host)",
+            host.root().display()
+        ))
     })
 }
 
@@ -326,7 +413,8 @@ pub fn effect(host: &Host, a: &Action) -> Outcome {
             }
             match Path::new(path).is_dir() {
                 true => Outcome::Skipped(format!("{path} exists")),
-                false => mkdirs(path).map_or_else(Outcome::Failed, |_| Outcome::Done(format!("created {path}"))),
+                false => mkdirs(path)
+                    .map_or_else(Outcome::Failed, |_| Outcome::Done(format!("created {path}"))),
             }
         }
         Action::Mount { source, target, fstype, options, .. } => {
@@ -352,7 +440,9 @@ pub fn effect(host: &Host, a: &Action) -> Outcome {
                 |e| {
                     // Unmount a filesystem we cannot use, so nothing gets written into a bad mount.
                     let _ = nix::mount::umount2(path.as_str(), nix::mount::MntFlags::MNT_DETACH);
-                    Outcome::Failed(format!("{path} failed its test after mounting and was unmounted: {e}"))
+                    Outcome::Failed(format!(
+                        "{path} failed its test after mounting and was unmounted: {e}"
+                    ))
                 },
                 |_| Outcome::Done(format!("verified {path}: {fstype}, writable")),
             )
@@ -361,7 +451,8 @@ pub fn effect(host: &Host, a: &Action) -> Outcome {
             if let Some(o) = not_live(host, &format!("copy {target} to {source}")) {
                 return o;
             }
-            prepare_bind_source(host, target, source, staging).map_or_else(Outcome::Failed, Outcome::Done)
+            prepare_bind_source(host, target, source, staging)
+                .map_or_else(Outcome::Failed, Outcome::Done)
         }
         Action::Bind { source, target } => {
             if let Some(o) = not_live(host, &format!("bind {source} on {target}")) {
@@ -370,7 +461,13 @@ pub fn effect(host: &Host, a: &Action) -> Outcome {
             if let Err(e) = mkdirs(target) {
                 return Outcome::Failed(e);
             }
-            match nix::mount::mount(Some(source.as_str()), target.as_str(), None::<&str>, nix::mount::MsFlags::MS_BIND, None::<&str>) {
+            match nix::mount::mount(
+                Some(source.as_str()),
+                target.as_str(),
+                None::<&str>,
+                nix::mount::MsFlags::MS_BIND,
+                None::<&str>,
+            ) {
                 Ok(()) => Outcome::Done(format!("bind-mounted {source} on {target}")),
                 Err(e) => Outcome::Failed(format!("bind-mount {source} on {target}: {e}")),
             }
@@ -396,19 +493,31 @@ fn verify(path: &str, fstype: &str) -> Result<(), String> {
     write().map_err(|e| format!("writing {}: {e}", probe.display()))
 }
 
-fn prepare_bind_source(host: &Host, target: &str, source: &str, staging: &str) -> Result<String, String> {
+fn prepare_bind_source(
+    host: &Host,
+    target: &str,
+    source: &str,
+    staging: &str,
+) -> Result<String, String> {
     if Path::new(source).is_dir() {
         return Ok(format!("kept {source} (data from an earlier boot; the root volume's {target} stays hidden under the bind)"));
     }
     if Path::new(staging).exists() {
         // A copy that did not finish (crash, kill): start it again.
-        std::fs::remove_dir_all(staging).map_err(|e| format!("removing unfinished copy {staging}: {e}"))?;
+        std::fs::remove_dir_all(staging)
+            .map_err(|e| format!("removing unfinished copy {staging}: {e}"))?;
     }
-    let parent = |p: &str| Path::new(p).parent().map(|d| d.to_string_lossy().into_owned()).unwrap_or_else(|| "/".into());
+    let parent = |p: &str| {
+        Path::new(p)
+            .parent()
+            .map(|d| d.to_string_lossy().into_owned())
+            .unwrap_or_else(|| "/".into())
+    };
     mkdirs(&parent(staging))?;
     let what = if Path::new(target).is_dir() {
         // cp -a keeps owners, modes, timestamps, links, xattrs (SELinux labels) and device nodes.
-        cmd::run(host, "cp", &["-a", target, staging], Duration::from_secs(3600)).map_err(|e| e.to_string())?;
+        cmd::run(host, "cp", &["-a", target, staging], Duration::from_secs(3600))
+            .map_err(|e| e.to_string())?;
         format!("copied {target} to {source}")
     } else {
         mkdirs(target)?;

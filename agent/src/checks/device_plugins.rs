@@ -71,7 +71,8 @@ impl Check for DevicePlugins {
             Err(e) => {
                 r.status = Status::Fail;
                 r.summary = format!("cannot read kubelet's device-plugin checkpoint: {e}");
-                return r.remedy("run nodeprep as root, or mount /var/lib/kubelet into its container");
+                return r
+                    .remedy("run nodeprep as root, or mount /var/lib/kubelet into its container");
             }
         };
         if !required {
@@ -81,7 +82,8 @@ impl Check for DevicePlugins {
         }
         let Some(text) = text else {
             r.status = Status::Fail;
-            r.summary = format!("no device plugin has registered with kubelet ({} absent)", path.display());
+            r.summary =
+                format!("no device plugin has registered with kubelet ({} absent)", path.display());
             for (res, _) in &expected {
                 r = r.found(res, 0);
             }
@@ -110,7 +112,13 @@ impl Check for DevicePlugins {
         r.summary = format!("registered with kubelet: {}", parts.join(", "));
         if !short.is_empty() {
             r.status = Status::Fail;
-            let plugin = |res: &str| if res == GPU { "NVIDIA device plugin (or GPU operator)" } else { "aws-efa-k8s-device-plugin" };
+            let plugin = |res: &str| {
+                if res == GPU {
+                    "NVIDIA device plugin (or GPU operator)"
+                } else {
+                    "aws-efa-k8s-device-plugin"
+                }
+            };
             let names: Vec<String> = short.iter().map(|s| plugin(s).to_string()).collect();
             r = r.remedy(format!("the {} has not registered every device: check its pod logs on this node; a plugin started before the driver was ready must be restarted", names.join(" and ")));
         }
@@ -126,8 +134,14 @@ mod tests {
     fn checkpoint_parsing() {
         let t = r#"{"Data":{"PodDeviceEntries":null,"RegisteredDevices":{"nvidia.com/gpu":["a","b"],"vpc.amazonaws.com/efa":[]}},"Checksum":1}"#;
         let c = parse_checkpoint(t).unwrap();
-        assert_eq!(c, vec![("nvidia.com/gpu".to_string(), 2), ("vpc.amazonaws.com/efa".to_string(), 0)]);
-        assert_eq!(parse_checkpoint(r#"{"Data":{"RegisteredDevices":null},"Checksum":1}"#).unwrap(), vec![]);
+        assert_eq!(
+            c,
+            vec![("nvidia.com/gpu".to_string(), 2), ("vpc.amazonaws.com/efa".to_string(), 0)]
+        );
+        assert_eq!(
+            parse_checkpoint(r#"{"Data":{"RegisteredDevices":null},"Checksum":1}"#).unwrap(),
+            vec![]
+        );
         assert!(parse_checkpoint("{").unwrap_err().starts_with("not valid JSON"));
         assert_eq!(parse_checkpoint(r#"{"Checksum":1}"#).unwrap_err(), "no \"Data\" object");
         assert_eq!(

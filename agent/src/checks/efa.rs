@@ -79,11 +79,13 @@ pub struct Snapshot {
 
 fn is_efa(host: &Host, name: &str) -> Result<Option<String>, String> {
     // An RDMA device without a PCI `device/vendor` (soft RoCE, siw) is not EFA.
-    let vendor = host.read_attr_opt(format!("{CLASS}/{name}/device/vendor")).map_err(|e| e.to_string())?;
+    let vendor =
+        host.read_attr_opt(format!("{CLASS}/{name}/device/vendor")).map_err(|e| e.to_string())?;
     if vendor.as_deref() != Some(EFA_VENDOR) {
         return Ok(None);
     }
-    let device = host.read_attr(format!("{CLASS}/{name}/device/device")).map_err(|e| e.to_string())?;
+    let device =
+        host.read_attr(format!("{CLASS}/{name}/device/device")).map_err(|e| e.to_string())?;
     Ok(EFA_DEVICES.contains(&device.as_str()).then_some(device))
 }
 
@@ -103,7 +105,9 @@ pub fn observe(host: &Host) -> Snapshot {
         snap.errors.push(e.to_string());
         Vec::new()
     }) {
-        let Some(n) = uv.strip_prefix("uverbs").and_then(|n| n.parse::<u32>().ok()) else { continue };
+        let Some(n) = uv.strip_prefix("uverbs").and_then(|n| n.parse::<u32>().ok()) else {
+            continue;
+        };
         match host.read_attr(format!("{VERBS}/{uv}/ibdev")) {
             Ok(ib) => {
                 uverbs.insert(ib, n);
@@ -134,7 +138,15 @@ pub fn observe(host: &Host) -> Snapshot {
         let (state, phys_state) = (attr("state"), attr("phys_state"));
         let n = uverbs.get(&name).copied();
         let dev_node = n.is_some_and(|n| dev_nodes.contains(&format!("uverbs{n}")));
-        snap.devices.push(Device { name, device_id, state, phys_state, port_readable, uverbs: n, dev_node });
+        snap.devices.push(Device {
+            name,
+            device_id,
+            state,
+            phys_state,
+            port_readable,
+            uverbs: n,
+            dev_node,
+        });
     }
     // The version is information, not a criterion: an unreadable one is logged and left out.
     snap.driver_version = host.read_attr_opt("/sys/module/efa/version").unwrap_or_else(|e| {
@@ -148,7 +160,10 @@ pub fn observe(host: &Host) -> Snapshot {
 /// Only the PCI IDs are read, and it stops at the first EFA device: `observe` would also read
 /// every port and uverbs attribute.
 pub fn present(host: &Host) -> bool {
-    host.list_dir_opt(CLASS).unwrap_or_default().iter().any(|name| matches!(is_efa(host, name), Ok(Some(_))))
+    host.list_dir_opt(CLASS)
+        .unwrap_or_default()
+        .iter()
+        .any(|name| matches!(is_efa(host, name), Ok(Some(_))))
 }
 
 const REMEDY_MISSING: &str = "make the launch template / EC2NodeClass request every EFA interface (one per network card, interfaceType efa), make sure the EFA driver is installed (aws-efa-installer) and loaded (`modprobe efa`), then relaunch the instance";
@@ -161,12 +176,17 @@ pub fn evaluate(snap: &Snapshot, expected: Option<u32>, identity: &Identity) -> 
     let required = expected.is_some_and(|n| n > 0);
     let total = snap.devices.len();
     let usable = snap.devices.iter().filter(|d| d.usable()).count();
-    let down: Vec<&Device> = snap.devices.iter().filter(|d| d.port_readable && !d.port_up()).collect();
+    let down: Vec<&Device> =
+        snap.devices.iter().filter(|d| d.port_readable && !d.port_up()).collect();
     let no_uverbs: Vec<&Device> = snap.devices.iter().filter(|d| !d.has_verbs()).collect();
     let mut r = CheckResult::new("efa", Status::Pass, "").required(required);
     r = r.expect("devices", expected.map_or(Value::Null, Value::from));
-    let down_state: Map<String, Value> =
-        down.iter().map(|d| (d.name.clone(), serde_json::json!({"state": d.state, "phys_state": d.phys_state}))).collect();
+    let down_state: Map<String, Value> = down
+        .iter()
+        .map(|d| {
+            (d.name.clone(), serde_json::json!({"state": d.state, "phys_state": d.phys_state}))
+        })
+        .collect();
     r = r
         .found("devices", usable)
         .found("total", total)
@@ -180,7 +200,8 @@ pub fn evaluate(snap: &Snapshot, expected: Option<u32>, identity: &Identity) -> 
     if !snap.errors.is_empty() {
         r = r.found("errors", snap.errors.clone());
     }
-    let driver = snap.driver_version.as_deref().map(|v| format!(", efa driver {v}")).unwrap_or_default();
+    let driver =
+        snap.driver_version.as_deref().map(|v| format!(", efa driver {v}")).unwrap_or_default();
 
     if total == 0 && snap.errors.is_empty() && !required {
         r.status = Status::Skip;
@@ -208,7 +229,13 @@ pub fn evaluate(snap: &Snapshot, expected: Option<u32>, identity: &Identity) -> 
         remedies.push(("missing devices", REMEDY_MISSING));
     }
     for d in &down {
-        problems.push(format!("{} port {} (state {}, phys {})", d.name, d.port_word(), d.state, d.phys_state));
+        problems.push(format!(
+            "{} port {} (state {}, phys {})",
+            d.name,
+            d.port_word(),
+            d.state,
+            d.phys_state
+        ));
     }
     if !down.is_empty() {
         remedies.push(("ports down", REMEDY_DOWN));
@@ -232,11 +259,16 @@ pub fn evaluate(snap: &Snapshot, expected: Option<u32>, identity: &Identity) -> 
         if let Some(n) = extra {
             r.status = Status::Warn;
             r.summary = if n == 0 {
-                format!("{total} EFA device{} found, but this instance type has none{driver}", plural(total))
+                format!(
+                    "{total} EFA device{} found, but this instance type has none{driver}",
+                    plural(total)
+                )
             } else {
                 format!("{total} EFA devices, more than the {n} expected for this type, all usable{driver}")
             };
-            return r.remedy("check [expect] efa in the config or the catalog entry (`nodeprep catalog`)");
+            return r.remedy(
+                "check [expect] efa in the config or the catalog entry (`nodeprep catalog`)",
+            );
         }
         r.summary = match expected {
             Some(n) => format!("{usable} of {n} EFA devices usable{driver}"),
@@ -252,13 +284,17 @@ pub fn evaluate(snap: &Snapshot, expected: Option<u32>, identity: &Identity) -> 
     let head = match expected {
         Some(n) if total <= n as usize => format!("{usable} of {n} EFA devices usable"),
         Some(n) => format!("{usable} of {total} EFA devices usable ({n} expected)"),
-        None => format!("{usable} of {total} EFA devices usable (instance type unknown: consistency only)"),
+        None => format!(
+            "{usable} of {total} EFA devices usable (instance type unknown: consistency only)"
+        ),
     };
     r.status = if required { Status::Fail } else { Status::Warn };
     r.summary = format!("{head}; {}", problems.join("; "));
     let remedy = match remedies.as_slice() {
         [(_, one)] => one.to_string(),
-        many => many.iter().map(|(kind, rem)| format!("{kind}: {rem}")).collect::<Vec<_>>().join("; "),
+        many => {
+            many.iter().map(|(kind, rem)| format!("{kind}: {rem}")).collect::<Vec<_>>().join("; ")
+        }
     };
     r.remedy(remedy)
 }
@@ -309,7 +345,12 @@ mod tests {
     }
 
     fn snap(devs: Vec<Device>) -> Snapshot {
-        Snapshot { class_present: true, devices: devs, driver_version: Some("2.13.0g".into()), errors: vec![] }
+        Snapshot {
+            class_present: true,
+            devices: devs,
+            driver_version: Some("2.13.0g".into()),
+            errors: vec![],
+        }
     }
 
     #[test]
@@ -333,7 +374,11 @@ mod tests {
         let r = evaluate(&s, Some(1), &no_pg);
         assert_eq!(r.status, Status::Warn);
         assert!(r.summary.ends_with("not in a cluster placement group"), "{}", r.summary);
-        let in_pg = Identity { imds_answered: true, placement_group: Some("cpg".into()), ..Default::default() };
+        let in_pg = Identity {
+            imds_answered: true,
+            placement_group: Some("cpg".into()),
+            ..Default::default()
+        };
         let r = evaluate(&s, Some(1), &in_pg);
         assert_eq!(r.status, Status::Pass);
         assert_eq!(r.found["placement_group"], "cpg");
@@ -352,11 +397,19 @@ mod tests {
 
     #[test]
     fn unknown_type_is_consistency_only() {
-        let r = evaluate(&snap(vec![dev("a", "1: DOWN", Some(0), true)]), None, &Identity::default());
+        let r =
+            evaluate(&snap(vec![dev("a", "1: DOWN", Some(0), true)]), None, &Identity::default());
         assert_eq!(r.status, Status::Warn);
         assert!(!r.required);
-        assert!(r.summary.starts_with("0 of 1 EFA devices usable (instance type unknown: consistency only); a port DOWN"), "{}", r.summary);
-        let r = evaluate(&snap(vec![dev("a", "4: ACTIVE", Some(0), true)]), None, &Identity::default());
+        assert!(
+            r.summary.starts_with(
+                "0 of 1 EFA devices usable (instance type unknown: consistency only); a port DOWN"
+            ),
+            "{}",
+            r.summary
+        );
+        let r =
+            evaluate(&snap(vec![dev("a", "4: ACTIVE", Some(0), true)]), None, &Identity::default());
         assert_eq!(r.status, Status::Pass);
         assert_eq!(r.summary, "1 of 1 EFA devices usable, efa driver 2.13.0g (instance type unknown: consistency only)");
         assert_eq!(r.expected["devices"], Value::Null);
@@ -368,26 +421,50 @@ mod tests {
         d.phys_state = "2: Polling".into();
         let r = evaluate(&snap(vec![d]), Some(1), &Identity::default());
         assert_eq!(r.status, Status::Fail);
-        assert_eq!(r.summary, "0 of 1 EFA devices usable; a port Polling (state 4: ACTIVE, phys 2: Polling)");
+        assert_eq!(
+            r.summary,
+            "0 of 1 EFA devices usable; a port Polling (state 4: ACTIVE, phys 2: Polling)"
+        );
         assert_eq!(r.found["down_state"]["a"]["phys_state"], "2: Polling");
     }
 
     #[test]
     fn devices_on_a_type_without_efa_warn_and_never_say_the_type_is_unknown() {
-        let r = evaluate(&snap(vec![dev("a", "4: ACTIVE", Some(0), true)]), Some(0), &Identity::default());
+        let r = evaluate(
+            &snap(vec![dev("a", "4: ACTIVE", Some(0), true)]),
+            Some(0),
+            &Identity::default(),
+        );
         assert_eq!((r.status, r.required), (Status::Warn, false));
-        assert_eq!(r.summary, "1 EFA device found, but this instance type has none, efa driver 2.13.0g");
-        let r = evaluate(&snap(vec![dev("a", "1: DOWN", Some(0), true)]), Some(0), &Identity::default());
+        assert_eq!(
+            r.summary,
+            "1 EFA device found, but this instance type has none, efa driver 2.13.0g"
+        );
+        let r = evaluate(
+            &snap(vec![dev("a", "1: DOWN", Some(0), true)]),
+            Some(0),
+            &Identity::default(),
+        );
         assert_eq!((r.status, r.required), (Status::Warn, false));
-        assert!(r.summary.starts_with("0 of 1 EFA devices usable (0 expected); a port DOWN"), "{}", r.summary);
+        assert!(
+            r.summary.starts_with("0 of 1 EFA devices usable (0 expected); a port DOWN"),
+            "{}",
+            r.summary
+        );
     }
 
     #[test]
     fn every_kind_of_problem_gets_its_remedy() {
         let mut unreadable = dev("c", "unreadable", Some(2), true);
         unreadable.port_readable = false;
-        let mut s = snap(vec![dev("a", "1: DOWN", Some(0), true), dev("b", "4: ACTIVE", None, false), unreadable]);
-        s.errors.push("reading /r/sys/class/infiniband/c/ports/1/state: Is a directory (os error 21)".into());
+        let mut s = snap(vec![
+            dev("a", "1: DOWN", Some(0), true),
+            dev("b", "4: ACTIVE", None, false),
+            unreadable,
+        ]);
+        s.errors.push(
+            "reading /r/sys/class/infiniband/c/ports/1/state: Is a directory (os error 21)".into(),
+        );
         let r = evaluate(&s, Some(4), &Identity::default());
         assert_eq!(r.status, Status::Fail);
         assert_eq!(
@@ -398,14 +475,23 @@ mod tests {
         // An unreadable port is not reported as down: its state is not known.
         assert_eq!(r.found["down"], serde_json::json!(["a"]));
         let remedy = r.remedy.unwrap();
-        for part in ["missing devices: ", "ports down: ", "no verbs device: ", "unreadable files: run nodeprep as root"] {
+        for part in [
+            "missing devices: ",
+            "ports down: ",
+            "no verbs device: ",
+            "unreadable files: run nodeprep as root",
+        ] {
             assert!(remedy.contains(part), "{remedy}");
         }
     }
 
     #[test]
     fn one_kind_of_problem_gets_its_remedy_unprefixed() {
-        let r = evaluate(&snap(vec![dev("a", "4: ACTIVE", Some(0), false)]), Some(1), &Identity::default());
+        let r = evaluate(
+            &snap(vec![dev("a", "4: ACTIVE", Some(0), false)]),
+            Some(1),
+            &Identity::default(),
+        );
         assert_eq!(r.summary, "0 of 1 EFA devices usable; a has no /dev/infiniband/uverbs0");
         assert!(r.remedy.unwrap().starts_with("load the verbs module (`modprobe ib_uverbs`"));
     }

@@ -38,7 +38,10 @@ impl Check for Instance {
             _ => CheckResult::new(
                 "instance",
                 Status::Warn,
-                format!("instance type unknown ({}): hardware is checked for consistency only", id.notes.join("; ")),
+                format!(
+                    "instance type unknown ({}): hardware is checked for consistency only",
+                    id.notes.join("; ")
+                ),
             )
             .found("instance_type", serde_json::Value::Null)
             .remedy("set instance_type in /etc/nodeprep/config.toml or pass --instance-type"),
@@ -49,7 +52,9 @@ impl Check for Instance {
         if let Some(az) = &id.availability_zone {
             r = r.found("availability_zone", az.as_str());
         }
-        for (key, v) in [("gpus", x.gpus), ("efa", x.efa), ("instance_store_disks", x.instance_store_disks)] {
+        for (key, v) in
+            [("gpus", x.gpus), ("efa", x.efa), ("instance_store_disks", x.instance_store_disks)]
+        {
             if let Some(v) = v {
                 r = r.expect(key, v);
             }
@@ -60,5 +65,9 @@ impl Check for Instance {
 
 fn has_overrides(ctx: &Context) -> bool {
     let e = &ctx.config.expect;
-    e.gpus.is_some() || e.efa.is_some() || e.instance_store_disks.is_some() || e.gpu_model.is_some() || e.nvswitch.is_some()
+    e.gpus.is_some()
+        || e.efa.is_some()
+        || e.instance_store_disks.is_some()
+        || e.gpu_model.is_some()
+        || e.nvswitch.is_some()
 }

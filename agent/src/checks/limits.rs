@@ -27,7 +27,12 @@ pub const SYSTEMD_DEFAULT: u64 = 8 << 20;
 /// The value an OCI spec or setrlimit uses for "unlimited".
 pub const RLIM_INFINITY: u64 = u64::MAX;
 
-const UNIT_DIRS: &[&str] = &["/etc/systemd/system", "/run/systemd/system", "/usr/lib/systemd/system", "/lib/systemd/system"];
+const UNIT_DIRS: &[&str] = &[
+    "/etc/systemd/system",
+    "/run/systemd/system",
+    "/usr/lib/systemd/system",
+    "/lib/systemd/system",
+];
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Kind {
@@ -159,12 +164,21 @@ impl Snapshot {
         if let Some(c) = &self.containerd {
             return match self.containerd_limit(k) {
                 Some(l) => (Some(l), format!("running containerd (pid {})", c.pid)),
-                None => (None, format!("unknown: /proc/{}/limits has no \"{}\" row", c.pid, k.proc_row())),
+                None => (
+                    None,
+                    format!("unknown: /proc/{}/limits has no \"{}\" row", c.pid, k.proc_row()),
+                ),
             };
         }
         match self.unit_limit(k) {
-            Some((l, file)) => (Some(*l), format!("containerd unit ({} in {file}); containerd not running", k.systemd())),
-            None => (Some(Limit::Bytes(SYSTEMD_DEFAULT)), format!("systemd default; containerd not running and no {} set", k.systemd())),
+            Some((l, file)) => (
+                Some(*l),
+                format!("containerd unit ({} in {file}); containerd not running", k.systemd()),
+            ),
+            None => (
+                Some(Limit::Bytes(SYSTEMD_DEFAULT)),
+                format!("systemd default; containerd not running and no {} set", k.systemd()),
+            ),
         }
     }
 }
@@ -175,7 +189,9 @@ pub fn parse_spec(text: &str) -> Result<Value, String> {
     let value: Value = serde_json::from_str(text).map_err(|e| format!("not valid JSON: {e}"))?;
     match value.get("process").and_then(|p| p.get("rlimits")) {
         Some(r) if !r.is_array() => Err("process.rlimits is not a list".into()),
-        _ if !value.is_object() || value.get("process").is_some_and(|p| !p.is_object()) => Err("not an OCI runtime spec object".into()),
+        _ if !value.is_object() || value.get("process").is_some_and(|p| !p.is_object()) => {
+            Err("not an OCI runtime spec object".into())
+        }
         _ => Ok(value),
     }
 }
@@ -220,7 +236,14 @@ fn process_start(host: &Host, pid: u32) -> Option<SystemTime> {
     // The command name may contain spaces and parentheses: fields start after the last ')'.
     let after = &stat[stat.rfind(')')? + 1..];
     let ticks: u64 = after.split_whitespace().nth(19)?.parse().ok()?;
-    let btime: u64 = host.read_string("/proc/stat").ok()?.lines().find_map(|l| l.strip_prefix("btime "))?.trim().parse().ok()?;
+    let btime: u64 = host
+        .read_string("/proc/stat")
+        .ok()?
+        .lines()
+        .find_map(|l| l.strip_prefix("btime "))?
+        .trim()
+        .parse()
+        .ok()?;
     Some(SystemTime::UNIX_EPOCH + Duration::from_secs(btime) + Duration::from_millis(ticks * 10))
 }
 
@@ -237,7 +260,12 @@ fn find_containerd(host: &Host, errors: &mut Vec<String>) -> Option<Containerd> 
         }),
         Err(e) => {
             errors.push(e.to_string());
-            Some(Containerd { pid, started_at: process_start(host, pid), memlock: None, stack: None })
+            Some(Containerd {
+                pid,
+                started_at: process_start(host, pid),
+                memlock: None,
+                stack: None,
+            })
         }
     }
 }
@@ -246,7 +274,9 @@ fn find_containerd(host: &Host, errors: &mut Vec<String>) -> Option<Containerd> 
 /// ordered by file name (a name in /etc hides the same name in /run and /usr/lib), last one wins.
 fn unit_limits(host: &Host, errors: &mut Vec<String>) -> (Option<UnitLimit>, Option<UnitLimit>) {
     let mut files: Vec<String> = Vec::new();
-    if let Some(unit) = UNIT_DIRS.iter().map(|d| format!("{d}/containerd.service")).find(|p| host.exists(p)) {
+    if let Some(unit) =
+        UNIT_DIRS.iter().map(|d| format!("{d}/containerd.service")).find(|p| host.exists(p))
+    {
         files.push(unit);
     }
     let mut dropins: Vec<(String, String)> = Vec::new();
@@ -282,7 +312,12 @@ fn unit_limits(host: &Host, errors: &mut Vec<String>) -> (Option<UnitLimit>, Opt
                     };
                     match parse_systemd_limit(v) {
                         Some(l) => *slot = Some((l, f.clone())),
-                        None => errors.push(format!("{}: cannot parse {}={}", host.path(&f).display(), k.trim(), v.trim())),
+                        None => errors.push(format!(
+                            "{}: cannot parse {}={}",
+                            host.path(&f).display(),
+                            k.trim(),
+                            v.trim()
+                        )),
                     }
                 }
             }
@@ -317,9 +352,11 @@ pub fn observe(host: &Host) -> Snapshot {
         Err(e) => SpecState::Invalid { error: e.to_string() },
         Ok(text) => match parse_spec(&text) {
             Err(error) => SpecState::Invalid { error },
-            Ok(value) => {
-                SpecState::Valid { text, value, modified: std::fs::metadata(host.path(&spec_path)).and_then(|m| m.modified()).ok() }
-            }
+            Ok(value) => SpecState::Valid {
+                text,
+                value,
+                modified: std::fs::metadata(host.path(&spec_path)).and_then(|m| m.modified()).ok(),
+            },
         },
     };
     let containerd = find_containerd(host, &mut errors);
@@ -371,7 +408,9 @@ pub struct Limits;
 impl Limits {
     /// `efa_present` is asked only when the type and the config do not already decide.
     fn is_required(ctx: &Context, efa_present: impl FnOnce() -> bool) -> bool {
-        ctx.expected.efa.is_some_and(|n| n > 0) || ctx.config.limits.apply == Mode::Always || efa_present()
+        ctx.expected.efa.is_some_and(|n| n > 0)
+            || ctx.config.limits.apply == Mode::Always
+            || efa_present()
     }
 }
 
@@ -395,14 +434,20 @@ impl Check for Limits {
         for k in Kind::ALL {
             let want = k.wanted(cfg);
             let (have, source) = snap.effective(k);
-            r = r.expect(k.key(), show(Some(want))).found(k.key(), show(have)).found(&format!("{}_source", k.key()), source.clone());
+            r = r
+                .expect(k.key(), show(Some(want)))
+                .found(k.key(), show(have))
+                .found(&format!("{}_source", k.key()), source.clone());
             let ok = have.is_some_and(|h| h >= want);
             parts.push(format!("{} {}", k.key(), have.map_or("unknown".into(), human)));
             if !ok {
                 short.push(k);
                 // containerd started before its unit's limit was raised: only a restart helps.
                 let unit = snap.unit_limit(k).map(|(l, _)| *l);
-                if snap.spec_limit(k).is_none() && snap.containerd.is_some() && unit.is_some_and(|u| u >= want) {
+                if snap.spec_limit(k).is_none()
+                    && snap.containerd.is_some()
+                    && unit.is_some_and(|u| u >= want)
+                {
                     restart = true;
                 }
             }
@@ -422,8 +467,13 @@ impl Check for Limits {
         r.summary = if short.is_empty() {
             format!("{} changed after containerd started: new pods still get the spec containerd loaded at start", snap.spec_path)
         } else {
-            let wants: Vec<String> = short.iter().map(|&k| format!("{} {}", k.key(), human(k.wanted(cfg)))).collect();
-            format!("new pods get {} (from {source}); config wants {}", parts.join(", "), wants.join(", "))
+            let wants: Vec<String> =
+                short.iter().map(|&k| format!("{} {}", k.key(), human(k.wanted(cfg)))).collect();
+            format!(
+                "new pods get {} (from {source}); config wants {}",
+                parts.join(", "),
+                wants.join(", ")
+            )
         };
         if !required {
             r.summary.push_str("; not required without EFA");
@@ -446,7 +496,11 @@ mod tests {
     #[test]
     fn the_default_runtimes_spec_path_comes_from_containerds_config() {
         let v2 = "version = 2\n[plugins.\"io.containerd.grpc.v1.cri\".containerd.runtimes.runc]\nbase_runtime_spec = \"/etc/a.json\"\n";
-        assert_eq!(spec_path_from_config(v2).as_deref(), Some("/etc/a.json"), "runc is the default runtime");
+        assert_eq!(
+            spec_path_from_config(v2).as_deref(),
+            Some("/etc/a.json"),
+            "runc is the default runtime"
+        );
         let v3 = "version = 3\n[plugins.\"io.containerd.cri.v1.runtime\".containerd]\ndefault_runtime_name = \"nvidia\"\n\
                   [plugins.\"io.containerd.cri.v1.runtime\".containerd.runtimes.nvidia]\nbase_runtime_spec = \"/etc/b.json\"\n";
         assert_eq!(spec_path_from_config(v3).as_deref(), Some("/etc/b.json"));

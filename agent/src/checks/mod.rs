@@ -64,7 +64,9 @@ struct Queue {
 impl Queue {
     fn new(checks: &[Arc<dyn Check>]) -> Queue {
         let mut order: Vec<usize> = (0..checks.len()).collect();
-        order.sort_by_key(|&i| START_ORDER.iter().position(|n| *n == checks[i].name()).unwrap_or(START_ORDER.len()));
+        order.sort_by_key(|&i| {
+            START_ORDER.iter().position(|n| *n == checks[i].name()).unwrap_or(START_ORDER.len())
+        });
         Queue { checks: checks.to_vec(), order, next: AtomicUsize::new(0) }
     }
 
@@ -101,7 +103,11 @@ pub fn select(only: &[String]) -> Result<Vec<Arc<dyn Check>>, SelectError> {
     if let Some(bad) = only.iter().find(|n| !ALL.contains(&n.as_str())) {
         return Err(SelectError::Unknown(bad.clone()));
     }
-    Ok(ALL.iter().filter(|name| only.is_empty() || only.iter().any(|o| o == *name)).filter_map(|name| build(name)).collect())
+    Ok(ALL
+        .iter()
+        .filter(|name| only.is_empty() || only.iter().any(|o| o == *name))
+        .filter_map(|name| build(name))
+        .collect())
 }
 
 /// Workers started at first. Thread start-up is a real cost for a whole `nodeprep check` process
@@ -133,14 +139,21 @@ pub fn run(ctx: Arc<Context>, checks: &[Arc<dyn Check>], timeout: Duration) -> V
     let deadline = started + timeout;
     let queue = Arc::new(Queue::new(checks));
     // Until a check has said, it counts as required: a check that cannot even decide is not a pass.
-    let board = Arc::new(Mutex::new(Board { started: vec![false; checks.len()], required: vec![true; checks.len()] }));
+    let board = Arc::new(Mutex::new(Board {
+        started: vec![false; checks.len()],
+        required: vec![true; checks.len()],
+    }));
     let (tx, rx) = mpsc::channel::<(usize, CheckResult)>();
     let mut results: Vec<Option<CheckResult>> = vec![None; checks.len()];
     let mut workers = 0usize;
     let mut spawn_error: Option<String> = None;
     let mut spawn = |workers: &mut usize| {
-        let (tx, ctx, queue, board, id) = (tx.clone(), Arc::clone(&ctx), Arc::clone(&queue), Arc::clone(&board), *workers);
-        match std::thread::Builder::new().name(format!("check-worker-{id}")).spawn(move || worker(id, &ctx, &queue, &board, &tx)) {
+        let (tx, ctx, queue, board, id) =
+            (tx.clone(), Arc::clone(&ctx), Arc::clone(&queue), Arc::clone(&board), *workers);
+        match std::thread::Builder::new()
+            .name(format!("check-worker-{id}"))
+            .spawn(move || worker(id, &ctx, &queue, &board, &tx))
+        {
             Ok(_) => *workers += 1,
             Err(e) => {
                 tracing::error!(error = %e, workers = *workers, "could not start a check worker thread");
@@ -161,8 +174,10 @@ pub fn run(ctx: Arc<Context>, checks: &[Arc<dyn Check>], timeout: Duration) -> V
             Err(RecvTimeoutError::Timeout) => {
                 if queue.waiting() && workers < checks.len() {
                     let b = board.lock().unwrap_or_else(|e| e.into_inner());
-                    let held: Vec<&str> =
-                        (0..checks.len()).filter(|&i| b.started[i] && results[i].is_none()).map(|i| checks[i].name()).collect();
+                    let held: Vec<&str> = (0..checks.len())
+                        .filter(|&i| b.started[i] && results[i].is_none())
+                        .map(|i| checks[i].name())
+                        .collect();
                     drop(b);
                     tracing::debug!(held = ?held, workers = workers + 1, "every check worker is held; starting one more");
                     spawn(&mut workers);
@@ -202,8 +217,15 @@ pub fn run(ctx: Arc<Context>, checks: &[Arc<dyn Check>], timeout: Duration) -> V
 
 /// A worker: takes the next check until none is left. Each check first says whether it is required
 /// (deciding can read the host, and a wedged read must not escape the deadline), then runs.
-fn worker(id: usize, ctx: &Context, queue: &Queue, board: &Mutex<Board>, tx: &mpsc::Sender<(usize, CheckResult)>) {
-    let note = |f: &mut dyn FnMut(&mut Board)| f(&mut board.lock().unwrap_or_else(|e| e.into_inner()));
+fn worker(
+    id: usize,
+    ctx: &Context,
+    queue: &Queue,
+    board: &Mutex<Board>,
+    tx: &mpsc::Sender<(usize, CheckResult)>,
+) {
+    let note =
+        |f: &mut dyn FnMut(&mut Board)| f(&mut board.lock().unwrap_or_else(|e| e.into_inner()));
     while let Some(i) = queue.take() {
         let check = &queue.checks[i];
         let t0 = Instant::now();
@@ -221,7 +243,8 @@ fn worker(id: usize, ctx: &Context, queue: &Queue, board: &Mutex<Board>, tx: &mp
                     .or_else(|| panic.downcast_ref::<String>().cloned())
                     .unwrap_or_else(|| "unknown panic".into());
                 tracing::error!(check = name, panic = %msg, "check panicked");
-                let required = std::panic::catch_unwind(AssertUnwindSafe(|| check.required(ctx))).unwrap_or(true);
+                let required = std::panic::catch_unwind(AssertUnwindSafe(|| check.required(ctx)))
+                    .unwrap_or(true);
                 CheckResult::new(name, Status::Fail, format!("check crashed: {msg}"))
                     .required(required)
                     .remedy("this is a nodeprep bug: report it with `nodeprep check -vv` output")
@@ -306,12 +329,16 @@ mod tests {
     fn hung_checks_holding_every_worker_do_not_keep_the_others_from_running() {
         // More hung checks than first workers, the quick one started last (none of these names is
         // in START_ORDER, so they start in the order given): it still runs and reports.
-        let checks: Vec<Arc<dyn Check>> = vec![Arc::new(Slow), Arc::new(Slow), Arc::new(Slow), Arc::new(Quick)];
+        let checks: Vec<Arc<dyn Check>> =
+            vec![Arc::new(Slow), Arc::new(Slow), Arc::new(Slow), Arc::new(Quick)];
         let t0 = Instant::now();
         let r = run(ctx(), &checks, Duration::from_millis(600));
         assert!(t0.elapsed() < Duration::from_secs(5));
         for slow in &r[..3] {
-            assert_eq!((slow.status, slow.summary.as_str()), (Status::Fail, "did not finish within 0.6 s"));
+            assert_eq!(
+                (slow.status, slow.summary.as_str()),
+                (Status::Fail, "did not finish within 0.6 s")
+            );
         }
         assert_eq!((r[3].name.as_str(), r[3].status), ("quick", Status::Pass), "{}", r[3].summary);
     }
@@ -320,7 +347,8 @@ mod tests {
     fn the_longest_checks_start_first_and_results_keep_the_order_given() {
         let checks = select(&[]).unwrap();
         let q = Queue::new(&checks);
-        let started: Vec<&str> = std::iter::from_fn(|| q.take()).map(|i| checks[i].name()).collect();
+        let started: Vec<&str> =
+            std::iter::from_fn(|| q.take()).map(|i| checks[i].name()).collect();
         assert_eq!(started, START_ORDER);
         assert!(!q.waiting());
         let mut all: Vec<&str> = START_ORDER.to_vec();
@@ -334,7 +362,8 @@ mod tests {
 
     #[test]
     fn many_quick_checks_all_report_in_order() {
-        let checks: Vec<Arc<dyn Check>> = (0..40).map(|_| Arc::new(instance::Instance) as Arc<dyn Check>).collect();
+        let checks: Vec<Arc<dyn Check>> =
+            (0..40).map(|_| Arc::new(instance::Instance) as Arc<dyn Check>).collect();
         let r = run(ctx(), &checks, Duration::from_secs(10));
         assert_eq!(r.len(), 40);
         assert!(r.iter().all(|c| c.name == "instance" && c.status == Status::Warn), "{r:?}");
@@ -351,9 +380,22 @@ mod tests {
     #[test]
     fn selection_names_unknown_checks() {
         assert_eq!(select(&[]).unwrap().iter().map(|c| c.name()).collect::<Vec<_>>(), ALL);
-        assert_eq!(select(&["storage".into(), "efa".into()]).unwrap().iter().map(|c| c.name()).collect::<Vec<_>>(), ["efa", "storage"]);
-        assert_eq!(select(&["efa-typo".into()]).err(), Some(SelectError::Unknown("efa-typo".into())));
+        assert_eq!(
+            select(&["storage".into(), "efa".into()])
+                .unwrap()
+                .iter()
+                .map(|c| c.name())
+                .collect::<Vec<_>>(),
+            ["efa", "storage"]
+        );
+        assert_eq!(
+            select(&["efa-typo".into()]).err(),
+            Some(SelectError::Unknown("efa-typo".into()))
+        );
         let msg = SelectError::Unknown("x".into()).to_string();
-        assert!(msg.contains("known checks: instance, limits, efa, nvidia, storage, device-plugins"), "{msg}");
+        assert!(
+            msg.contains("known checks: instance, limits, efa, nvidia, storage, device-plugins"),
+            "{msg}"
+        );
     }
 }

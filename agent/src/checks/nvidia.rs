@@ -57,14 +57,21 @@ impl PciAddr {
             Some((a, f)) => (a, Some(u8::from_str_radix(f, 16).ok().filter(|f| *f < 8)?)),
             None => (s, None),
         };
-        let hex = |t: &str| (!t.is_empty() && t.len() <= 8).then(|| u32::from_str_radix(t, 16).ok()).flatten();
+        let hex = |t: &str| {
+            (!t.is_empty() && t.len() <= 8).then(|| u32::from_str_radix(t, 16).ok()).flatten()
+        };
         let parts: Vec<&str> = addr.split(':').collect();
         let (domain, bus, device) = match parts.as_slice() {
             [d, b, dev] => (hex(d)?, hex(b)?, hex(dev)?),
             [b, dev] => (0, hex(b)?, hex(dev)?),
             _ => return None,
         };
-        (bus <= 0xff && device < 0x20).then_some(PciAddr { domain, bus: bus as u8, device: device as u8, function })
+        (bus <= 0xff && device < 0x20).then_some(PciAddr {
+            domain,
+            bus: bus as u8,
+            device: device as u8,
+            function,
+        })
     }
 
     /// Same domain, bus and device (the function is not always logged).
@@ -154,8 +161,15 @@ pub fn pci_scan(host: &Host, errors: &mut Vec<String>) -> (Vec<PciGpu>, usize) {
         };
         match class >> 8 {
             0x0300 | 0x0302 => match PciAddr::parse(&bdf) {
-                Some(addr) => gpus.push(PciGpu { addr, bdf: bdf.clone(), device: attr("device").unwrap_or_default() }),
-                None => errors.push(format!("{}: not a PCI address", host.path(format!("{PCI_DEVICES}/{bdf}")).display())),
+                Some(addr) => gpus.push(PciGpu {
+                    addr,
+                    bdf: bdf.clone(),
+                    device: attr("device").unwrap_or_default(),
+                }),
+                None => errors.push(format!(
+                    "{}: not a PCI address",
+                    host.path(format!("{PCI_DEVICES}/{bdf}")).display()
+                )),
             },
             0x0680 => switches += 1,
             _ => {}
@@ -184,7 +198,10 @@ pub fn dev_nodes(host: &Host) -> Vec<u32> {
 pub fn parse_proc_version(text: &str) -> Option<String> {
     let line = text.lines().find(|l| l.starts_with("NVRM version:"))?;
     line.split_whitespace()
-        .find(|t| t.contains('.') && t.split('.').all(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit())))
+        .find(|t| {
+            t.contains('.')
+                && t.split('.').all(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()))
+        })
         .map(str::to_string)
 }
 
@@ -192,7 +209,9 @@ pub fn parse_proc_version(text: &str) -> Option<String> {
 pub fn fabric_unit(host: &Host) -> FabricUnit {
     // comm is cut to 15 characters: "nv-fabricmanager" reads "nv-fabricmanage".
     let is_fm = |c: &str| c.starts_with("nv-fabricmanage");
-    if let Ok(Some(pid)) = host.read_attr_opt(FM_PID_FILE).map(|p| p.and_then(|p| p.parse::<u32>().ok())) {
+    if let Ok(Some(pid)) =
+        host.read_attr_opt(FM_PID_FILE).map(|p| p.and_then(|p| p.parse::<u32>().ok()))
+    {
         if host.read_attr(format!("/proc/{pid}/comm")).is_ok_and(|c| is_fm(&c)) {
             return FabricUnit::Running { pid, how: "pid file" };
         }
@@ -201,7 +220,8 @@ pub fn fabric_unit(host: &Host) -> FabricUnit {
     // (An unreadable one tells nothing: /proc is walked as if there were none, as procs::find does.)
     if let Some(text) = procs::unit_cgroup(host, FM_UNIT).and_then(|p| host.read_attr(p).ok()) {
         let listed = text.lines().find_map(|l| l.trim().parse::<u32>().ok());
-        return listed.map_or(FabricUnit::NotRunning, |pid| FabricUnit::Running { pid, how: "cgroup" });
+        return listed
+            .map_or(FabricUnit::NotRunning, |pid| FabricUnit::Running { pid, how: "cgroup" });
     }
     match procs::walk(host, is_fm) {
         Some(pid) => FabricUnit::Running { pid, how: procs::Found::Walk.as_str() },
@@ -215,7 +235,8 @@ pub fn observe(host: &Host, opts: &Options) -> Snapshot {
     // Where GPUs are expected NVML is asked in any case: its thread starts first and loads the
     // library while sysfs is read here.
     let early = opts.expected_gpus.is_some_and(|n| n > 0);
-    let start_nvml = || nvml::start(nvml::choose_lib(host, opts.lib_env.clone()), opts.nvswitch, opts.deadlines);
+    let start_nvml =
+        || nvml::start(nvml::choose_lib(host, opts.lib_env.clone()), opts.nvswitch, opts.deadlines);
     let pending = early.then(start_nvml);
     let (pci_gpus, nvswitches) = pci_scan(host, &mut errors);
     let dev_nodes = dev_nodes(host);
@@ -230,7 +251,8 @@ pub fn observe(host: &Host, opts: &Options) -> Snapshot {
     let ask = early || !pci_gpus.is_empty() || !dev_nodes.is_empty();
     let pending = pending.or_else(|| ask.then(start_nvml));
     // The kernel log only matters where there are GPUs.
-    let kmsg = if ask { kmsg::scan(host).map_err(|e| e.to_string()) } else { Ok(KmsgScan::default()) };
+    let kmsg =
+        if ask { kmsg::scan(host).map_err(|e| e.to_string()) } else { Ok(KmsgScan::default()) };
     let fabric_unit = opts.nvswitch.then(|| fabric_unit(host));
     let nvml = pending.map(nvml::Pending::wait);
     Snapshot { pci_gpus, nvswitches, dev_nodes, proc_version, nvml, kmsg, fabric_unit, errors }
@@ -351,8 +373,14 @@ pub fn evaluate(snap: &Snapshot, want: &Expect) -> CheckResult {
         .found("pci_gpus", snap.pci_gpus.len())
         .found("dev_nodes", snap.dev_nodes.len())
         .found("nvswitches", snap.nvswitches)
-        .found("driver_version", driver_version.as_ref().map_or(Value::Null, |(v, _)| Value::from(v.clone())))
-        .found("driver_version_source", driver_version.as_ref().map_or(Value::Null, |(_, s)| Value::from(*s)));
+        .found(
+            "driver_version",
+            driver_version.as_ref().map_or(Value::Null, |(v, _)| Value::from(v.clone())),
+        )
+        .found(
+            "driver_version_source",
+            driver_version.as_ref().map_or(Value::Null, |(_, s)| Value::from(*s)),
+        );
     if !snap.errors.is_empty() {
         r = r.found("errors", snap.errors.clone());
     }
@@ -379,7 +407,10 @@ pub fn evaluate(snap: &Snapshot, want: &Expect) -> CheckResult {
     // NVML itself.
     match &snap.nvml {
         Some(Outcome::NotFound { searched, error }) => {
-            let dirs: Vec<String> = searched.iter().map(|s| s.rsplit_once('/').map_or(s.as_str(), |(d, _)| d).to_string()).collect();
+            let dirs: Vec<String> = searched
+                .iter()
+                .map(|s| s.rsplit_once('/').map_or(s.as_str(), |(d, _)| d).to_string())
+                .collect();
             problems.push((
                 format!(
                     "NVML not found: no {} under --root (in {}) and the dynamic loader has none ({error})",
@@ -389,7 +420,9 @@ pub fn evaluate(snap: &Snapshot, want: &Expect) -> CheckResult {
                 Remedy::NvmlMissing,
             ))
         }
-        Some(Outcome::LoadFailed { library, error }) => problems.push((format!("cannot load NVML {library}: {error}"), Remedy::NvmlLoad)),
+        Some(Outcome::LoadFailed { library, error }) => {
+            problems.push((format!("cannot load NVML {library}: {error}"), Remedy::NvmlLoad))
+        }
         Some(Outcome::InitFailed { library, error, message }) => {
             let remedy = match error {
                 NvmlErrorKind::DriverNotLoaded => Remedy::DriverNotLoaded,
@@ -399,11 +432,15 @@ pub fn evaluate(snap: &Snapshot, want: &Expect) -> CheckResult {
             };
             problems.push((format!("NVML ({library}) failed to start: {message}"), remedy));
         }
-        Some(Outcome::TimedOut { call, after_ms, .. }) => {
-            problems.push((format!("NVML did not answer within {after_ms} ms ({call})"), Remedy::Hung))
-        }
-        Some(Outcome::StillStuck { call, since_ms }) => problems
-            .push((format!("NVML has not answered for {} s ({call}); it is not asked again until it does", since_ms / 1000), Remedy::Hung)),
+        Some(Outcome::TimedOut { call, after_ms, .. }) => problems
+            .push((format!("NVML did not answer within {after_ms} ms ({call})"), Remedy::Hung)),
+        Some(Outcome::StillStuck { call, since_ms }) => problems.push((
+            format!(
+                "NVML has not answered for {} s ({call}); it is not asked again until it does",
+                since_ms / 1000
+            ),
+            Remedy::Hung,
+        )),
         Some(Outcome::Answered(_)) | None => {}
     }
     if let Some(rep) = report {
@@ -439,7 +476,11 @@ pub fn evaluate(snap: &Snapshot, want: &Expect) -> CheckResult {
             }
         }
     }
-    let missing_text = if missing.is_empty() { String::new() } else { format!(": {} on PCI but not seen by NVML", some(&missing)) };
+    let missing_text = if missing.is_empty() {
+        String::new()
+    } else {
+        format!(": {} on PCI but not seen by NVML", some(&missing))
+    };
     match want.gpus {
         Some(e) => {
             let e = e as usize;
@@ -449,11 +490,14 @@ pub fn evaluate(snap: &Snapshot, want: &Expect) -> CheckResult {
                 problems.push((format!("{p} GPUs on the PCI bus, expected {e}"), Remedy::Model));
             }
             if d != e {
-                problems.push((format!("{d} of {e} /dev/nvidia<N> device nodes"), Remedy::DevNodes));
+                problems
+                    .push((format!("{d} of {e} /dev/nvidia<N> device nodes"), Remedy::DevNodes));
             }
             match n {
-                Some(n) if n != e => problems.push((format!("NVML sees {n} of {e} GPUs{missing_text}"), Remedy::GpuFault)),
-                Some(_) if !missing.is_empty() => problems.push((format!("NVML GPUs differ from PCI{missing_text}"), Remedy::GpuFault)),
+                Some(n) if n != e => problems
+                    .push((format!("NVML sees {n} of {e} GPUs{missing_text}"), Remedy::GpuFault)),
+                Some(_) if !missing.is_empty() => problems
+                    .push((format!("NVML GPUs differ from PCI{missing_text}"), Remedy::GpuFault)),
                 _ => {}
             }
         }
@@ -490,24 +534,33 @@ pub fn evaluate(snap: &Snapshot, want: &Expect) -> CheckResult {
             (Field::Value(name), Some(model)) if !model_matches(name, model) => {
                 mine.push((format!("is a {name}, expected {model}"), Remedy::Model));
             }
-            (Field::Unknown(_), Some(model)) => warnings.push(format!("{}: name unknown, so not confirmed to be {model}", label(g))),
+            (Field::Unknown(_), Some(model)) => {
+                warnings.push(format!("{}: name unknown, so not confirmed to be {model}", label(g)))
+            }
             _ => {}
         }
         match &g.ecc_uncorrected_volatile {
             Field::Value(0) | Field::Unknown(_) => {}
-            Field::Value(c) => mine.push((format!("{c} uncorrected ECC errors since the driver loaded"), Remedy::GpuFault)),
+            Field::Value(c) => mine.push((
+                format!("{c} uncorrected ECC errors since the driver loaded"),
+                Remedy::GpuFault,
+            )),
             Field::Error(e) => mine.push((e.clone(), Remedy::GpuFault)),
         }
         match &g.retired_pages_pending {
-            Field::Value(true) => mine.push(("retired pages pending (a reboot retires them)".into(), Remedy::GpuFault)),
+            Field::Value(true) => mine
+                .push(("retired pages pending (a reboot retires them)".into(), Remedy::GpuFault)),
             Field::Error(e) => mine.push((e.clone(), Remedy::GpuFault)),
             _ => {}
         }
         match &g.remapped_rows {
-            Field::Value(rows) if rows.failure => mine.push(("row remapping failed".into(), Remedy::GpuFault)),
-            Field::Value(rows) if rows.pending => {
-                mine.push(("row remapping pending (a GPU reset or reboot applies it)".into(), Remedy::GpuFault))
+            Field::Value(rows) if rows.failure => {
+                mine.push(("row remapping failed".into(), Remedy::GpuFault))
             }
+            Field::Value(rows) if rows.pending => mine.push((
+                "row remapping pending (a GPU reset or reboot applies it)".into(),
+                Remedy::GpuFault,
+            )),
             Field::Error(e) => mine.push((e.clone(), Remedy::GpuFault)),
             _ => {}
         }
@@ -526,17 +579,31 @@ pub fn evaluate(snap: &Snapshot, want: &Expect) -> CheckResult {
         let mut complete = 0;
         for g in gpus {
             match &g.fabric {
-                Some(Field::Value(FabricInfo { state: nvml::FABRIC_COMPLETED, error: None })) => complete += 1,
-                Some(Field::Value(FabricInfo { state: nvml::FABRIC_COMPLETED, error: Some(e) })) => {
-                    gpu_problems.entry(g.index).or_default().push((format!("fabric registration failed: {e}"), Remedy::Fabric))
+                Some(Field::Value(FabricInfo { state: nvml::FABRIC_COMPLETED, error: None })) => {
+                    complete += 1
                 }
+                Some(Field::Value(FabricInfo {
+                    state: nvml::FABRIC_COMPLETED,
+                    error: Some(e),
+                })) => gpu_problems
+                    .entry(g.index)
+                    .or_default()
+                    .push((format!("fabric registration failed: {e}"), Remedy::Fabric)),
                 Some(Field::Value(FabricInfo { state: nvml::FABRIC_NOT_STARTED, .. })) => {
-                    gpu_problems.entry(g.index).or_default().push(("fabric manager has not started registering it".into(), Remedy::Fabric))
+                    gpu_problems.entry(g.index).or_default().push((
+                        "fabric manager has not started registering it".into(),
+                        Remedy::Fabric,
+                    ))
                 }
                 Some(Field::Value(FabricInfo { state: nvml::FABRIC_IN_PROGRESS, .. })) => {
-                    gpu_problems.entry(g.index).or_default().push(("fabric registration still in progress".into(), Remedy::Fabric))
+                    gpu_problems
+                        .entry(g.index)
+                        .or_default()
+                        .push(("fabric registration still in progress".into(), Remedy::Fabric))
                 }
-                Some(Field::Error(e)) => gpu_problems.entry(g.index).or_default().push((e.clone(), Remedy::Fabric)),
+                Some(Field::Error(e)) => {
+                    gpu_problems.entry(g.index).or_default().push((e.clone(), Remedy::Fabric))
+                }
                 Some(Field::Value(_) | Field::Unknown(_)) | None => use_unit = true,
             }
         }
@@ -563,8 +630,11 @@ pub fn evaluate(snap: &Snapshot, want: &Expect) -> CheckResult {
         Ok(scan) => {
             let mut index: BTreeMap<(u32, String), usize> = BTreeMap::new();
             for x in &scan.xids {
-                let gpu = x.pci.and_then(|a| gpus.iter().find(|g| addr_of(g).is_some_and(|b| b.same_slot(&a))));
-                let pci_gpu = x.pci.and_then(|a| snap.pci_gpus.iter().find(|pg| pg.addr.same_slot(&a)));
+                let gpu = x.pci.and_then(|a| {
+                    gpus.iter().find(|g| addr_of(g).is_some_and(|b| b.same_slot(&a)))
+                });
+                let pci_gpu =
+                    x.pci.and_then(|a| snap.pci_gpus.iter().find(|pg| pg.addr.same_slot(&a)));
                 let pci = match (pci_gpu, x.pci) {
                     (Some(pg), _) => pg.bdf.clone(),
                     (None, Some(a)) => a.to_string(),
@@ -604,7 +674,8 @@ pub fn evaluate(snap: &Snapshot, want: &Expect) -> CheckResult {
     }
 
     // Per-GPU problems into the list, and healthy GPUs.
-    let healthy = gpus.iter().filter(|g| gpu_problems.get(&g.index).is_none_or(Vec::is_empty)).count();
+    let healthy =
+        gpus.iter().filter(|g| gpu_problems.get(&g.index).is_none_or(Vec::is_empty)).count();
     for g in gpus {
         for (text, remedy) in gpu_problems.get(&g.index).into_iter().flatten() {
             problems.push((format!("{}: {text}", label(g)), *remedy));
@@ -664,7 +735,8 @@ pub fn evaluate(snap: &Snapshot, want: &Expect) -> CheckResult {
 
     // The verdict.
     if problems.is_empty() {
-        let mut names: Vec<&str> = gpus.iter().filter_map(|g| g.name.value().map(String::as_str)).collect();
+        let mut names: Vec<&str> =
+            gpus.iter().filter_map(|g| g.name.value().map(String::as_str)).collect();
         names.dedup();
         let mut s = match want.gpus {
             Some(e) => format!("{healthy} of {e} GPUs healthy"),
@@ -699,7 +771,11 @@ pub fn evaluate(snap: &Snapshot, want: &Expect) -> CheckResult {
     let texts: Vec<String> = problems.iter().map(|(t, _)| t.clone()).collect();
     r.summary = some(&texts);
     if !required {
-        r.summary.push_str(if want.gpus.is_some() { "; not required: no GPUs expected" } else { "; not required: instance type unknown" });
+        r.summary.push_str(if want.gpus.is_some() {
+            "; not required: no GPUs expected"
+        } else {
+            "; not required: instance type unknown"
+        });
     }
     let mut remedies: Vec<Remedy> = problems.iter().map(|(_, rem)| *rem).collect();
     remedies.sort();
@@ -767,7 +843,9 @@ mod tests {
         assert_eq!(PciAddr::parse("00000001:A8:00.0").unwrap().to_string(), "0001:a8:00.0");
         assert_eq!(xid.to_string(), "0000:53:00");
         assert_eq!(PciAddr::parse("53:00.0").unwrap(), sysfs);
-        for bad in ["", "gpu0", "0000:53", "0000:zz:00.0", "0000:53:00.9", "0000:100:00.0", "0000:53:20.0"] {
+        for bad in
+            ["", "gpu0", "0000:53", "0000:zz:00.0", "0000:53:00.9", "0000:100:00.0", "0000:53:20.0"]
+        {
             assert_eq!(PciAddr::parse(bad), None, "{bad}");
         }
     }
@@ -803,8 +881,15 @@ mod tests {
             pci: Field::Value(format!("00000000:{bus}:00.0")),
             memory_total: Field::Value(85520809984),
             ecc_uncorrected_volatile: Field::Value(0),
-            retired_pages_pending: Field::Unknown("nvmlDeviceGetRetiredPagesPendingStatus: not supported".into()),
-            remapped_rows: Field::Value(RemappedRows { corrected: 0, uncorrected: 0, pending: false, failure: false }),
+            retired_pages_pending: Field::Unknown(
+                "nvmlDeviceGetRetiredPagesPendingStatus: not supported".into(),
+            ),
+            remapped_rows: Field::Value(RemappedRows {
+                corrected: 0,
+                uncorrected: 0,
+                pending: false,
+                failure: false,
+            }),
             fabric: Some(Field::Value(FabricInfo { state: nvml::FABRIC_COMPLETED, error: None })),
         }
     }
@@ -858,7 +943,10 @@ mod tests {
         let r = evaluate(&healthy(), &p5());
         assert_eq!(r.status, Status::Pass, "{}", r.summary);
         assert!(r.required);
-        assert_eq!(r.summary, "8 of 8 GPUs healthy (NVIDIA H100 80GB HBM3), driver 550.127.05, fabric complete");
+        assert_eq!(
+            r.summary,
+            "8 of 8 GPUs healthy (NVIDIA H100 80GB HBM3), driver 550.127.05, fabric complete"
+        );
         assert_eq!(r.found["gpus"], 8);
         assert_eq!(r.found["devices"][2]["pci"], "0000:75:00.0");
         assert_eq!(r.found["devices"][2]["retired_pages_pending"], "unknown");
@@ -869,14 +957,28 @@ mod tests {
     fn unhealthy_memory_and_fabric_name_the_gpu() {
         let mut s = healthy();
         gpus_mut(&mut s)[1].ecc_uncorrected_volatile = Field::Value(3);
-        gpus_mut(&mut s)[2].remapped_rows = Field::Value(RemappedRows { corrected: 0, uncorrected: 1, pending: true, failure: false });
-        gpus_mut(&mut s)[3].fabric = Some(Field::Value(FabricInfo { state: nvml::FABRIC_IN_PROGRESS, error: None }));
+        gpus_mut(&mut s)[2].remapped_rows = Field::Value(RemappedRows {
+            corrected: 0,
+            uncorrected: 1,
+            pending: true,
+            failure: false,
+        });
+        gpus_mut(&mut s)[3].fabric =
+            Some(Field::Value(FabricInfo { state: nvml::FABRIC_IN_PROGRESS, error: None }));
         let r = evaluate(&s, &p5());
         assert_eq!(r.status, Status::Fail);
         assert_eq!(r.found["gpus"], 5);
-        assert!(r.summary.contains("GPU 1 (0000:64:00.0): 3 uncorrected ECC errors"), "{}", r.summary);
+        assert!(
+            r.summary.contains("GPU 1 (0000:64:00.0): 3 uncorrected ECC errors"),
+            "{}",
+            r.summary
+        );
         assert!(r.summary.contains("GPU 2 (0000:75:00.0): row remapping pending"), "{}", r.summary);
-        assert!(r.summary.contains("GPU 3 (0000:86:00.0): fabric registration still in progress"), "{}", r.summary);
+        assert!(
+            r.summary.contains("GPU 3 (0000:86:00.0): fabric registration still in progress"),
+            "{}",
+            r.summary
+        );
         assert!(r.remedy.as_deref().unwrap().contains("nvidia-fabricmanager"));
     }
 
@@ -884,7 +986,9 @@ mod tests {
     fn missing_fabric_info_falls_back_to_the_service() {
         let mut s = healthy();
         for g in gpus_mut(&mut s) {
-            g.fabric = Some(Field::Unknown("nvmlDeviceGetGpuFabricInfo: function symbol failed to load".into()));
+            g.fabric = Some(Field::Unknown(
+                "nvmlDeviceGetGpuFabricInfo: function symbol failed to load".into(),
+            ));
         }
         let r = evaluate(&s, &p5());
         assert_eq!(r.status, Status::Fail);
@@ -892,7 +996,10 @@ mod tests {
         s.fabric_unit = Some(FabricUnit::Running { pid: 4242, how: "pid file" });
         let r = evaluate(&s, &p5());
         assert_eq!(r.status, Status::Pass, "{}", r.summary);
-        assert_eq!(r.found["fabric"], "fabric manager running (pid 4242, from its pid file); NVML gives no fabric state");
+        assert_eq!(
+            r.found["fabric"],
+            "fabric manager running (pid 4242, from its pid file); NVML gives no fabric state"
+        );
         assert_eq!(r.found["devices"][0]["fabric_state"], "unknown");
     }
 
@@ -916,7 +1023,12 @@ mod tests {
         let r = evaluate(&healthy(), &want);
         assert_eq!(r.status, Status::Fail);
         assert_eq!(r.found["gpus"], 0);
-        assert!(r.summary.starts_with("GPU 0 (0000:53:00.0): is a NVIDIA H100 80GB HBM3, expected H200"), "{}", r.summary);
+        assert!(
+            r.summary
+                .starts_with("GPU 0 (0000:53:00.0): is a NVIDIA H100 80GB HBM3, expected H200"),
+            "{}",
+            r.summary
+        );
     }
 
     #[test]
@@ -933,7 +1045,10 @@ mod tests {
         let r = evaluate(&s, &p5());
         assert_eq!(r.status, Status::Fail);
         assert_eq!(r.found["gpus"], 7);
-        assert_eq!(r.summary, "GPU 0 (0000:53:00.0): XID 79 (2 times): pid=1, GPU has fallen off the bus.");
+        assert_eq!(
+            r.summary,
+            "GPU 0 (0000:53:00.0): XID 79 (2 times): pid=1, GPU has fallen off the bus."
+        );
         let x = &r.found["xid_errors"];
         assert_eq!(
             x[0],
@@ -955,8 +1070,13 @@ mod tests {
             fabric_unit: None,
             errors: vec![],
         };
-        let want =
-            Expect { instance_type: Some("m7i.large".into()), gpus: Some(0), gpu_model: None, nvswitch: Some(false), fatal_xids: vec![] };
+        let want = Expect {
+            instance_type: Some("m7i.large".into()),
+            gpus: Some(0),
+            gpu_model: None,
+            nvswitch: Some(false),
+            fatal_xids: vec![],
+        };
         let r = evaluate(&s, &want);
         assert_eq!((r.status, r.required), (Status::Skip, false));
         assert_eq!(r.summary, "m7i.large has no NVIDIA GPUs and none are present");
@@ -967,23 +1087,47 @@ mod tests {
     #[test]
     fn unknown_type_checks_consistency_only() {
         let mut s = healthy();
-        let want = Expect { instance_type: None, gpus: None, gpu_model: None, nvswitch: None, fatal_xids: vec![79] };
+        let want = Expect {
+            instance_type: None,
+            gpus: None,
+            gpu_model: None,
+            nvswitch: None,
+            fatal_xids: vec![79],
+        };
         let r = evaluate(&s, &want);
         assert_eq!((r.status, r.required), (Status::Pass, false), "{}", r.summary);
-        assert!(r.summary.ends_with("instance type unknown: counts checked for consistency only"), "{}", r.summary);
+        assert!(
+            r.summary.ends_with("instance type unknown: counts checked for consistency only"),
+            "{}",
+            r.summary
+        );
         s.dev_nodes.pop();
         let r = evaluate(&s, &want);
         assert_eq!(r.status, Status::Warn);
-        assert!(r.summary.starts_with("GPU counts disagree: 8 on PCI, 7 /dev/nvidia<N>, 8 in NVML"), "{}", r.summary);
+        assert!(
+            r.summary.starts_with("GPU counts disagree: 8 on PCI, 7 /dev/nvidia<N>, 8 in NVML"),
+            "{}",
+            r.summary
+        );
     }
 
     #[test]
     fn nvml_outcomes_fail_with_their_remedy() {
         let mut s = healthy();
-        s.nvml = Some(Outcome::TimedOut { library: "x".into(), call: "nvmlDeviceGetTotalEccErrors (GPU 3)".into(), after_ms: 2000 });
+        s.nvml = Some(Outcome::TimedOut {
+            library: "x".into(),
+            call: "nvmlDeviceGetTotalEccErrors (GPU 3)".into(),
+            after_ms: 2000,
+        });
         let r = evaluate(&s, &p5());
         assert_eq!(r.status, Status::Fail);
-        assert!(r.summary.starts_with("NVML did not answer within 2000 ms (nvmlDeviceGetTotalEccErrors (GPU 3))"), "{}", r.summary);
+        assert!(
+            r.summary.starts_with(
+                "NVML did not answer within 2000 ms (nvmlDeviceGetTotalEccErrors (GPU 3))"
+            ),
+            "{}",
+            r.summary
+        );
         assert_eq!(r.found["gpus"], 0);
         assert_eq!(r.found["driver_version"], "550.127.05");
         assert_eq!(r.found["driver_version_source"], PROC_VERSION);
@@ -1007,17 +1151,27 @@ mod tests {
         };
         assert_eq!(fabric_unit(&host), FabricUnit::NotRunning);
         w("run/nvidia-fabricmanager/nv-fabricmanager.pid", "777\n");
-        assert_eq!(fabric_unit(&host), FabricUnit::NotRunning, "a stale pid file is not a running service");
+        assert_eq!(
+            fabric_unit(&host),
+            FabricUnit::NotRunning,
+            "a stale pid file is not a running service"
+        );
         w("proc/777/comm", "nv-fabricmanage\n");
         assert_eq!(fabric_unit(&host), FabricUnit::Running { pid: 777, how: "pid file" });
-        std::fs::remove_file(dir.path().join("run/nvidia-fabricmanager/nv-fabricmanager.pid")).unwrap();
+        std::fs::remove_file(dir.path().join("run/nvidia-fabricmanager/nv-fabricmanager.pid"))
+            .unwrap();
         assert_eq!(fabric_unit(&host), FabricUnit::Running { pid: 777, how: "process" });
         w("sys/fs/cgroup/system.slice/nvidia-fabricmanager.service/cgroup.procs", "");
-        assert_eq!(fabric_unit(&host), FabricUnit::NotRunning, "an empty cgroup: the service is stopped, /proc is not walked");
+        assert_eq!(
+            fabric_unit(&host),
+            FabricUnit::NotRunning,
+            "an empty cgroup: the service is stopped, /proc is not walked"
+        );
         w("sys/fs/cgroup/system.slice/nvidia-fabricmanager.service/cgroup.procs", "4242\n");
         assert_eq!(fabric_unit(&host), FabricUnit::Running { pid: 4242, how: "cgroup" });
         // An unreadable cgroup.procs (a directory here: root reads any file) tells nothing.
-        let procs = dir.path().join("sys/fs/cgroup/system.slice/nvidia-fabricmanager.service/cgroup.procs");
+        let procs =
+            dir.path().join("sys/fs/cgroup/system.slice/nvidia-fabricmanager.service/cgroup.procs");
         std::fs::remove_file(&procs).unwrap();
         std::fs::create_dir(&procs).unwrap();
         assert_eq!(fabric_unit(&host), FabricUnit::Running { pid: 777, how: "process" });

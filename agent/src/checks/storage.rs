@@ -85,8 +85,10 @@ impl Array {
 
     /// Running with every member: usable.
     pub fn is_running(&self) -> bool {
-        matches!(self.state.as_str(), "clean" | "active" | "active-idle" | "read-auto" | "write-pending")
-            && self.members.len() as u32 >= self.raid_disks
+        matches!(
+            self.state.as_str(),
+            "clean" | "active" | "active-idle" | "read-auto" | "write-pending"
+        ) && self.members.len() as u32 >= self.raid_disks
     }
 }
 
@@ -128,13 +130,18 @@ fn parse_devnum(s: &str) -> Option<(u32, u32)> {
 fn is_nvme_namespace(name: &str) -> bool {
     let Some(rest) = name.strip_prefix("nvme") else { return false };
     let Some((ctrl, ns)) = rest.split_once('n') else { return false };
-    !ctrl.is_empty() && !ns.is_empty() && ctrl.bytes().all(|c| c.is_ascii_digit()) && ns.bytes().all(|c| c.is_ascii_digit())
+    !ctrl.is_empty()
+        && !ns.is_empty()
+        && ctrl.bytes().all(|c| c.is_ascii_digit())
+        && ns.bytes().all(|c| c.is_ascii_digit())
 }
 
 /// What the device carries, and for a first md member what the array's data starts with.
 fn probe_device(host: &Host, name: &str, size: u64) -> Result<(Content, Option<Content>), String> {
     let dev = format!("/dev/{name}");
-    let read = |off, len| host.read_range(&dev, off, len).map_err(|e| format!("{e} (looking for signatures)"));
+    let read = |off, len| {
+        host.read_range(&dev, off, len).map_err(|e| format!("{e} (looking for signatures)"))
+    };
     let head = read(0, probe::HEAD_BYTES)?;
     let tail = read(size.saturating_sub(probe::TAIL_BYTES as u64), probe::TAIL_BYTES)?;
     let content = probe::probe(&Sample { head: &head, tail: &tail, size });
@@ -166,13 +173,18 @@ fn read_disk(
     let devnum = parse_devnum(&attr("dev"));
     let holders = host.list_dir_opt(base.join("holders")).unwrap_or_default();
     let entries = host.list_dir_opt(&base).unwrap_or_default();
-    let partitions: Vec<String> =
-        entries.into_iter().filter(|e| e.starts_with(name) && host.exists(base.join(e).join("partition"))).collect();
-    let part_devnums: Vec<(u32, u32)> =
-        partitions.iter().filter_map(|p| parse_devnum(&host.read_attr_opt(base.join(p).join("dev")).ok().flatten()?)).collect();
+    let partitions: Vec<String> = entries
+        .into_iter()
+        .filter(|e| e.starts_with(name) && host.exists(base.join(e).join("partition")))
+        .collect();
+    let part_devnums: Vec<(u32, u32)> = partitions
+        .iter()
+        .filter_map(|p| parse_devnum(&host.read_attr_opt(base.join(p).join("dev")).ok().flatten()?))
+        .collect();
     // Mounted by us (at the mount point or a bind target) is not "in use by someone else".
     let ours = |m: &Mount| {
-        m.mount_point == cfg.mount_point.trim_end_matches('/') || cfg.bind.iter().any(|b| b.trim_end_matches('/') == m.mount_point)
+        m.mount_point == cfg.mount_point.trim_end_matches('/')
+            || cfg.bind.iter().any(|b| b.trim_end_matches('/') == m.mount_point)
     };
     let mounted_at = mounts.iter().filter(|m| !ours(m)).find(|m| {
         Some(m.dev) == devnum
@@ -181,7 +193,11 @@ fn read_disk(
             || partitions.iter().any(|p| m.source == format!("/dev/{p}"))
     });
     let in_use = if let Some(m) = mounted_at {
-        Some(if m.mount_point == "/" { "the root disk".to_string() } else { format!("mounted at {}", m.mount_point) })
+        Some(if m.mount_point == "/" {
+            "the root disk".to_string()
+        } else {
+            format!("mounted at {}", m.mount_point)
+        })
     } else if !partitions.is_empty() {
         Some(format!("partitioned ({})", partitions.join(", ")))
     } else {
@@ -210,7 +226,13 @@ fn read_disk(
     disk
 }
 
-fn read_array(host: &Host, name: &str, members: Vec<String>, probe: bool, errors: &mut Vec<String>) -> Array {
+fn read_array(
+    host: &Host,
+    name: &str,
+    members: Vec<String>,
+    probe: bool,
+    errors: &mut Vec<String>,
+) -> Array {
     let base = PathBuf::from("/sys/block").join(name);
     let attr = |rel: &str| host.read_attr_opt(base.join(rel)).ok().flatten().unwrap_or_default();
     let size = attr("size").parse::<u64>().unwrap_or(0).saturating_mul(512);
@@ -274,19 +296,33 @@ pub fn observe(host: &Host, cfg: &StorageConfig, probe: bool) -> Snapshot {
         }
     } else {
         for name in block.iter().filter(|n| is_nvme_namespace(n)) {
-            let model = host.read_attr_opt(format!("/sys/block/{name}/device/model")).ok().flatten().unwrap_or_default();
+            let model = host
+                .read_attr_opt(format!("/sys/block/{name}/device/model"))
+                .ok()
+                .flatten()
+                .unwrap_or_default();
             if model == INSTANCE_STORE_MODEL {
-                snap.disks.push(read_disk(host, name, Some(model), cfg, &mounts, probe, &mut errors));
+                snap.disks.push(read_disk(
+                    host,
+                    name,
+                    Some(model),
+                    cfg,
+                    &mounts,
+                    probe,
+                    &mut errors,
+                ));
             }
         }
         // Keyed by serial: the same disks give the same order, whatever names the kernel gave them.
-        snap.disks.sort_by(|a, b| a.serial.cmp(&b.serial).then_with(|| natural_cmp(&a.name, &b.name)));
+        snap.disks
+            .sort_by(|a, b| a.serial.cmp(&b.serial).then_with(|| natural_cmp(&a.name, &b.name)));
     }
     snap.md_names = block.iter().filter(|n| n.starts_with("md")).cloned().collect();
     let holders: Vec<String> = snap.disks.iter().flat_map(|d| d.holders.iter().cloned()).collect();
     for md in snap.md_names.clone() {
         let members = host.list_dir_opt(format!("/sys/block/{md}/slaves")).unwrap_or_default();
-        if holders.contains(&md) || members.iter().any(|m| snap.disks.iter().any(|d| &d.name == m)) {
+        if holders.contains(&md) || members.iter().any(|m| snap.disks.iter().any(|d| &d.name == m))
+        {
             snap.arrays.push(read_array(host, &md, members, probe, &mut errors));
         }
     }
@@ -326,14 +362,28 @@ pub fn wait_for_disks(host: &Host, cfg: &StorageConfig, want: usize) -> usize {
         let found = observe(host, cfg, false).disks.len();
         if found >= want || started.elapsed() >= deadline || !host.is_live() {
             if found < want {
-                tracing::warn!(found, want, waited_s = started.elapsed().as_secs(), "not every instance-store disk appeared");
+                tracing::warn!(
+                    found,
+                    want,
+                    waited_s = started.elapsed().as_secs(),
+                    "not every instance-store disk appeared"
+                );
             } else if started.elapsed().as_millis() > 0 {
-                tracing::info!(found, waited_ms = started.elapsed().as_millis() as u64, "instance-store disks present");
+                tracing::info!(
+                    found,
+                    waited_ms = started.elapsed().as_millis() as u64,
+                    "instance-store disks present"
+                );
             }
             return found;
         }
         if last_log.elapsed() >= std::time::Duration::from_secs(5) {
-            tracing::info!(found, want, waited_s = started.elapsed().as_secs(), "waiting for instance-store disks to appear");
+            tracing::info!(
+                found,
+                want,
+                waited_s = started.elapsed().as_secs(),
+                "waiting for instance-store disks to appear"
+            );
             last_log = std::time::Instant::now();
         }
         std::thread::sleep(std::time::Duration::from_millis(250));
@@ -408,31 +458,54 @@ impl Check for Storage {
         match ctx.config.storage.enabled {
             Mode::Never => false,
             Mode::Always => true,
-            Mode::Auto => ctx.expected.instance_store_disks.is_some_and(|n| n > 0) || !ctx.config.storage.devices.is_empty(),
+            Mode::Auto => {
+                ctx.expected.instance_store_disks.is_some_and(|n| n > 0)
+                    || !ctx.config.storage.devices.is_empty()
+            }
         }
     }
 
     fn run(&self, ctx: &Context) -> CheckResult {
         let cfg = &ctx.config.storage;
         let snap = observe(&ctx.host, cfg, false);
-        evaluate(&ctx.host, &snap, cfg, if snap.explicit { Some(cfg.devices.len() as u32) } else { ctx.expected.instance_store_disks })
-            .required(self.required(ctx))
+        evaluate(
+            &ctx.host,
+            &snap,
+            cfg,
+            if snap.explicit {
+                Some(cfg.devices.len() as u32)
+            } else {
+                ctx.expected.instance_store_disks
+            },
+        )
+        .required(self.required(ctx))
     }
 }
 
 /// The check's verdict on a snapshot.
-pub fn evaluate(host: &Host, snap: &Snapshot, cfg: &StorageConfig, expected: Option<u32>) -> CheckResult {
+pub fn evaluate(
+    host: &Host,
+    snap: &Snapshot,
+    cfg: &StorageConfig,
+    expected: Option<u32>,
+) -> CheckResult {
     let mp = cfg.mount_point.as_str();
     let found = snap.disks.len() as u32;
     let mk = |status, summary: String| {
-        let mut r = CheckResult::new("storage", status, summary).found("disks", found).found("mount_point", mp);
+        let mut r = CheckResult::new("storage", status, summary)
+            .found("disks", found)
+            .found("mount_point", mp);
         if let Some(e) = expected {
             r = r.expect("disks", e);
         }
         r
     };
     if cfg.enabled == Mode::Never {
-        return mk(Status::Skip, "storage.enabled = never: instance-store disks are left alone".into()).found("mounted", false);
+        return mk(
+            Status::Skip,
+            "storage.enabled = never: instance-store disks are left alone".into(),
+        )
+        .found("mounted", false);
     }
     if !snap.errors.is_empty() {
         return mk(Status::Fail, format!("could not look: {}", snap.errors.join("; ")))
@@ -440,7 +513,8 @@ pub fn evaluate(host: &Host, snap: &Snapshot, cfg: &StorageConfig, expected: Opt
             .remedy("run nodeprep as root; see the error for the file that could not be read");
     }
     if found == 0 && expected.unwrap_or(0) == 0 && cfg.enabled == Mode::Auto {
-        return mk(Status::Skip, "no instance-store disks on this instance type".into()).found("mounted", false);
+        return mk(Status::Skip, "no instance-store disks on this instance type".into())
+            .found("mounted", false);
     }
     let mut problems = Vec::new();
     let mut warnings = Vec::new();
@@ -452,7 +526,12 @@ pub fn evaluate(host: &Host, snap: &Snapshot, cfg: &StorageConfig, expected: Opt
         }
     }
     for d in snap.disks.iter().filter(|d| d.in_use.is_some()) {
-        warnings.push(format!("{} ({}) not used: {}", d.dev(), d.serial, d.in_use.as_deref().unwrap_or_default()));
+        warnings.push(format!(
+            "{} ({}) not used: {}",
+            d.dev(),
+            d.serial,
+            d.in_use.as_deref().unwrap_or_default()
+        ));
     }
     let usable = snap.usable();
     let raw: u64 = usable.iter().map(|d| d.size_bytes).sum();
@@ -464,9 +543,19 @@ pub fn evaluate(host: &Host, snap: &Snapshot, cfg: &StorageConfig, expected: Opt
                 array_json = serde_json::json!({"device": a.dev(), "state": a.state, "level": a.level,
                     "members": a.members.len(), "raid_disks": a.raid_disks});
                 if !a.is_running() {
-                    problems.push(format!("{} is {} with {} of {} members (degraded)", a.dev(), a.state, a.members.len(), a.raid_disks));
+                    problems.push(format!(
+                        "{} is {} with {} of {} members (degraded)",
+                        a.dev(),
+                        a.state,
+                        a.members.len(),
+                        a.raid_disks
+                    ));
                 }
-                let outside: Vec<_> = usable.iter().filter(|d| !a.members.contains(&d.name)).map(|d| d.dev()).collect();
+                let outside: Vec<_> = usable
+                    .iter()
+                    .filter(|d| !a.members.contains(&d.name))
+                    .map(|d| d.dev())
+                    .collect();
                 if !outside.is_empty() {
                     warnings.push(format!("{} not in {}", outside.join(", "), a.dev()));
                 }
@@ -481,18 +570,21 @@ pub fn evaluate(host: &Host, snap: &Snapshot, cfg: &StorageConfig, expected: Opt
     };
     if !mounted && problems.is_empty() {
         match top {
-            Some(m) => problems.push(format!("{mp} shows {} ({}), not the instance store", m.source, m.fstype)),
+            Some(m) => problems
+                .push(format!("{mp} shows {} ({}), not the instance store", m.source, m.fstype)),
             None => problems.push(format!("nothing mounted at {mp}")),
         }
     } else if !mounted {
         problems.push(format!("not mounted at {mp}"));
     }
     let devnum = device.as_ref().and_then(|d| d.1);
-    let missing: Vec<String> = bind_order(&cfg.bind).into_iter().filter(|t| !bind_in_place(snap, devnum, t)).collect();
+    let missing: Vec<String> =
+        bind_order(&cfg.bind).into_iter().filter(|t| !bind_in_place(snap, devnum, t)).collect();
     if mounted && !missing.is_empty() {
         problems.push(format!("not bind-mounted onto the instance store: {}", missing.join(", ")));
     }
-    let mut result_found = vec![("mounted", serde_json::json!(mounted)), ("raw_bytes", serde_json::json!(raw))];
+    let mut result_found =
+        vec![("mounted", serde_json::json!(mounted)), ("raw_bytes", serde_json::json!(raw))];
     if !array_json.is_null() {
         result_found.push(("array", array_json));
     }
@@ -512,7 +604,11 @@ pub fn evaluate(host: &Host, snap: &Snapshot, cfg: &StorageConfig, expected: Opt
     let (status, summary) = if !problems.is_empty() {
         (Status::Fail, problems.join("; "))
     } else {
-        let what = if usable.len() == 1 { usable[0].dev() } else { device.as_ref().map(|d| d.0.clone()).unwrap_or_default() };
+        let what = if usable.len() == 1 {
+            usable[0].dev()
+        } else {
+            device.as_ref().map(|d| d.0.clone()).unwrap_or_default()
+        };
         let size = cap.map(|(t, _)| human(t)).unwrap_or_else(|| format!("{} raw", human(raw)));
         let base = format!(
             "{} disk{} as {what} ({size}) at {mp}, {} binds in place",
@@ -562,17 +658,28 @@ mod tests {
 
     #[test]
     fn nvme_namespaces_only() {
-        for (n, want) in [("nvme1n1", true), ("nvme10n2", true), ("nvme1n1p1", false), ("nvme1", false), ("nvmen1", false), ("sda", false)]
-        {
+        for (n, want) in [
+            ("nvme1n1", true),
+            ("nvme10n2", true),
+            ("nvme1n1p1", false),
+            ("nvme1", false),
+            ("nvmen1", false),
+            ("sda", false),
+        ] {
             assert_eq!(is_nvme_namespace(n), want, "{n}");
         }
     }
 
     #[test]
     fn binds_go_parent_first_and_mirror_their_path() {
-        let t: Vec<String> = ["/var/lib/kubelet/pods", "/var/log/pods", "/var/lib/kubelet"].map(String::from).to_vec();
+        let t: Vec<String> = ["/var/lib/kubelet/pods", "/var/log/pods", "/var/lib/kubelet"]
+            .map(String::from)
+            .to_vec();
         assert_eq!(bind_order(&t), ["/var/log/pods", "/var/lib/kubelet", "/var/lib/kubelet/pods"]);
-        assert_eq!(bind_source("/mnt/nodeprep/", "/var/lib/containerd"), "/mnt/nodeprep/var/lib/containerd");
+        assert_eq!(
+            bind_source("/mnt/nodeprep/", "/var/lib/containerd"),
+            "/mnt/nodeprep/var/lib/containerd"
+        );
     }
 
     #[test]

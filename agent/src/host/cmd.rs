@@ -21,7 +21,12 @@ pub enum CmdError {
 }
 
 /// Runs `program args...` on the live host with a deadline; returns its stdout.
-pub fn run(host: &Host, program: &str, args: &[&str], timeout: Duration) -> Result<String, CmdError> {
+pub fn run(
+    host: &Host,
+    program: &str,
+    args: &[&str],
+    timeout: Duration,
+) -> Result<String, CmdError> {
     let cmd = std::iter::once(program).chain(args.iter().copied()).collect::<Vec<_>>().join(" ");
     if !host.is_live() {
         return Err(CmdError::NotLive { cmd, root: host.root().display().to_string() });
@@ -72,19 +77,26 @@ mod tests {
     #[test]
     fn commands_never_run_under_a_fixture_root() {
         let e = run(&Host::new("/tmp/x"), "true", &[], Duration::from_secs(1)).unwrap_err();
-        assert_eq!(e.to_string(), "`true` not run: --root is /tmp/x, not / (host commands only run on the live host)");
+        assert_eq!(
+            e.to_string(),
+            "`true` not run: --root is /tmp/x, not / (host commands only run on the live host)"
+        );
     }
 
     #[test]
     fn output_failure_and_timeout() {
         let live = Host::new("/");
         assert_eq!(run(&live, "echo", &["hi"], Duration::from_secs(5)).unwrap(), "hi\n");
-        let e = run(&live, "sh", &["-c", "echo boom >&2; exit 3"], Duration::from_secs(5)).unwrap_err();
+        let e =
+            run(&live, "sh", &["-c", "echo boom >&2; exit 3"], Duration::from_secs(5)).unwrap_err();
         assert_eq!(e.to_string(), "`sh -c echo boom >&2; exit 3` failed (exit status: 3): boom");
         let t0 = Instant::now();
         let e = run(&live, "sleep", &["10"], Duration::from_millis(200)).unwrap_err();
         assert!(matches!(e, CmdError::Timeout { .. }));
         assert!(t0.elapsed() < Duration::from_secs(5));
-        assert!(matches!(run(&live, "/nonexistent/prog", &[], Duration::from_secs(1)), Err(CmdError::Spawn { .. })));
+        assert!(matches!(
+            run(&live, "/nonexistent/prog", &[], Duration::from_secs(1)),
+            Err(CmdError::Spawn { .. })
+        ));
     }
 }

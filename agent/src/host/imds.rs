@@ -34,8 +34,9 @@ pub fn reply_value(body: &[u8]) -> Result<String, String> {
     if body.len() > MAX_REPLY_BYTES {
         return Err(format!("a reply of more than {MAX_REPLY_BYTES} bytes"));
     }
-    let text =
-        std::str::from_utf8(body).map_err(|e| format!("a reply that is not UTF-8 text (invalid byte at offset {})", e.valid_up_to()))?;
+    let text = std::str::from_utf8(body).map_err(|e| {
+        format!("a reply that is not UTF-8 text (invalid byte at offset {})", e.valid_up_to())
+    })?;
     let value = text.trim();
     if value.chars().any(char::is_control) {
         return Err(format!("{:?}, which is not one line of text", shorten(value)));
@@ -82,7 +83,11 @@ impl ImdsClient {
     }
 
     /// Sends a request, retrying once on a timeout or connection error.
-    async fn send(&self, what: &'static str, make: impl Fn() -> reqwest::RequestBuilder) -> Result<reqwest::Response, ImdsError> {
+    async fn send(
+        &self,
+        what: &'static str,
+        make: impl Fn() -> reqwest::RequestBuilder,
+    ) -> Result<reqwest::Response, ImdsError> {
         let mut last = None;
         for attempt in 1..=2 {
             let started = Instant::now();
@@ -96,46 +101,91 @@ impl ImdsClient {
         }
         let e = last.expect("two attempts made");
         if e.is_timeout() {
-            Err(ImdsError::Timeout { endpoint: self.endpoint.clone(), what, timeout_ms: self.timeout_ms() })
+            Err(ImdsError::Timeout {
+                endpoint: self.endpoint.clone(),
+                what,
+                timeout_ms: self.timeout_ms(),
+            })
         } else {
-            Err(ImdsError::Unreachable { endpoint: self.endpoint.clone(), what, cause: crate::error_chain(&e) })
+            Err(ImdsError::Unreachable {
+                endpoint: self.endpoint.clone(),
+                what,
+                cause: crate::error_chain(&e),
+            })
         }
     }
 
     /// Reads a reply body, at most one byte past [`MAX_REPLY_BYTES`], and returns its value.
-    async fn body(&self, what: &'static str, mut resp: reqwest::Response) -> Result<String, ImdsError> {
+    async fn body(
+        &self,
+        what: &'static str,
+        mut resp: reqwest::Response,
+    ) -> Result<String, ImdsError> {
         let mut bytes = Vec::new();
         while bytes.len() <= MAX_REPLY_BYTES {
             match resp.chunk().await {
-                Ok(Some(chunk)) => bytes.extend_from_slice(&chunk[..chunk.len().min(MAX_REPLY_BYTES + 1 - bytes.len())]),
+                Ok(Some(chunk)) => bytes.extend_from_slice(
+                    &chunk[..chunk.len().min(MAX_REPLY_BYTES + 1 - bytes.len())],
+                ),
                 Ok(None) => break,
                 Err(e) if e.is_timeout() => {
-                    return Err(ImdsError::Timeout { endpoint: self.endpoint.clone(), what, timeout_ms: self.timeout_ms() })
+                    return Err(ImdsError::Timeout {
+                        endpoint: self.endpoint.clone(),
+                        what,
+                        timeout_ms: self.timeout_ms(),
+                    })
                 }
-                Err(e) => return Err(ImdsError::Unreachable { endpoint: self.endpoint.clone(), what, cause: crate::error_chain(&e) }),
+                Err(e) => {
+                    return Err(ImdsError::Unreachable {
+                        endpoint: self.endpoint.clone(),
+                        what,
+                        cause: crate::error_chain(&e),
+                    })
+                }
             }
         }
-        reply_value(&bytes).map_err(|problem| ImdsError::Reply { endpoint: self.endpoint.clone(), what, problem })
+        reply_value(&bytes).map_err(|problem| ImdsError::Reply {
+            endpoint: self.endpoint.clone(),
+            what,
+            problem,
+        })
     }
 
     /// PUT /latest/api/token.
     pub async fn token(&self) -> Result<String, ImdsError> {
         let url = format!("{}/latest/api/token", self.endpoint);
         let what = "the token request";
-        let resp =
-            self.send(what, || self.client.put(&url).header("X-aws-ec2-metadata-token-ttl-seconds", TOKEN_TTL_SECONDS.to_string())).await?;
+        let resp = self
+            .send(what, || {
+                self.client
+                    .put(&url)
+                    .header("X-aws-ec2-metadata-token-ttl-seconds", TOKEN_TTL_SECONDS.to_string())
+            })
+            .await?;
         if resp.status() != StatusCode::OK {
-            return Err(ImdsError::Status { endpoint: self.endpoint.clone(), what, status: resp.status().as_u16() });
+            return Err(ImdsError::Status {
+                endpoint: self.endpoint.clone(),
+                what,
+                status: resp.status().as_u16(),
+            });
         }
         self.body(what, resp).await
     }
 
     /// GET a metadata path. 404 is `Ok(None)`. A 401 refreshes `token` once.
-    pub async fn get(&self, token: &mut String, path: &'static str) -> Result<Option<String>, ImdsError> {
+    pub async fn get(
+        &self,
+        token: &mut String,
+        path: &'static str,
+    ) -> Result<Option<String>, ImdsError> {
         let url = format!("{}/latest/meta-data/{path}", self.endpoint);
         for refreshed in [false, true] {
             let tok = token.clone();
-            let resp = self.send(path, || self.client.get(&url).header("X-aws-ec2-metadata-token", tok.as_str())).await?;
+            let resp = self
+                .send(path, || {
+                    self.client.get(&url).header("X-aws-ec2-metadata-token", tok.as_str())
+                })
+                .await?;
             match resp.status() {
                 StatusCode::OK => return Ok(Some(self.body(path, resp).await?)),
                 StatusCode::NOT_FOUND => return Ok(None),
@@ -143,7 +193,13 @@ impl ImdsClient {
                     tracing::debug!(path, "IMDS token rejected (401); fetching a new one");
                     *token = self.token().await?;
                 }
-                s => return Err(ImdsError::Status { endpoint: self.endpoint.clone(), what: path, status: s.as_u16() }),
+                s => {
+                    return Err(ImdsError::Status {
+                        endpoint: self.endpoint.clone(),
+                        what: path,
+                        status: s.as_u16(),
+                    })
+                }
             }
         }
         unreachable!("the loop returns on its second pass")
@@ -156,17 +212,30 @@ impl ImdsClient {
         let instance_type = self.get(&mut token, "instance-type").await?;
         if let Some(t) = instance_type.as_deref().filter(|t| !crate::config::is_instance_type(t)) {
             let problem = format!("{:?}, which is not an instance type", shorten(t));
-            return Err(ImdsError::Reply { endpoint: self.endpoint.clone(), what: "instance-type", problem });
+            return Err(ImdsError::Reply {
+                endpoint: self.endpoint.clone(),
+                what: "instance-type",
+                problem,
+            });
         }
-        let placement_group = self.get(&mut token, "placement/group-name").await?.filter(|s| !s.is_empty());
+        let placement_group =
+            self.get(&mut token, "placement/group-name").await?.filter(|s| !s.is_empty());
         let availability_zone = self.get(&mut token, "placement/availability-zone").await?;
-        tracing::debug!(elapsed_ms = started.elapsed().as_millis() as u64, ?instance_type, ?placement_group, "IMDS answered");
+        tracing::debug!(
+            elapsed_ms = started.elapsed().as_millis() as u64,
+            ?instance_type,
+            ?placement_group,
+            "IMDS answered"
+        );
         Ok(ImdsFacts { instance_type, placement_group, availability_zone })
     }
 
     /// [`ImdsClient::facts`] from synchronous code: runs a small runtime of its own.
     pub fn facts_blocking(&self) -> Result<ImdsFacts, ImdsError> {
-        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("tokio runtime builds");
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("tokio runtime builds");
         rt.block_on(self.facts())
     }
 }

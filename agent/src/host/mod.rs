@@ -113,7 +113,12 @@ impl Host {
 
     /// Up to `len` bytes at byte `offset` of a file or block device (`/dev/nvme1n1`); fewer at its
     /// end (a fixture file stands for a much larger disk: what it lacks reads as nothing).
-    pub fn read_range(&self, host_path: impl AsRef<Path>, offset: u64, len: usize) -> HostResult<Vec<u8>> {
+    pub fn read_range(
+        &self,
+        host_path: impl AsRef<Path>,
+        offset: u64,
+        len: usize,
+    ) -> HostResult<Vec<u8>> {
         use std::os::unix::fs::FileExt;
         let path = self.path(host_path);
         let err = |source| HostError { op: "reading", path: path.clone(), source };
@@ -155,8 +160,17 @@ impl Host {
     pub fn list_dir(&self, host_path: impl AsRef<Path>) -> HostResult<Vec<String>> {
         use rustix::fs::{Mode, OFlags, RawDir};
         let path = self.path(host_path);
-        let err = |e: rustix::io::Errno| HostError { op: "listing", path: path.clone(), source: e.into() };
-        let fd = rustix::fs::open(&path, OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC, Mode::empty()).map_err(err)?;
+        let err = |e: rustix::io::Errno| HostError {
+            op: "listing",
+            path: path.clone(),
+            source: e.into(),
+        };
+        let fd = rustix::fs::open(
+            &path,
+            OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
+            Mode::empty(),
+        )
+        .map_err(err)?;
         let mut buf = [std::mem::MaybeUninit::<u8>::uninit(); 8192];
         let mut entries = RawDir::new(&fd, &mut buf);
         let mut names = Vec::new();
@@ -231,7 +245,13 @@ mod tests {
         let err = h.read_attr("/sys/devices/virtual/dmi/id/product_name").unwrap_err();
         let msg = err.to_string();
         assert!(err.is_not_found());
-        assert!(msg.contains(&format!("{}/sys/devices/virtual/dmi/id/product_name", dir.path().display())), "{msg}");
+        assert!(
+            msg.contains(&format!(
+                "{}/sys/devices/virtual/dmi/id/product_name",
+                dir.path().display()
+            )),
+            "{msg}"
+        );
         assert!(msg.contains("No such file"), "{msg}");
         assert_eq!(h.read_attr_opt("/nope").unwrap(), None);
     }

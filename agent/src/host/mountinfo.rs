@@ -42,8 +42,13 @@ pub fn unescape(s: &str) -> String {
     let mut out = Vec::with_capacity(b.len());
     let mut i = 0;
     while i < b.len() {
-        if b[i] == b'\\' && i + 3 < b.len() && b[i + 1..i + 4].iter().all(|c| (b'0'..=b'7').contains(c)) {
-            let v = (b[i + 1] - b'0') as u32 * 64 + (b[i + 2] - b'0') as u32 * 8 + (b[i + 3] - b'0') as u32;
+        if b[i] == b'\\'
+            && i + 3 < b.len()
+            && b[i + 1..i + 4].iter().all(|c| (b'0'..=b'7').contains(c))
+        {
+            let v = (b[i + 1] - b'0') as u32 * 64
+                + (b[i + 2] - b'0') as u32 * 8
+                + (b[i + 3] - b'0') as u32;
             if let Ok(byte) = u8::try_from(v) {
                 out.push(byte);
                 i += 4;
@@ -66,7 +71,10 @@ fn parse_line(line: &str, n: usize) -> Result<Mount, ParseError> {
     let id = fields[0].parse().map_err(|_| err("mount ID is not a number"))?;
     let parent = fields[1].parse().map_err(|_| err("parent ID is not a number"))?;
     let (maj, min) = fields[2].split_once(':').ok_or(err("device is not MAJOR:MINOR"))?;
-    let dev = (maj.parse().map_err(|_| err("major is not a number"))?, min.parse().map_err(|_| err("minor is not a number"))?);
+    let dev = (
+        maj.parse().map_err(|_| err("major is not a number"))?,
+        min.parse().map_err(|_| err("minor is not a number"))?,
+    );
     Ok(Mount {
         id,
         parent,
@@ -82,7 +90,11 @@ fn parse_line(line: &str, n: usize) -> Result<Mount, ParseError> {
 /// Parses a whole mountinfo file. A malformed line is an error naming its number: a mount table we
 /// cannot read completely is not a basis for mounting anything.
 pub fn parse(text: &str) -> Result<Vec<Mount>, ParseError> {
-    text.lines().enumerate().filter(|(_, l)| !l.trim().is_empty()).map(|(i, l)| parse_line(l, i + 1)).collect()
+    text.lines()
+        .enumerate()
+        .filter(|(_, l)| !l.trim().is_empty())
+        .map(|(i, l)| parse_line(l, i + 1))
+        .collect()
 }
 
 /// The mount a path shows: the last (topmost) mount whose mount point is exactly `path`.
@@ -112,7 +124,11 @@ mod tests {
         assert_eq!(m[1].source, "/dev/md127");
         assert!(m[1].has_option("nosuid") && m[1].has_option("noatime") && !m[1].has_option("ro"));
         assert_eq!(m[2].root, "/var/lib/containerd");
-        assert_eq!(top_at(&m, "/var/lib/containerd").unwrap().fstype, "tmpfs", "the later mount hides the earlier one");
+        assert_eq!(
+            top_at(&m, "/var/lib/containerd").unwrap().fstype,
+            "tmpfs",
+            "the later mount hides the earlier one"
+        );
         assert_eq!(top_at(&m, "/mnt/nodeprep/").unwrap().id, 90);
         assert_eq!(top_at(&m, "/mnt/with space").unwrap().id, 93);
         assert!(top_at(&m, "/var/lib/kubelet").is_none());
@@ -124,8 +140,14 @@ mod tests {
             parse("22 1 259:1 / / rw - xfs /dev/x rw\nbroken line\n").unwrap_err().to_string(),
             "mountinfo line 2: no ` - ` separator"
         );
-        assert_eq!(parse("x 1 259:1 / / rw - xfs /dev/x rw\n").unwrap_err().why, "mount ID is not a number");
-        assert_eq!(parse("1 1 259 / / rw - xfs /dev/x rw\n").unwrap_err().why, "device is not MAJOR:MINOR");
+        assert_eq!(
+            parse("x 1 259:1 / / rw - xfs /dev/x rw\n").unwrap_err().why,
+            "mount ID is not a number"
+        );
+        assert_eq!(
+            parse("1 1 259 / / rw - xfs /dev/x rw\n").unwrap_err().why,
+            "device is not MAJOR:MINOR"
+        );
         assert_eq!(parse("1 1 1:2 / / rw - xfs\n").unwrap_err().why, "too few fields");
     }
 

@@ -52,7 +52,12 @@ pub fn find(host: &Host, unit: &str, is_it: impl Fn(&str) -> bool) -> Option<(u3
 
 /// The lowest pid among all processes whose `comm` satisfies `is_it` (one read per process).
 pub fn walk(host: &Host, is_it: impl Fn(&str) -> bool) -> Option<u32> {
-    let mut pids: Vec<u32> = host.list_dir_opt("/proc").unwrap_or_default().iter().filter_map(|p| p.parse().ok()).collect();
+    let mut pids: Vec<u32> = host
+        .list_dir_opt("/proc")
+        .unwrap_or_default()
+        .iter()
+        .filter_map(|p| p.parse().ok())
+        .collect();
     pids.sort_unstable();
     pids.into_iter().find(|&p| host.read_attr(format!("/proc/{p}/comm")).is_ok_and(|c| is_it(&c)))
 }
@@ -82,20 +87,31 @@ mod tests {
             ("proc/120/comm", "containerd\n"),
             ("proc/900/comm", "containerd-shim\n"),
         ]);
-        assert_eq!(find(&host, "containerd.service", |c| c == "containerd"), Some((120, Found::Cgroup)));
+        assert_eq!(
+            find(&host, "containerd.service", |c| c == "containerd"),
+            Some((120, Found::Cgroup))
+        );
     }
 
     #[test]
     fn an_empty_cgroup_means_not_running() {
-        let (_d, host) = tree(&[("sys/fs/cgroup/system.slice/containerd.service/cgroup.procs", ""), ("proc/50/comm", "containerd\n")]);
+        let (_d, host) = tree(&[
+            ("sys/fs/cgroup/system.slice/containerd.service/cgroup.procs", ""),
+            ("proc/50/comm", "containerd\n"),
+        ]);
         assert_eq!(find(&host, "containerd.service", |c| c == "containerd"), None);
     }
 
     #[test]
     fn cgroup_v1_systemd_hierarchy() {
-        let (_d, host) =
-            tree(&[("sys/fs/cgroup/systemd/system.slice/containerd.service/cgroup.procs", "77\n"), ("proc/77/comm", "containerd\n")]);
-        assert_eq!(find(&host, "containerd.service", |c| c == "containerd"), Some((77, Found::Cgroup)));
+        let (_d, host) = tree(&[
+            ("sys/fs/cgroup/systemd/system.slice/containerd.service/cgroup.procs", "77\n"),
+            ("proc/77/comm", "containerd\n"),
+        ]);
+        assert_eq!(
+            find(&host, "containerd.service", |c| c == "containerd"),
+            Some((77, Found::Cgroup))
+        );
     }
 
     #[test]
@@ -106,13 +122,17 @@ mod tests {
             ("proc/5/comm", "systemd\n"),
             ("proc/self/comm", "containerd\n"),
         ]);
-        assert_eq!(find(&host, "containerd.service", |c| c == "containerd"), Some((99, Found::Walk)));
+        assert_eq!(
+            find(&host, "containerd.service", |c| c == "containerd"),
+            Some((99, Found::Walk))
+        );
         assert_eq!(find(&host, "kubelet.service", |c| c == "kubelet"), None);
     }
 
     #[test]
     fn a_listed_process_that_is_gone_is_not_found() {
-        let (_d, host) = tree(&[("sys/fs/cgroup/system.slice/containerd.service/cgroup.procs", "4242\n")]);
+        let (_d, host) =
+            tree(&[("sys/fs/cgroup/system.slice/containerd.service/cgroup.procs", "4242\n")]);
         assert_eq!(find(&host, "containerd.service", |c| c == "containerd"), None);
     }
 }

@@ -56,13 +56,19 @@ async fn readyz(State(s): State<Arc<Shared>>) -> Response {
     match s.published() {
         Some(p) if p.ready => text(StatusCode::OK, p.readyz.clone()),
         Some(p) => text(StatusCode::SERVICE_UNAVAILABLE, p.readyz.clone()),
-        None => text(StatusCode::SERVICE_UNAVAILABLE, "not ready\nno check run has finished yet\n".into()),
+        None => text(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "not ready\nno check run has finished yet\n".into(),
+        ),
     }
 }
 
 async fn status(State(s): State<Arc<Shared>>) -> Response {
     match s.published() {
-        Some(p) => (StatusCode::OK, [(header::CONTENT_TYPE, "application/json")], p.status_json.clone()).into_response(),
+        Some(p) => {
+            (StatusCode::OK, [(header::CONTENT_TYPE, "application/json")], p.status_json.clone())
+                .into_response()
+        }
         None => text(StatusCode::SERVICE_UNAVAILABLE, "no check run has finished yet\n".into()),
     }
 }
@@ -72,7 +78,12 @@ async fn metrics(State(s): State<Arc<Shared>>) -> Response {
         Some(p) => p.metrics.clone(),
         None => s.metrics.encode(),
     };
-    (StatusCode::OK, [(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")], body).into_response()
+    (
+        StatusCode::OK,
+        [(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")],
+        body,
+    )
+        .into_response()
 }
 
 async fn not_found() -> Response {
@@ -97,7 +108,10 @@ pub fn connection_limit() -> usize {
             lim.rlim_cur = raised.rlim_cur;
         }
     }
-    let n = usize::try_from(lim.rlim_cur).unwrap_or(usize::MAX).saturating_sub(RESERVED_FILES).clamp(1, MAX_CONNECTIONS);
+    let n = usize::try_from(lim.rlim_cur)
+        .unwrap_or(usize::MAX)
+        .saturating_sub(RESERVED_FILES)
+        .clamp(1, MAX_CONNECTIONS);
     if n < MAX_CONNECTIONS {
         tracing::warn!(
             open_files = lim.rlim_cur,
@@ -128,7 +142,8 @@ impl<S> WriteDeadline<S> {
             self.waiting = None;
             return poll;
         }
-        let deadline = self.waiting.get_or_insert_with(|| Box::pin(tokio::time::sleep(WRITE_TIMEOUT)));
+        let deadline =
+            self.waiting.get_or_insert_with(|| Box::pin(tokio::time::sleep(WRITE_TIMEOUT)));
         match deadline.as_mut().poll(cx) {
             Poll::Ready(()) => Poll::Ready(Err(io::Error::new(
                 io::ErrorKind::TimedOut,
@@ -140,18 +155,30 @@ impl<S> WriteDeadline<S> {
 }
 
 impl<S: tokio::io::AsyncRead + Unpin> tokio::io::AsyncRead for WriteDeadline<S> {
-    fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut tokio::io::ReadBuf<'_>) -> Poll<io::Result<()>> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
         Pin::new(&mut self.inner).poll_read(cx, buf)
     }
 }
 
 impl<S: tokio::io::AsyncWrite + Unpin> tokio::io::AsyncWrite for WriteDeadline<S> {
-    fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
         let poll = Pin::new(&mut self.inner).poll_write(cx, buf);
         self.check(cx, poll)
     }
 
-    fn poll_write_vectored(mut self: Pin<&mut Self>, cx: &mut Context<'_>, bufs: &[io::IoSlice<'_>]) -> Poll<io::Result<usize>> {
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
         let poll = Pin::new(&mut self.inner).poll_write_vectored(cx, bufs);
         self.check(cx, poll)
     }

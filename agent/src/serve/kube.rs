@@ -45,28 +45,41 @@ pub fn node_name(cfg: &KubernetesConfig, host: &Host) -> Result<String, String> 
     }
     host.read_attr("/proc/sys/kernel/hostname")
         .map_err(|e| format!("no node name: kubernetes.node_name and NODE_NAME are empty, and {e}"))
-        .and_then(|h| if h.is_empty() { Err("no node name: the hostname is empty; set kubernetes.node_name".into()) } else { Ok(h) })
+        .and_then(|h| {
+            if h.is_empty() {
+                Err("no node name: the hostname is empty; set kubernetes.node_name".into())
+            } else {
+                Ok(h)
+            }
+        })
 }
 
 /// Builds the API client from the kubeconfig (a host path) or the in-cluster service account, and
 /// says which API server it talks to (for logs and errors).
 pub async fn client(cfg: &KubernetesConfig, host: &Host) -> Result<(Client, String), String> {
     let mut config = if cfg.kubeconfig.is_empty() {
-        kube::Config::incluster()
-            .map_err(|e| format!("kubernetes: no in-cluster service account ({}); set kubernetes.kubeconfig", crate::error_chain(&e)))?
+        kube::Config::incluster().map_err(|e| {
+            format!(
+                "kubernetes: no in-cluster service account ({}); set kubernetes.kubeconfig",
+                crate::error_chain(&e)
+            )
+        })?
     } else {
         let path = host.path(&cfg.kubeconfig);
-        let kc =
-            Kubeconfig::read_from(&path).map_err(|e| format!("kubernetes.kubeconfig {}: {}", path.display(), crate::error_chain(&e)))?;
-        kube::Config::from_custom_kubeconfig(kc, &KubeConfigOptions::default())
-            .await
-            .map_err(|e| format!("kubernetes.kubeconfig {}: {}", path.display(), crate::error_chain(&e)))?
+        let kc = Kubeconfig::read_from(&path).map_err(|e| {
+            format!("kubernetes.kubeconfig {}: {}", path.display(), crate::error_chain(&e))
+        })?;
+        kube::Config::from_custom_kubeconfig(kc, &KubeConfigOptions::default()).await.map_err(
+            |e| format!("kubernetes.kubeconfig {}: {}", path.display(), crate::error_chain(&e)),
+        )?
     };
     config.connect_timeout = Some(API_TIMEOUT);
     config.read_timeout = Some(API_TIMEOUT);
     config.write_timeout = Some(API_TIMEOUT);
     let server = config.cluster_url.to_string();
-    Client::try_from(config).map(|c| (c, server)).map_err(|e| format!("kubernetes client: {}", crate::error_chain(&e)))
+    Client::try_from(config)
+        .map(|c| (c, server))
+        .map_err(|e| format!("kubernetes client: {}", crate::error_chain(&e)))
 }
 
 /// `device-plugins` → `NodeprepDevicePlugins`.
@@ -86,7 +99,8 @@ pub fn condition_type(check: &str) -> String {
 pub fn conditions(report: &Report, existing: &[Value], now: &str) -> Vec<Value> {
     let mut out = Vec::new();
     let mut push = |kind: String, status: &str, reason: &str, message: String| {
-        let prev = existing.iter().find(|c| c.get("type").and_then(Value::as_str) == Some(kind.as_str()));
+        let prev =
+            existing.iter().find(|c| c.get("type").and_then(Value::as_str) == Some(kind.as_str()));
         let transition = match prev {
             Some(p) if p.get("status").and_then(Value::as_str) == Some(status) => {
                 p.get("lastTransitionTime").cloned().unwrap_or_else(|| now.into())
@@ -106,11 +120,22 @@ pub fn conditions(report: &Report, existing: &[Value], now: &str) -> Vec<Value> 
         };
         push(condition_type(&c.name), status, reason, c.summary.clone());
     }
-    let failing: Vec<&str> = report.checks.iter().filter(|c| c.blocks_readiness()).map(|c| c.name.as_str()).collect();
+    let failing: Vec<&str> =
+        report.checks.iter().filter(|c| c.blocks_readiness()).map(|c| c.name.as_str()).collect();
     if report.ready {
-        push("NodeprepReady".into(), "True", "AllRequiredChecksPassed", "every required nodeprep check passed".into());
+        push(
+            "NodeprepReady".into(),
+            "True",
+            "AllRequiredChecksPassed",
+            "every required nodeprep check passed".into(),
+        );
     } else {
-        push("NodeprepReady".into(), "False", "RequiredChecksFailed", format!("failing: {}", failing.join(", ")));
+        push(
+            "NodeprepReady".into(),
+            "False",
+            "RequiredChecksFailed",
+            format!("failing: {}", failing.join(", ")),
+        );
     }
     out
 }
@@ -120,7 +145,8 @@ pub fn allocatable_ok(node: &Node, expected: &[(&str, Option<u32>)]) -> Result<(
     let alloc = node.status.as_ref().and_then(|s| s.allocatable.as_ref());
     for (res, want) in expected {
         let Some(want) = want.filter(|w| *w > 0) else { continue };
-        let have = alloc.and_then(|a| a.get(*res)).and_then(|q| q.0.parse::<u64>().ok()).unwrap_or(0);
+        let have =
+            alloc.and_then(|a| a.get(*res)).and_then(|q| q.0.parse::<u64>().ok()).unwrap_or(0);
         if have < u64::from(want) {
             return Err(format!("kubelet reports {res} allocatable {have}, expected {want}"));
         }
@@ -145,7 +171,13 @@ pub struct Sync {
 }
 
 impl Sync {
-    pub fn new(client: Client, server: String, name: String, cfg: &KubernetesConfig, ctx: &Context) -> Self {
+    pub fn new(
+        client: Client,
+        server: String,
+        name: String,
+        cfg: &KubernetesConfig,
+        ctx: &Context,
+    ) -> Self {
         Sync {
             nodes: Api::all(client),
             server,
@@ -194,19 +226,27 @@ impl Sync {
             let kept: Vec<_> = taints.into_iter().filter(|t| t.key != key).collect();
             let rv = node.metadata.resource_version.clone();
             let patch = json!({"metadata": {"resourceVersion": rv}, "spec": {"taints": kept}});
-            match self.nodes.patch(&self.name, &PatchParams::default(), &Patch::Merge(patch)).await {
+            match self.nodes.patch(&self.name, &PatchParams::default(), &Patch::Merge(patch)).await
+            {
                 Ok(_) => {
                     tracing::info!(node = %self.name, taint = key, "startup taint removed: node ready and devices allocatable");
                     return Ok(());
                 }
                 Err(e) if api_code(&e) == Some(409) => {
                     tracing::info!(node = %self.name, attempt, "node changed while removing the taint (409); retrying on fresh data");
-                    node = self.nodes.get(&self.name).await.map_err(|e| self.error("reading node", e))?;
+                    node = self
+                        .nodes
+                        .get(&self.name)
+                        .await
+                        .map_err(|e| self.error("reading node", e))?;
                 }
                 Err(e) => return Err(self.error(&format!("removing taint {key} from node"), e)),
             }
         }
-        Err(format!("removing taint {key} from node {} at {}: still conflicting after 5 attempts", self.name, self.server))
+        Err(format!(
+            "removing taint {key} from node {} at {}: still conflicting after 5 attempts",
+            self.name, self.server
+        ))
     }
 
     /// "reading node n1 at https://10.0.0.1/: <the error and its causes>".
@@ -267,8 +307,18 @@ mod tests {
 
     #[test]
     fn transition_time_changes_only_with_status() {
-        let pass = Report::new(None, None, vec![CheckResult::new("efa", Status::Pass, "ok").required(true)], 1);
-        let fail = Report::new(None, None, vec![CheckResult::new("efa", Status::Fail, "31 of 32").required(true)], 1);
+        let pass = Report::new(
+            None,
+            None,
+            vec![CheckResult::new("efa", Status::Pass, "ok").required(true)],
+            1,
+        );
+        let fail = Report::new(
+            None,
+            None,
+            vec![CheckResult::new("efa", Status::Fail, "31 of 32").required(true)],
+            1,
+        );
         let first = conditions(&pass, &[], "T1");
         assert_eq!(first[0]["type"], "NodeprepEfa");
         assert_eq!(first[0]["status"], "True");

@@ -71,16 +71,48 @@ impl Metrics {
             xids: Family::default(),
         };
         r.register("ready", "1 when every required check passed", m.ready.clone());
-        r.register("check_status", "1 for the current status of each check (pass, warn, fail, skip)", m.check_status.clone());
-        r.register("check_required", "1 when a failure of the check makes the node not ready", m.check_required.clone());
-        r.register("check_duration_seconds", "How long each check took in the last run", m.check_duration.clone());
-        r.register("run_duration_seconds", "How long the last check run took", m.run_duration.clone());
-        r.register("last_run_timestamp_seconds", "Unix time the last check run finished", m.last_run.clone());
+        r.register(
+            "check_status",
+            "1 for the current status of each check (pass, warn, fail, skip)",
+            m.check_status.clone(),
+        );
+        r.register(
+            "check_required",
+            "1 when a failure of the check makes the node not ready",
+            m.check_required.clone(),
+        );
+        r.register(
+            "check_duration_seconds",
+            "How long each check took in the last run",
+            m.check_duration.clone(),
+        );
+        r.register(
+            "run_duration_seconds",
+            "How long the last check run took",
+            m.run_duration.clone(),
+        );
+        r.register(
+            "last_run_timestamp_seconds",
+            "Unix time the last check run finished",
+            m.last_run.clone(),
+        );
         r.register("check_runs", "Check runs since start", m.runs.clone());
-        r.register("status_file_write_errors", "Failed writes of the status file", m.status_file_errors.clone());
-        r.register("efa_devices_up", "EFA devices with port ACTIVE, LinkUp and a uverbs device", m.efa_up.clone());
+        r.register(
+            "status_file_write_errors",
+            "Failed writes of the status file",
+            m.status_file_errors.clone(),
+        );
+        r.register(
+            "efa_devices_up",
+            "EFA devices with port ACTIVE, LinkUp and a uverbs device",
+            m.efa_up.clone(),
+        );
         r.register("gpus_healthy", "Healthy NVIDIA GPUs", m.gpus.clone());
-        r.register("xid_errors", "NVIDIA XID errors seen in the kernel log this boot, by XID", m.xids.clone());
+        r.register(
+            "xid_errors",
+            "NVIDIA XID errors seen in the kernel log this boot, by XID",
+            m.xids.clone(),
+        );
         let build: Family<BuildLabels, Gauge> = Family::default();
         build.get_or_create(&BuildLabels { version: env!("CARGO_PKG_VERSION").into() }).set(1);
         r.register("build_info", "nodeprep version", build);
@@ -95,7 +127,9 @@ impl Metrics {
             self.status_file_errors.inc();
         }
         self.run_duration.set(report.duration_ms as f64 / 1000.0);
-        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0.0, |d| d.as_secs_f64());
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0.0, |d| d.as_secs_f64());
         self.last_run.set(now);
         self.check_status.clear();
         self.check_duration.clear();
@@ -116,7 +150,9 @@ impl Metrics {
                 }
                 "nvidia" => {
                     self.gpus.set(count("gpus").unwrap_or(0));
-                    for x in c.found.get("xid_errors").and_then(|v| v.as_array()).into_iter().flatten() {
+                    for x in
+                        c.found.get("xid_errors").and_then(|v| v.as_array()).into_iter().flatten()
+                    {
                         if let Some(xid) = x.get("xid").and_then(serde_json::Value::as_u64) {
                             // One entry per (XID, GPU) with how often it was logged.
                             let n = x.get("count").and_then(serde_json::Value::as_i64).unwrap_or(1);
@@ -131,8 +167,11 @@ impl Metrics {
 
     pub fn encode(&self) -> String {
         let mut out = String::new();
-        prometheus_client::encoding::text::encode(&mut out, &self.registry.lock().expect("registry lock"))
-            .expect("writing to a String cannot fail");
+        prometheus_client::encoding::text::encode(
+            &mut out,
+            &self.registry.lock().expect("registry lock"),
+        )
+        .expect("writing to a String cannot fail");
         out
     }
 }
@@ -144,7 +183,8 @@ mod tests {
 
     #[test]
     fn report_becomes_metrics() {
-        let efa = CheckResult::new("efa", Status::Fail, "31 of 32").required(true).found("devices", 31);
+        let efa =
+            CheckResult::new("efa", Status::Fail, "31 of 32").required(true).found("devices", 31);
         let nv = CheckResult::new("nvidia", Status::Fail, "xid").required(true).found("gpus", 7).found(
             "xid_errors",
             serde_json::json!([{"xid": 79, "pci": "0000:53:00.0", "message": "x", "count": 3}, {"xid": 79, "pci": "0000:64:00.0", "message": "y", "count": 1}, {"xid": 13, "pci": "0000:53:00.0", "message": "z"}]),

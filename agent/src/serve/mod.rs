@@ -64,7 +64,8 @@ impl Shared {
         let age = since.elapsed();
         let limit = if running { self.stuck_after } else { self.interval + self.stuck_after };
         if age > limit {
-            let what = if running { "a check run has been running" } else { "no check run has started" };
+            let what =
+                if running { "a check run has been running" } else { "no check run has started" };
             Err(format!("{what} for {} s (limit {} s)", age.as_secs(), limit.as_secs()))
         } else {
             Ok(())
@@ -85,18 +86,28 @@ impl Shared {
         let readyz = if report.ready {
             "ready\n".to_string()
         } else {
-            let failing: Vec<String> =
-                report.checks.iter().filter(|c| c.blocks_readiness()).map(|c| format!("{}: {}", c.name, c.summary)).collect();
+            let failing: Vec<String> = report
+                .checks
+                .iter()
+                .filter(|c| c.blocks_readiness())
+                .map(|c| format!("{}: {}", c.name, c.summary))
+                .collect();
             format!("not ready\n{}\n", failing.join("\n"))
         };
-        let p = Published { ready: report.ready, readyz, status_json: report.to_json(), metrics: self.metrics.encode() };
+        let p = Published {
+            ready: report.ready,
+            readyz,
+            status_json: report.to_json(),
+            metrics: self.metrics.encode(),
+        };
         *self.published.write().expect("published lock") = Some(Arc::new(p));
     }
 }
 
 /// One line for systemd's STATUS= and the logs.
 pub fn status_line(report: &Report) -> String {
-    let failing: Vec<&str> = report.checks.iter().filter(|c| c.blocks_readiness()).map(|c| c.name.as_str()).collect();
+    let failing: Vec<&str> =
+        report.checks.iter().filter(|c| c.blocks_readiness()).map(|c| c.name.as_str()).collect();
     let passed = report.checks.iter().filter(|c| c.status == crate::report::Status::Pass).count();
     if failing.is_empty() {
         format!("ready: {passed} of {} checks pass", report.checks.len())
@@ -159,13 +170,19 @@ fn check_loop(
 /// `nodeprep serve`. Returns an error message (exit 2) when it cannot start; otherwise runs until
 /// SIGTERM/SIGINT and returns Ok(0).
 pub fn run(g: &Global, cfg: Config, listen: Option<SocketAddr>) -> Result<i32, String> {
-    let addr: SocketAddr = match listen {
-        Some(a) => a,
-        None => cfg.serve.listen.parse().map_err(|_| format!("serve.listen \"{}\" is not an address:port", cfg.serve.listen))?,
-    };
+    let addr: SocketAddr =
+        match listen {
+            Some(a) => a,
+            None => cfg.serve.listen.parse().map_err(|_| {
+                format!("serve.listen \"{}\" is not an address:port", cfg.serve.listen)
+            })?,
+        };
     let interval = Duration::from_secs(cfg.serve.interval_seconds);
     let shared = Arc::new(Shared::new(interval, Duration::from_secs(cfg.checks.timeout_seconds)));
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(|e| format!("cannot start the runtime: {e}"))?;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| format!("cannot start the runtime: {e}"))?;
     let kube_cfg = cfg.kubernetes.clone();
     let ctx = app::prepare(g, cfg);
     let kube_tx = if kube_cfg.enabled {
@@ -194,7 +211,8 @@ pub fn run(g: &Global, cfg: Config, listen: Option<SocketAddr>) -> Result<i32, S
         .map_err(|e| format!("cannot start the check loop: {e}"))?;
 
     rt.block_on(async {
-        let watchdog = notify::watchdog_interval().map(|every| tokio::spawn(notify::watchdog(Arc::clone(&shared), every)));
+        let watchdog = notify::watchdog_interval()
+            .map(|every| tokio::spawn(notify::watchdog(Arc::clone(&shared), every)));
         let server = tokio::spawn(http::serve(listener, Arc::clone(&shared)));
         shutdown_signal().await;
         tracing::info!("shutting down");

@@ -42,8 +42,13 @@ pub struct KmsgScan {
 /// Reads the kernel log under the host root and returns its XID events.
 pub fn scan(host: &Host) -> Result<KmsgScan, HostError> {
     let path = host.path(KMSG);
-    let err = |op: &'static str, source: std::io::Error| HostError { op, path: path.clone(), source };
-    let mut file = std::fs::OpenOptions::new().read(true).custom_flags(libc::O_NONBLOCK).open(&path).map_err(|e| err("opening", e))?;
+    let err =
+        |op: &'static str, source: std::io::Error| HostError { op, path: path.clone(), source };
+    let mut file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(&path)
+        .map_err(|e| err("opening", e))?;
     let meta = file.metadata().map_err(|e| err("reading", e))?;
     let mut out = KmsgScan::default();
     if meta.file_type().is_char_device() {
@@ -102,8 +107,10 @@ fn scan_line(line: &str, out: &mut KmsgScan) {
 pub fn record_message(line: &str) -> Option<&str> {
     let (header, message) = line.split_once(';')?;
     let mut fields = header.split(',');
-    let numeric = |f: Option<&str>| f.is_some_and(|f| !f.is_empty() && f.bytes().all(|b| b.is_ascii_digit()));
-    (numeric(fields.next()) && numeric(fields.next()) && numeric(fields.next())).then_some(message.trim_end_matches('\r'))
+    let numeric =
+        |f: Option<&str>| f.is_some_and(|f| !f.is_empty() && f.bytes().all(|b| b.is_ascii_digit()));
+    (numeric(fields.next()) && numeric(fields.next()) && numeric(fields.next()))
+        .then_some(message.trim_end_matches('\r'))
 }
 
 const XID_MARK: &str = "NVRM: Xid (";
@@ -138,7 +145,8 @@ mod tests {
 
     #[test]
     fn xid_lines_in_the_formats_drivers_print() {
-        let x = parse_xid("NVRM: Xid (PCI:0000:53:00): 79, pid=1234, GPU has fallen off the bus.").unwrap();
+        let x = parse_xid("NVRM: Xid (PCI:0000:53:00): 79, pid=1234, GPU has fallen off the bus.")
+            .unwrap();
         assert_eq!(x.xid, 79);
         assert_eq!(x.pci_text, "0000:53:00");
         assert_eq!(x.pci, PciAddr::parse("0000:53:00"));
@@ -153,7 +161,10 @@ mod tests {
         assert_eq!((x.xid, x.pci.map(|p| p.to_string())), (48, Some("0000:3b:00".into())));
         assert_eq!(x.message, "");
         // Not XIDs.
-        assert_eq!(parse_xid("NVRM: loading NVIDIA UNIX Open Kernel Module for x86_64  550.127.05"), None);
+        assert_eq!(
+            parse_xid("NVRM: loading NVIDIA UNIX Open Kernel Module for x86_64  550.127.05"),
+            None
+        );
         assert_eq!(parse_xid("NVRM: Xid (PCI:0000:53:00): lots"), None);
         assert_eq!(parse_xid("NVRM: Xid (PCI:0000:53:00"), None);
         // An unparsable address is kept as text.
@@ -176,9 +187,15 @@ mod tests {
         let mut text = String::new();
         for i in 0..100_000u32 {
             if i % 10_000 == 5 {
-                text.push_str(&format!("3,{i},{},-;NVRM: Xid (PCI:0000:64:00): 13, pid={i}, Graphics Exception\n", i * 7));
+                text.push_str(&format!(
+                    "3,{i},{},-;NVRM: Xid (PCI:0000:64:00): 13, pid={i}, Graphics Exception\n",
+                    i * 7
+                ));
             } else {
-                text.push_str(&format!("6,{i},{},-;eth0: link up {i} with a long enough message to look real\n", i * 7));
+                text.push_str(&format!(
+                    "6,{i},{},-;eth0: link up {i} with a long enough message to look real\n",
+                    i * 7
+                ));
             }
         }
         let mut s = KmsgScan::default();
@@ -196,8 +213,11 @@ mod tests {
         let e = scan(&host).unwrap_err();
         assert!(e.is_not_found() && e.to_string().contains("dev/kmsg"), "{e}");
         std::fs::create_dir_all(dir.path().join("dev")).unwrap();
-        std::fs::write(dir.path().join("dev/kmsg"), "3,9,1,-;NVRM: Xid (PCI:0000:53:00): 79, pid=1, GPU has fallen off the bus.\n")
-            .unwrap();
+        std::fs::write(
+            dir.path().join("dev/kmsg"),
+            "3,9,1,-;NVRM: Xid (PCI:0000:53:00): 79, pid=1, GPU has fallen off the bus.\n",
+        )
+        .unwrap();
         let s = scan(&host).unwrap();
         assert_eq!((s.records, s.xids.len()), (1, 1));
     }

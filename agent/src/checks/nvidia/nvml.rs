@@ -35,10 +35,17 @@ pub const LIB_ENV: &str = "NODEPREP_NVML_LIB";
 /// 64-bit library directories (AL2023 and RHEL: lib64; Debian and Ubuntu: lib/<triplet>), then
 /// where the GPU operator's driver container puts its root (`/run/nvidia/driver`).
 pub fn lib_dirs() -> Vec<String> {
-    let triplet = if cfg!(target_arch = "aarch64") { "aarch64-linux-gnu" } else { "x86_64-linux-gnu" };
+    let triplet =
+        if cfg!(target_arch = "aarch64") { "aarch64-linux-gnu" } else { "x86_64-linux-gnu" };
     let mut dirs = Vec::new();
     for prefix in ["", "/run/nvidia/driver"] {
-        for d in ["/usr/lib64".to_string(), format!("/usr/lib/{triplet}"), "/usr/lib".into(), "/lib64".into(), format!("/lib/{triplet}")] {
+        for d in [
+            "/usr/lib64".to_string(),
+            format!("/usr/lib/{triplet}"),
+            "/usr/lib".into(),
+            "/lib64".into(),
+            format!("/lib/{triplet}"),
+        ] {
             dirs.push(format!("{prefix}{d}"));
         }
     }
@@ -119,7 +126,10 @@ impl<T> Field<T> {
 
 /// Errors that mean "this driver or GPU cannot tell", not "something is wrong".
 pub fn is_unknown(e: &NvmlError) -> bool {
-    matches!(e, NvmlError::FailedToLoadSymbol(_) | NvmlError::NotSupported | NvmlError::FunctionNotFound)
+    matches!(
+        e,
+        NvmlError::FailedToLoadSymbol(_) | NvmlError::NotSupported | NvmlError::FunctionNotFound
+    )
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -264,14 +274,18 @@ enum PendingState {
 /// here.
 pub fn start(lib: LibChoice, fabric: bool, deadlines: Deadlines) -> Pending {
     if let Some(s) = STUCK.lock().unwrap_or_else(|e| e.into_inner()).as_ref() {
-        let outcome = Outcome::StillStuck { call: s.call.clone(), since_ms: s.since.elapsed().as_millis() as u64 };
+        let outcome = Outcome::StillStuck {
+            call: s.call.clone(),
+            since_ms: s.since.elapsed().as_millis() as u64,
+        };
         return Pending { state: PendingState::Ready(outcome) };
     }
     let id = NEXT_ID.fetch_add(1, Ordering::Relaxed);
     let (tx, rx) = mpsc::channel::<Outcome>();
     let library = lib.describe();
     let started = Instant::now();
-    let progress = Arc::new(Mutex::new(Progress { call: "loading the library".into(), since: started }));
+    let progress =
+        Arc::new(Mutex::new(Progress { call: "loading the library".into(), since: started }));
     let worker_progress = Arc::clone(&progress);
     // Set by the worker when it has answered, under the STUCK lock, so that a timeout racing
     // with the answer never marks NVML stuck for good.
@@ -289,7 +303,10 @@ pub fn start(lib: LibChoice, fabric: bool, deadlines: Deadlines) -> Pending {
     });
     if let Err(e) = spawned {
         return Pending {
-            state: PendingState::Ready(Outcome::LoadFailed { library, error: format!("could not start a thread for NVML: {e}") }),
+            state: PendingState::Ready(Outcome::LoadFailed {
+                library,
+                error: format!("could not start a thread for NVML: {e}"),
+            }),
         };
     }
     Pending { state: PendingState::Running { id, rx, done, progress, library, started, deadlines } }
@@ -310,12 +327,18 @@ impl Pending {
         };
         loop {
             let (call, call_started) = call_now();
-            let left = deadlines.total.saturating_sub(started.elapsed()).min(deadlines.per_call.saturating_sub(call_started.elapsed()));
+            let left = deadlines
+                .total
+                .saturating_sub(started.elapsed())
+                .min(deadlines.per_call.saturating_sub(call_started.elapsed()));
             if !left.is_zero() {
                 match rx.recv_timeout(left) {
                     Ok(outcome) => return outcome,
                     Err(RecvTimeoutError::Disconnected) => {
-                        return Outcome::LoadFailed { library, error: "the NVML thread ended without an answer (it panicked)".into() };
+                        return Outcome::LoadFailed {
+                            library,
+                            error: "the NVML thread ended without an answer (it panicked)".into(),
+                        };
                     }
                     // A deadline came: for the call under way then, or for one that has since
                     // returned (look again).
@@ -326,11 +349,16 @@ impl Pending {
             if done.load(Ordering::SeqCst) {
                 // It answered just now: take the answer.
                 drop(stuck);
-                return rx
-                    .recv()
-                    .unwrap_or_else(|_| Outcome::LoadFailed { library, error: "the NVML thread ended without an answer".into() });
+                return rx.recv().unwrap_or_else(|_| Outcome::LoadFailed {
+                    library,
+                    error: "the NVML thread ended without an answer".into(),
+                });
             }
-            let after = if call_started.elapsed() >= deadlines.per_call { deadlines.per_call } else { started.elapsed() };
+            let after = if call_started.elapsed() >= deadlines.per_call {
+                deadlines.per_call
+            } else {
+                started.elapsed()
+            };
             tracing::error!(call = %call, after_ms = after.as_millis() as u64, "NVML did not answer");
             *stuck = Some(Stuck { id, call: call.clone(), since: call_started });
             return Outcome::TimedOut { library, call, after_ms: after.as_millis() as u64 };
@@ -348,7 +376,10 @@ fn ask(lib: &LibChoice, fabric: bool, progress: &Mutex<Progress>) -> Outcome {
     let library = lib.describe();
     if let LibChoice::Env(p) = lib {
         if !p.exists() {
-            return Outcome::LoadFailed { library, error: format!("{}: no such file", p.display()) };
+            return Outcome::LoadFailed {
+                library,
+                error: format!("{}: no such file", p.display()),
+            };
         }
     }
     say("nvmlInit_v2".into());
@@ -358,11 +389,15 @@ fn ask(lib: &LibChoice, fabric: bool, progress: &Mutex<Progress>) -> Outcome {
         Err(NvmlError::LibloadingError(e)) => {
             let error = e.to_string();
             return match lib {
-                LibChoice::Loader { searched } => Outcome::NotFound { searched: searched.clone(), error },
+                LibChoice::Loader { searched } => {
+                    Outcome::NotFound { searched: searched.clone(), error }
+                }
                 _ => Outcome::LoadFailed { library, error },
             };
         }
-        Err(e @ NvmlError::FailedToLoadSymbol(_)) => return Outcome::LoadFailed { library, error: format!("not an NVML library: {e}") },
+        Err(e @ NvmlError::FailedToLoadSymbol(_)) => {
+            return Outcome::LoadFailed { library, error: format!("not an NVML library: {e}") }
+        }
         Err(e) => {
             let kind = match e {
                 NvmlError::DriverNotLoaded => NvmlErrorKind::DriverNotLoaded,
@@ -370,11 +405,16 @@ fn ask(lib: &LibChoice, fabric: bool, progress: &Mutex<Progress>) -> Outcome {
                 NvmlError::LibRmVersionMismatch => NvmlErrorKind::VersionMismatch,
                 _ => NvmlErrorKind::Other,
             };
-            return Outcome::InitFailed { library, error: kind, message: format!("nvmlInit_v2: {e}") };
+            return Outcome::InitFailed {
+                library,
+                error: kind,
+                message: format!("nvmlInit_v2: {e}"),
+            };
         }
     };
     say("nvmlSystemGetDriverVersion".into());
-    let driver_version = Field::from_result("nvmlSystemGetDriverVersion", nvml.sys_driver_version());
+    let driver_version =
+        Field::from_result("nvmlSystemGetDriverVersion", nvml.sys_driver_version());
     say("nvmlDeviceGetCount_v2".into());
     let count = Field::from_result("nvmlDeviceGetCount_v2", nvml.device_count());
     let mut gpus = Vec::new();
@@ -404,16 +444,24 @@ fn ask(lib: &LibChoice, fabric: bool, progress: &Mutex<Progress>) -> Outcome {
         say(on("nvmlDeviceGetUUID"));
         let uuid = Field::from_result("nvmlDeviceGetUUID", device.uuid());
         say(on("nvmlDeviceGetPciInfo_v3"));
-        let pci = Field::from_result("nvmlDeviceGetPciInfo_v3", device.pci_info().map(|p| p.bus_id));
+        let pci =
+            Field::from_result("nvmlDeviceGetPciInfo_v3", device.pci_info().map(|p| p.bus_id));
         say(on("nvmlDeviceGetMemoryInfo_v2"));
-        let memory_total = Field::from_result("nvmlDeviceGetMemoryInfo_v2", device.memory_info().map(|m| m.total));
+        let memory_total =
+            Field::from_result("nvmlDeviceGetMemoryInfo_v2", device.memory_info().map(|m| m.total));
         say(on("nvmlDeviceGetTotalEccErrors"));
-        let ecc_uncorrected_volatile =
-            Field::from_result("nvmlDeviceGetTotalEccErrors", device.total_ecc_errors(MemoryError::Uncorrected, EccCounter::Volatile));
+        let ecc_uncorrected_volatile = Field::from_result(
+            "nvmlDeviceGetTotalEccErrors",
+            device.total_ecc_errors(MemoryError::Uncorrected, EccCounter::Volatile),
+        );
         say(on("nvmlDeviceGetRetiredPagesPendingStatus"));
-        let retired_pages_pending = Field::from_result("nvmlDeviceGetRetiredPagesPendingStatus", device.are_pages_pending_retired());
+        let retired_pages_pending = Field::from_result(
+            "nvmlDeviceGetRetiredPagesPendingStatus",
+            device.are_pages_pending_retired(),
+        );
         say(on("nvmlDeviceGetRemappedRows"));
-        let remapped_rows = Field::from_result("nvmlDeviceGetRemappedRows", remapped_rows(&nvml, &device));
+        let remapped_rows =
+            Field::from_result("nvmlDeviceGetRemappedRows", remapped_rows(&nvml, &device));
         let fabric = fabric.then(|| {
             say(on("nvmlDeviceGetGpuFabricInfo"));
             Field::from_result("nvmlDeviceGetGpuFabricInfo", fabric_info(&nvml, &device))
@@ -442,21 +490,32 @@ fn no_handle<T>() -> Field<T> {
 
 /// `nvmlDeviceGetRemappedRows` (Ampere and newer), which nvml-wrapper does not wrap.
 fn remapped_rows(nvml: &Nvml, device: &Device) -> Result<RemappedRows, NvmlError> {
-    let f = nvml.lib().nvmlDeviceGetRemappedRows.as_ref().map_err(|e| NvmlError::FailedToLoadSymbol(e.to_string()))?;
+    let f = nvml
+        .lib()
+        .nvmlDeviceGetRemappedRows
+        .as_ref()
+        .map_err(|e| NvmlError::FailedToLoadSymbol(e.to_string()))?;
     let (mut corrected, mut uncorrected, mut pending, mut failure) = (0, 0, 0, 0);
     // SAFETY: the handle comes from this NVML instance, which is alive; the out pointers are
     // valid for the duration of the call.
-    nvml_try(unsafe { f(device.handle(), &mut corrected, &mut uncorrected, &mut pending, &mut failure) })?;
+    nvml_try(unsafe {
+        f(device.handle(), &mut corrected, &mut uncorrected, &mut pending, &mut failure)
+    })?;
     Ok(RemappedRows { corrected, uncorrected, pending: pending != 0, failure: failure != 0 })
 }
 
 /// `nvmlDeviceGetGpuFabricInfo` (R525 and newer), which nvml-wrapper does not wrap.
 fn fabric_info(nvml: &Nvml, device: &Device) -> Result<FabricInfo, NvmlError> {
-    let f = nvml.lib().nvmlDeviceGetGpuFabricInfo.as_ref().map_err(|e| NvmlError::FailedToLoadSymbol(e.to_string()))?;
+    let f = nvml
+        .lib()
+        .nvmlDeviceGetGpuFabricInfo
+        .as_ref()
+        .map_err(|e| NvmlError::FailedToLoadSymbol(e.to_string()))?;
     // SAFETY: a plain C struct of integers and bytes: all zeroes is a valid value.
     let mut info: nvml_wrapper_sys::bindings::nvmlGpuFabricInfo_t = unsafe { std::mem::zeroed() };
     // SAFETY: as for remapped_rows; `info` is a valid nvmlGpuFabricInfo_t for the call.
     nvml_try(unsafe { f(device.handle(), &mut info) })?;
-    let error = (info.state == FABRIC_COMPLETED && info.status != 0).then(|| NvmlError::from(info.status).to_string());
+    let error = (info.state == FABRIC_COMPLETED && info.status != 0)
+        .then(|| NvmlError::from(info.status).to_string());
     Ok(FabricInfo { state: info.state, error })
 }

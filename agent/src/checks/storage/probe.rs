@@ -20,7 +20,9 @@ pub const HEAD_BYTES: usize = 72 * 1024;
 pub const TAIL_BYTES: usize = 128 * 1024;
 
 const MD_MAGIC: u32 = 0xa92b_4efc;
-const BCACHE_MAGIC: [u8; 16] = [0xc6, 0x85, 0x73, 0xf6, 0x4e, 0x1a, 0x45, 0xca, 0x82, 0x65, 0xf5, 0x7f, 0x48, 0xba, 0x6d, 0x81];
+const BCACHE_MAGIC: [u8; 16] = [
+    0xc6, 0x85, 0x73, 0xf6, 0x4e, 0x1a, 0x45, 0xca, 0x82, 0x65, 0xf5, 0x7f, 0x48, 0xba, 0x6d, 0x81,
+];
 
 /// An md RAID member superblock (metadata 1.x).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -68,9 +70,18 @@ impl Content {
     pub fn describe(&self) -> String {
         match self {
             Content::Blank => "no signature".into(),
-            Content::Md(m) => format!("md {} RAID member of array \"{}\" ({})", m.metadata, m.name, m.uuid_string()),
-            Content::Xfs { label, in_progress: false } => format!("xfs filesystem (label \"{label}\")"),
-            Content::Xfs { label, in_progress: true } => format!("unfinished xfs filesystem (label \"{label}\")"),
+            Content::Md(m) => format!(
+                "md {} RAID member of array \"{}\" ({})",
+                m.metadata,
+                m.name,
+                m.uuid_string()
+            ),
+            Content::Xfs { label, in_progress: false } => {
+                format!("xfs filesystem (label \"{label}\")")
+            }
+            Content::Xfs { label, in_progress: true } => {
+                format!("unfinished xfs filesystem (label \"{label}\")")
+            }
             Content::Other(s) => s.clone(),
         }
     }
@@ -207,7 +218,10 @@ pub fn probe(s: &Sample) -> Content {
     if s.eq(65536 + 64, b"_BHRfS_M") {
         return Content::Other(labelled("btrfs filesystem", s.text(65536 + 0x12b, 256)));
     }
-    if [4086u64, 8182, 16374, 65526].iter().any(|&o| s.eq(o, b"SWAPSPACE2") || s.eq(o, b"SWAP-SPACE")) {
+    if [4086u64, 8182, 16374, 65526]
+        .iter()
+        .any(|&o| s.eq(o, b"SWAPSPACE2") || s.eq(o, b"SWAP-SPACE"))
+    {
         return Content::Other("swap space".into());
     }
     if s.eq(32769, b"CD001") {
@@ -265,10 +279,17 @@ pub(crate) mod tests {
 
     #[test]
     fn md_members_carry_name_uuid_and_role() {
-        let Content::Md(m) = probe_head(&md12("any:nodeprep", 0xab, 2, 4)) else { panic!("not md") };
-        assert_eq!((m.metadata, m.short_name(), m.role, m.raid_disks, m.data_offset), ("1.2", "nodeprep", Some(2), 4, 264192));
+        let Content::Md(m) = probe_head(&md12("any:nodeprep", 0xab, 2, 4)) else {
+            panic!("not md")
+        };
+        assert_eq!(
+            (m.metadata, m.short_name(), m.role, m.raid_disks, m.data_offset),
+            ("1.2", "nodeprep", Some(2), 4, 264192)
+        );
         assert_eq!(m.uuid_string(), "abababab:abababab:abababab:abababab");
-        assert!(probe_head(&md12("any:nodeprep", 1, 0, 2)).describe().contains("array \"any:nodeprep\""));
+        assert!(probe_head(&md12("any:nodeprep", 1, 0, 2))
+            .describe()
+            .contains("array \"any:nodeprep\""));
     }
 
     #[test]
@@ -284,7 +305,10 @@ pub(crate) mod tests {
         // metadata 0.90: 64 KiB from the end (64 KiB aligned).
         let mut tail = vec![0u8; TAIL_BYTES];
         tail[TAIL_BYTES - 65536..TAIL_BYTES - 65536 + 4].copy_from_slice(&MD_MAGIC.to_le_bytes());
-        assert_eq!(probe(&Sample { head: &[], tail: &tail, size }), Content::Other("md 0.90 RAID member superblock".into()));
+        assert_eq!(
+            probe(&Sample { head: &[], tail: &tail, size }),
+            Content::Other("md 0.90 RAID member superblock".into())
+        );
     }
 
     #[test]
@@ -295,10 +319,16 @@ pub(crate) mod tests {
         assert_eq!(probe_head(&xfs).describe(), "unfinished xfs filesystem (label \"nodeprep\")");
         let ext4 = at(&[(1080, &[0x53, 0xef]), (1024 + 0x60, &[0x40, 0, 0, 0]), (1144, b"data")]);
         assert_eq!(probe_head(&ext4).describe(), "ext4 filesystem (label \"data\")");
-        assert_eq!(probe_head(&at(&[(1080, &[0x53, 0xef]), (1024 + 0x5c, &[4, 0, 0, 0])])).describe(), "ext3 filesystem");
+        assert_eq!(
+            probe_head(&at(&[(1080, &[0x53, 0xef]), (1024 + 0x5c, &[4, 0, 0, 0])])).describe(),
+            "ext3 filesystem"
+        );
         for (bytes, want) in [
             (at(&[(510, &[0x55, 0xaa]), (512, b"EFI PART")]), "GPT partition table"),
-            (at(&[(510, &[0x55, 0xaa])]), "MBR partition table or boot sector (0x55AA at byte 510)"),
+            (
+                at(&[(510, &[0x55, 0xaa])]),
+                "MBR partition table or boot sector (0x55AA at byte 510)",
+            ),
             (at(&[(512, b"LABELONE"), (536, b"LVM2 001")]), "LVM2 physical volume"),
             (at(&[(0, b"LUKS\xba\xbe")]), "LUKS encrypted volume"),
             (at(&[(65600, b"_BHRfS_M")]), "btrfs filesystem"),
@@ -315,19 +345,29 @@ pub(crate) mod tests {
         // The real tools' output, not just our idea of the layout (scripts/test installs them).
         let dir = tempfile::tempdir().unwrap();
         for (tool, args, want) in [
-            ("mkfs.xfs", &["-q", "-K", "-L", "nodeprep"][..], "xfs filesystem (label \"nodeprep\")"),
-            ("mkfs.ext4", &["-q", "-F", "-L", "scratch"][..], "ext4 filesystem (label \"scratch\")"),
+            (
+                "mkfs.xfs",
+                &["-q", "-K", "-L", "nodeprep"][..],
+                "xfs filesystem (label \"nodeprep\")",
+            ),
+            (
+                "mkfs.ext4",
+                &["-q", "-F", "-L", "scratch"][..],
+                "ext4 filesystem (label \"scratch\")",
+            ),
         ] {
             let img = dir.path().join(tool);
             std::fs::File::create(&img).unwrap().set_len(320 << 20).unwrap();
-            let st = std::process::Command::new(tool)
-                .args(args)
-                .arg(&img)
-                .status()
-                .unwrap_or_else(|e| panic!("{tool}: {e}; install xfsprogs and e2fsprogs (scripts/test does)"));
+            let st = std::process::Command::new(tool).args(args).arg(&img).status().unwrap_or_else(
+                |e| panic!("{tool}: {e}; install xfsprogs and e2fsprogs (scripts/test does)"),
+            );
             assert!(st.success(), "{tool} failed");
             let bytes = std::fs::read(&img).unwrap();
-            let s = Sample { head: &bytes[..HEAD_BYTES], tail: &bytes[bytes.len() - TAIL_BYTES..], size: bytes.len() as u64 };
+            let s = Sample {
+                head: &bytes[..HEAD_BYTES],
+                tail: &bytes[bytes.len() - TAIL_BYTES..],
+                size: bytes.len() as u64,
+            };
             assert_eq!(probe(&s).describe(), want);
         }
     }
