@@ -31,6 +31,21 @@ use crate::host::Host;
 use crate::report::{Report, Status};
 
 const API_TIMEOUT: Duration = Duration::from_secs(5);
+/// The longest condition message nodeprep writes: a summary naming many devices is cut here.
+pub const MAX_MESSAGE_BYTES: usize = 1024;
+
+/// `text` cut to at most `max` bytes at a character boundary, with `…` where it was cut.
+pub fn shorten(text: String, max: usize) -> String {
+    if text.len() <= max {
+        return text;
+    }
+    let ellipsis = "…";
+    let mut end = max.saturating_sub(ellipsis.len());
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}{ellipsis}", &text[..end])
+}
 const MAX_BACKOFF: Duration = Duration::from_secs(60);
 
 /// The node name: config, then `NODE_NAME`, then the host's hostname.
@@ -107,8 +122,7 @@ pub fn conditions(report: &Report, existing: &[Value], now: &str) -> Vec<Value> 
             }
             _ => now.into(),
         };
-        let mut message = message;
-        message.truncate(1024);
+        let message = shorten(message, MAX_MESSAGE_BYTES);
         out.push(json!({"type": kind, "status": status, "reason": reason, "message": message, "lastHeartbeatTime": now, "lastTransitionTime": transition}));
     };
     for c in &report.checks {
@@ -298,6 +312,25 @@ pub fn describe(cfg: &KubernetesConfig, host: &Host) -> String {
 mod tests {
     use super::*;
     use crate::report::CheckResult;
+
+    #[test]
+    fn long_messages_are_cut_at_a_character_boundary() {
+        // Device names of three bytes each (`…` and CJK), so byte 1024 falls inside one.
+        let devices: Vec<String> = (0..400).map(|i| format!("устройство-{i}")).collect();
+        let summary = format!("missing: {}", devices.join(", "));
+        assert!(summary.len() > 4 * MAX_MESSAGE_BYTES);
+        for offset in 0..4 {
+            let text = format!("{}{summary}", "x".repeat(offset));
+            let failing = CheckResult::new("efa", Status::Fail, text.clone()).required(true);
+            let report = Report::new(None, None, vec![failing], 1);
+            let c = conditions(&report, &[], "T1");
+            let message = c[0]["message"].as_str().unwrap();
+            assert!(message.len() <= MAX_MESSAGE_BYTES, "{} bytes", message.len());
+            assert!(message.ends_with('…') && message.len() > MAX_MESSAGE_BYTES - 8, "{message}");
+            assert!(text.starts_with(message.trim_end_matches('…')));
+        }
+        assert_eq!(shorten("short".into(), MAX_MESSAGE_BYTES), "short");
+    }
 
     #[test]
     fn condition_names() {
