@@ -4,6 +4,7 @@
 
 use std::io::Read;
 use std::process::{Command, Stdio};
+use std::sync::{mpsc, Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use super::Host;
@@ -39,6 +40,10 @@ pub fn run(
         .stderr(Stdio::piped())
         .spawn()
         .map_err(|source| CmdError::Spawn { cmd: cmd.clone(), source })?;
+    // Both pipes are drained while the child runs: a child that writes more than a pipe holds
+    // (64 KiB) would otherwise block on its write and never exit.
+    let stdout = Drain::start(child.stdout.take());
+    let stderr = Drain::start(child.stderr.take());
     let status = loop {
         match child.try_wait() {
             Ok(Some(status)) => break status,
@@ -52,14 +57,11 @@ pub fn run(
             Err(source) => return Err(CmdError::Spawn { cmd, source }),
         }
     };
-    let mut stdout = String::new();
-    let mut stderr = String::new();
-    if let Some(mut o) = child.stdout.take() {
-        let _ = o.read_to_string(&mut stdout);
-    }
-    if let Some(mut e) = child.stderr.take() {
-        let _ = e.read_to_string(&mut stderr);
-    }
+    // A child that left a process behind holding its pipes (a daemon it started) has exited:
+    // take what came within a moment and do not wait for the pipes to close.
+    let grace = Duration::from_millis(500);
+    let stdout = stdout.finish(grace);
+    let stderr = stderr.finish(grace);
     let elapsed_ms = started.elapsed().as_millis() as u64;
     if status.success() {
         tracing::info!(command = %cmd, elapsed_ms, "command ran");
@@ -67,6 +69,49 @@ pub fn run(
     } else {
         tracing::warn!(command = %cmd, elapsed_ms, %status, stderr = stderr.trim(), "command failed");
         Err(CmdError::Failed { cmd, status: status.to_string(), stderr: stderr.trim().to_string() })
+    }
+}
+
+/// A child's pipe, read to its end on a thread of its own while the child runs.
+struct Drain {
+    text: Arc<Mutex<Vec<u8>>>,
+    done: mpsc::Receiver<()>,
+}
+
+impl Drain {
+    fn start(pipe: Option<impl Read + Send + 'static>) -> Drain {
+        let text = Arc::new(Mutex::new(Vec::new()));
+        let (tx, done) = mpsc::channel();
+        if let Some(mut pipe) = pipe {
+            let sink = Arc::clone(&text);
+            let spawned = std::thread::Builder::new().name("cmd-pipe".into()).spawn(move || {
+                let mut buf = [0u8; 16 * 1024];
+                loop {
+                    match pipe.read(&mut buf) {
+                        Ok(0) => break,
+                        Ok(n) => sink
+                            .lock()
+                            .unwrap_or_else(|e| e.into_inner())
+                            .extend_from_slice(&buf[..n]),
+                        Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                        Err(_) => break,
+                    }
+                }
+                let _ = tx.send(());
+            });
+            if let Err(e) = spawned {
+                tracing::warn!(error = %e, "no thread to read a command's output");
+            }
+        }
+        Drain { text, done }
+    }
+
+    /// What was read once the pipe closed, or after `grace` (a process the child left behind still
+    /// holds it): never waits longer.
+    fn finish(self, grace: Duration) -> String {
+        let _ = self.done.recv_timeout(grace);
+        let bytes = std::mem::take(&mut *self.text.lock().unwrap_or_else(|e| e.into_inner()));
+        String::from_utf8_lossy(&bytes).into_owned()
     }
 }
 
@@ -98,5 +143,31 @@ mod tests {
             run(&live, "/nonexistent/prog", &[], Duration::from_secs(1)),
             Err(CmdError::Spawn { .. })
         ));
+    }
+
+    #[test]
+    fn a_child_writing_more_than_a_pipe_holds_finishes() {
+        let live = Host::new("/");
+        // 1 MiB on stdout, then 1 MiB on stderr and a failure: 16 pipe buffers each.
+        let t0 = Instant::now();
+        let out =
+            run(&live, "head", &["-c", "1048576", "/dev/zero"], Duration::from_secs(20)).unwrap();
+        assert_eq!(out.len(), 1 << 20);
+        let script = "head -c 1048576 /dev/zero | tr '\\0' x >&2; exit 4";
+        match run(&live, "sh", &["-c", script], Duration::from_secs(20)).unwrap_err() {
+            CmdError::Failed { stderr, .. } => assert_eq!(stderr.len(), 1 << 20),
+            other => panic!("{other}"),
+        }
+        assert!(t0.elapsed() < Duration::from_secs(10), "took {:?}", t0.elapsed());
+    }
+
+    #[test]
+    fn a_child_leaving_a_process_behind_on_its_pipes_returns() {
+        let live = Host::new("/");
+        let t0 = Instant::now();
+        let script = "echo started; sleep 30 &";
+        let out = run(&live, "sh", &["-c", script], Duration::from_secs(20)).unwrap();
+        assert_eq!(out, "started\n");
+        assert!(t0.elapsed() < Duration::from_secs(5), "took {:?}", t0.elapsed());
     }
 }
