@@ -11,7 +11,7 @@ pub mod storage;
 
 use std::fmt::Write as _;
 use std::io::Write as _;
-use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -260,42 +260,38 @@ pub fn write_atomic(
     }
     let dir = path.parent().ok_or_else(|| format!("{} has no parent directory", path.display()))?;
     std::fs::create_dir_all(dir).map_err(|e| explain("creating directory", dir, e))?;
-    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-    let tmp = dir.join(format!(".{name}.nodeprep-tmp"));
+    // A temporary file of its own in the same directory (unique name, O_EXCL): two writers at once
+    // (boot and serve both write the status file) never share one, so the rename always moves a
+    // whole file of one of them into place.
     let (mode, owner) = match &existing {
         Some(m) => (m.permissions().mode() & 0o7777, Some((m.uid(), m.gid()))),
         None => (mode, None),
     };
-    let result = (|| {
-        let mut f = std::fs::OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .mode(mode)
-            .open(&tmp)
-            .map_err(|e| explain("creating", &tmp, e))?;
-        f.write_all(content.as_bytes()).map_err(|e| explain("writing", &tmp, e))?;
-        std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(mode))
-            .map_err(|e| explain("setting mode of", &tmp, e))?;
-        if let Some((uid, gid)) = owner {
-            std::os::unix::fs::chown(&tmp, Some(uid), Some(gid))
-                .map_err(|e| explain("setting owner of", &tmp, e))?;
-        }
-        if durability == Durability::Durable {
-            f.sync_all().map_err(|e| explain("syncing", &tmp, e))?;
-        }
-        std::fs::rename(&tmp, &path).map_err(|e| explain("renaming onto", &path, e))?;
-        if durability == Durability::Durable {
-            if let Ok(d) = std::fs::File::open(dir) {
-                let _ = d.sync_all();
-            }
-        }
-        Ok(true)
-    })();
-    if result.is_err() {
-        let _ = std::fs::remove_file(&tmp);
+    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let mut tmp = tempfile::Builder::new()
+        .prefix(&format!(".{name}."))
+        .suffix(".nodeprep-tmp")
+        .tempfile_in(dir)
+        .map_err(|e| explain("creating a temporary file in", dir, e))?;
+    let tmp_path = tmp.path().to_path_buf();
+    tmp.write_all(content.as_bytes()).map_err(|e| explain("writing", &tmp_path, e))?;
+    std::fs::set_permissions(&tmp_path, std::fs::Permissions::from_mode(mode))
+        .map_err(|e| explain("setting mode of", &tmp_path, e))?;
+    if let Some((uid, gid)) = owner {
+        std::os::unix::fs::chown(&tmp_path, Some(uid), Some(gid))
+            .map_err(|e| explain("setting owner of", &tmp_path, e))?;
     }
-    result
+    if durability == Durability::Durable {
+        tmp.as_file().sync_all().map_err(|e| explain("syncing", &tmp_path, e))?;
+    }
+    // On failure the temporary file is removed when `tmp` drops.
+    tmp.persist(&path).map_err(|e| explain("renaming onto", &path, e.error))?;
+    if durability == Durability::Durable {
+        if let Ok(d) = std::fs::File::open(dir) {
+            let _ = d.sync_all();
+        }
+    }
+    Ok(true)
 }
 
 #[cfg(test)]
@@ -372,5 +368,43 @@ mod tests {
         );
         assert!(r.contains("limits: would run `systemctl daemon-reload`: reload"), "{r}");
         assert!(!plan.is_noop());
+    }
+
+    /// boot and serve write the status file at once: every read sees one whole file, never a torn
+    /// or mixed one, and no temporary file is left behind.
+    #[test]
+    fn writers_at_once_never_leave_a_torn_or_mixed_file() {
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        let dir = tempfile::tempdir().unwrap();
+        let host = Host::new(dir.path());
+        let file = Path::new("/run/nodeprep/status.json");
+        // Large enough that a write takes several syscalls; each writer's content is uniform.
+        let contents: Vec<String> = ["a", "b", "c"].iter().map(|c| c.repeat(256 * 1024)).collect();
+        write_atomic(&host, file, &contents[0], 0o644, Durability::Volatile).unwrap();
+        let writing = AtomicUsize::new(contents.len());
+        let reads = std::thread::scope(|s| {
+            for c in &contents {
+                let (host, writing) = (&host, &writing);
+                s.spawn(move || {
+                    for _ in 0..150 {
+                        write_atomic(host, file, c, 0o644, Durability::Volatile).unwrap();
+                    }
+                    writing.fetch_sub(1, Ordering::SeqCst);
+                });
+            }
+            let mut reads = 0;
+            while writing.load(Ordering::SeqCst) > 0 {
+                let got = std::fs::read_to_string(host.path(file)).unwrap();
+                assert!(contents.contains(&got), "a torn or mixed file of {} bytes", got.len());
+                reads += 1;
+            }
+            reads
+        });
+        assert!(reads > 0);
+        let left: Vec<_> = std::fs::read_dir(host.path("/run/nodeprep"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        assert_eq!(left, ["status.json"], "temporary files left: {left:?}");
     }
 }
