@@ -115,7 +115,10 @@ pub fn discover(host: &Host, cfg: &Config, flag: Option<&str>) -> Identity {
             }
         }
     } else {
-        id.notes.push("IMDS: not queried (imds.enabled = \"auto\" and --root is not /)".into());
+        id.notes.push(match cfg.imds.enabled {
+            Mode::Never => "IMDS: not queried (imds.enabled = \"never\")".into(),
+            _ => "IMDS: not queried (imds.enabled = \"auto\" and --root is not /)".into(),
+        });
     }
     if id.instance_type.is_some() {
         tracing::info!(instance_type = id.instance_type.as_deref(), source = %id.source.unwrap(), "instance identified");

@@ -118,7 +118,17 @@ fn node_without_identity_still_gets_a_report() {
     assert_eq!(o.status.code(), Some(0), "{out}");
     assert!(out.starts_with("nodeprep: unknown instance type: READY"), "{out}");
     assert!(out.contains("instance type unknown (DMI: reading"), "{out}");
-    assert!(out.contains("IMDS: not queried"), "{out}");
+    assert!(
+        out.contains("IMDS: not queried (imds.enabled = \"auto\" and --root is not /)"),
+        "{out}"
+    );
+    // The note names the setting as it is.
+    let mut spec = Spec::empty();
+    spec.config = Some("[imds]\nenabled = \"never\"\n".into());
+    let dir = tree(&spec);
+    let out = stdout(&nodeprep(dir.path(), &["check"]));
+    assert!(out.contains("IMDS: not queried (imds.enabled = \"never\")"), "{out}");
+    assert!(!out.contains("\"auto\""), "{out}");
 }
 
 #[test]
