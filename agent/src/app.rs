@@ -32,8 +32,8 @@ pub enum UsageError {
 }
 
 /// Entry point of the binary: parses `std::env::args`, runs, returns the exit code.
-pub fn main() -> i32 {
-    match Cli::try_parse() {
+pub fn main() -> std::process::ExitCode {
+    let code = match Cli::try_parse() {
         Ok(cli) => run(cli),
         Err(e) => {
             let _ = e.print();
@@ -43,7 +43,8 @@ pub fn main() -> i32 {
                 EXIT_READY
             }
         }
-    }
+    };
+    std::process::ExitCode::from(u8::try_from(code).unwrap_or(1))
 }
 
 pub fn run(cli: Cli) -> i32 {

@@ -331,3 +331,92 @@ fn logs_go_to_stderr_with_structured_fields_and_verbosity() {
     let o = nodeprep(dir.path(), &["-q", "check"]);
     assert!(stderr(&o).is_empty(), "{}", stderr(&o));
 }
+
+/// Runs nodeprep through `sh`, with stdout and stderr closed (`>&- 2>&-`), as a unit or script
+/// may start it.
+fn closed_fds(root: &Path, args: &[&str]) -> Command {
+    let mut c = Command::new("sh");
+    c.args(["-c", "exec \"$0\" \"$@\" >&- 2>&-", env!("CARGO_BIN_EXE_nodeprep"), "--root"]);
+    c.arg(root).args(args);
+    c.env("NODEPREP_NVML_LIB", nodeprep_fixtures::fake_nvml(&[]));
+    for k in ["NODEPREP_CONFIG", "NODEPREP_INSTANCE_TYPE", "NODEPREP_OUTPUT", "NODEPREP_ROOT"] {
+        c.env_remove(k);
+    }
+    c
+}
+
+/// Without std's start-up (a C `main`), a closed stdout or stderr is the first file nodeprep
+/// opens, and its report and logs land there (or `serve` dies printing its address). std reopens
+/// fds 0-2 on /dev/null, so every file is what a normal run writes.
+#[test]
+fn started_with_stdout_and_stderr_closed_no_file_gets_the_report() {
+    let files = [
+        "run/nodeprep/status.json",
+        "etc/systemd/system/containerd.service.d/50-nodeprep-limits.conf",
+        "etc/security/limits.d/50-nodeprep.conf",
+        "etc/containerd/base-runtime-spec.json",
+    ];
+    let (closed, normal) =
+        (tree(&Spec::p5_48xlarge().unprepared()), tree(&Spec::p5_48xlarge().unprepared()));
+    for f in &files[1..3] {
+        let _ = std::fs::remove_file(closed.path().join(f));
+        let _ = std::fs::remove_file(normal.path().join(f));
+    }
+    let o = closed_fds(closed.path(), &["-vvv", "boot"]).output().unwrap();
+    let n = nodeprep(normal.path(), &["-vvv", "boot"]);
+    assert_eq!(o.status.code(), n.status.code(), "{}", stdout(&n));
+    for f in &files[1..] {
+        let (a, b) = (
+            std::fs::read(closed.path().join(f)).unwrap(),
+            std::fs::read(normal.path().join(f)).unwrap(),
+        );
+        assert!(a == b, "{f} differs from a normal run's:\n{}", String::from_utf8_lossy(&a));
+    }
+    let masked = |root: &Path| {
+        let mut v: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(root.join(files[0])).unwrap())
+                .expect("the status file is a whole report");
+        v["generated_at"] = "T".into();
+        v["duration_ms"] = 0.into();
+        for c in v["checks"].as_array_mut().unwrap() {
+            c["duration_ms"] = 0.into();
+        }
+        v
+    };
+    assert_eq!(masked(closed.path()), masked(normal.path()));
+
+    // serve: it prints its address on stdout first; it must keep running and keep the status file whole.
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let listen = format!("127.0.0.1:{port}");
+    struct Killed(std::process::Child);
+    impl Drop for Killed {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let serve = closed_fds(closed.path(), &["-vvv", "serve", "--listen", &listen]).spawn();
+    let mut child = Killed(serve.unwrap());
+    let t0 = std::time::Instant::now();
+    let answer = loop {
+        if let Some(status) = child.0.try_wait().unwrap() {
+            panic!("serve exited ({status}) with stdout and stderr closed");
+        }
+        if let Ok(mut s) = std::net::TcpStream::connect(&listen) {
+            use std::io::{Read, Write};
+            s.write_all(b"GET /status HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").unwrap();
+            let mut text = String::new();
+            let _ = s.read_to_string(&mut text);
+            if text.starts_with("HTTP/1.1 200") {
+                break text;
+            }
+        }
+        assert!(t0.elapsed() < std::time::Duration::from_secs(20), "serve never answered /status");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    };
+    drop(child);
+    let body = answer.split_once("\r\n\r\n").unwrap().1;
+    let v: serde_json::Value = serde_json::from_str(body).unwrap();
+    assert_eq!(v["schema"], "nodeprep.report/v1");
+    masked(closed.path());
+}
