@@ -315,16 +315,16 @@ fn status(g: &Global, fresh: bool) -> Result<i32, UsageError> {
 fn catalog_cmd(g: &Global, only: Option<&str>) -> Result<i32, UsageError> {
     let all = catalog::all();
     let entries: Vec<_> = match only {
-        Some(t) => match all.get_key_value(t) {
+        Some(t) => match catalog::lookup(t).map(|e| (t, e)) {
             Some(kv) => vec![kv],
             None => {
                 return Err(UsageError::Other(format!(
                     "{t} is not in the catalog; set [expect] in the config for it. Known: {}",
-                    all.keys().cloned().collect::<Vec<_>>().join(", ")
+                    catalog::all().map(|(t, _)| t).collect::<Vec<_>>().join(", ")
                 )))
             }
         },
-        None => all.iter().collect(),
+        None => all.collect(),
     };
     match g.output {
         Output::Json => {
@@ -346,7 +346,7 @@ fn catalog_cmd(g: &Global, only: Option<&str>) -> Result<i32, UsageError> {
                     "-".into()
                 };
                 let model = if e.gpus > 0 {
-                    e.gpu_model.as_str()
+                    e.gpu_model
                 } else if e.neuron_devices > 0 {
                     "neuron"
                 } else {

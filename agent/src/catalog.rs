@@ -1,21 +1,16 @@
-//! The embedded catalog of instance types (`data/catalog.toml`) and the expectations derived from
-//! it, with the config's `[expect]` table taking precedence.
+//! The embedded catalog of instance types and the expectations derived from it, with the config's
+//! `[expect]` table taking precedence. `build.rs` compiles `data/catalog.toml` into a sorted table
+//! at build time: a broken catalog fails the build, and nothing parses it at run time.
 
-use std::collections::BTreeMap;
-use std::sync::OnceLock;
-
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 
 use crate::config::Expect;
 
-const CATALOG_TOML: &str = include_str!("../data/catalog.toml");
-
-/// What an instance type has, per the catalog.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
-#[serde(deny_unknown_fields)]
+/// What an instance type has, per the catalog (`data/catalog.toml`, compiled in by `build.rs`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Entry {
     pub gpus: u32,
-    pub gpu_model: String,
+    pub gpu_model: &'static str,
     pub gpu_memory_gib: u32,
     pub nvswitch: bool,
     pub efa: u32,
@@ -24,83 +19,16 @@ pub struct Entry {
     pub neuron_devices: u32,
 }
 
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct File {
-    types: BTreeMap<String, Entry>,
+include!(concat!(env!("OUT_DIR"), "/catalog.rs"));
+
+/// Every catalog entry, by instance type in sorted order.
+pub fn all() -> impl Iterator<Item = (&'static str, &'static Entry)> {
+    ENTRIES.iter().map(|(t, e)| (*t, e))
 }
 
-/// All catalog entries by instance type. Parsed once; a broken catalog is a build defect caught by
-/// the tests, so it panics with the parser's message.
-pub fn all() -> &'static BTreeMap<String, Entry> {
-    static CATALOG: OnceLock<BTreeMap<String, Entry>> = OnceLock::new();
-    CATALOG.get_or_init(|| {
-        toml::from_str::<File>(CATALOG_TOML)
-            .unwrap_or_else(|e| panic!("data/catalog.toml: {e}"))
-            .types
-    })
-}
-
-/// The entry of one instance type. Only its own table is read (a whole-catalog parse costs more
-/// than the rest of `nodeprep check`'s start-up): its `key = value` lines directly when they are as
-/// plain as the catalog writes them, else through the TOML parser. The tests prove this finds
-/// exactly what the whole parse does, for every type.
-pub fn lookup(instance_type: &str) -> Option<Entry> {
-    let header = format!("[types.\"{instance_type}\"]");
-    if instance_type.contains(['"', '\\']) {
-        return all().get(instance_type).cloned();
-    }
-    let mut lines = CATALOG_TOML.lines();
-    lines.find(|l| l.trim() == header)?;
-    let table: Vec<&str> = lines.take_while(|l| !l.trim_start().starts_with('[')).collect();
-    Some(plain_table(&table).unwrap_or_else(|| {
-        toml::from_str::<Entry>(&table.join("\n"))
-            .unwrap_or_else(|e| panic!("data/catalog.toml, table {header}: {e}"))
-    }))
-}
-
-/// An entry from `key = value` lines holding integers, `true`/`false` and strings without escapes,
-/// each key once; None for anything else (the TOML parser then decides).
-fn plain_table(lines: &[&str]) -> Option<Entry> {
-    let (mut gpus, mut gpu_model, mut gpu_memory_gib, mut nvswitch, mut efa) =
-        (None, None, None, None, None);
-    let (mut disks, mut disk_gb, mut neuron) = (None, None, None);
-    fn set<T>(slot: &mut Option<T>, v: Option<T>) -> Option<()> {
-        slot.replace(v?).is_none().then_some(())
-    }
-    for line in lines.iter().map(|l| l.trim()).filter(|l| !l.is_empty() && !l.starts_with('#')) {
-        let (k, v) = line.split_once('=')?;
-        let v = v.trim();
-        let int = || v.parse::<u64>().ok().filter(|_| v.bytes().all(|b| b.is_ascii_digit()));
-        match k.trim() {
-            "gpus" => set(&mut gpus, int().and_then(|n| u32::try_from(n).ok()))?,
-            "gpu_memory_gib" => {
-                set(&mut gpu_memory_gib, int().and_then(|n| u32::try_from(n).ok()))?
-            }
-            "efa" => set(&mut efa, int().and_then(|n| u32::try_from(n).ok()))?,
-            "instance_store_disks" => set(&mut disks, int().and_then(|n| u32::try_from(n).ok()))?,
-            "neuron_devices" => set(&mut neuron, int().and_then(|n| u32::try_from(n).ok()))?,
-            "instance_store_disk_gb" => set(&mut disk_gb, int())?,
-            "nvswitch" => {
-                set(&mut nvswitch, ["false", "true"].iter().position(|b| *b == v).map(|i| i == 1))?
-            }
-            "gpu_model" => {
-                let inner = v.strip_prefix('"')?.strip_suffix('"')?;
-                set(&mut gpu_model, (!inner.contains(['"', '\\'])).then(|| inner.to_string()))?
-            }
-            _ => return None,
-        }
-    }
-    Some(Entry {
-        gpus: gpus?,
-        gpu_model: gpu_model?,
-        gpu_memory_gib: gpu_memory_gib?,
-        nvswitch: nvswitch?,
-        efa: efa?,
-        instance_store_disks: disks?,
-        instance_store_disk_gb: disk_gb?,
-        neuron_devices: neuron?,
-    })
+/// The entry of one instance type.
+pub fn lookup(instance_type: &str) -> Option<&'static Entry> {
+    ENTRIES.binary_search_by(|(t, _)| (*t).cmp(instance_type)).ok().map(|i| &ENTRIES[i].1)
 }
 
 /// The hardware this node must show. `None`: nothing is known, check consistency only.
@@ -119,7 +47,6 @@ pub struct Expected {
 impl Expected {
     pub fn new(instance_type: Option<&str>, overrides: &Expect) -> Expected {
         let entry = instance_type.and_then(lookup);
-        let entry = entry.as_ref();
         Expected {
             instance_type: instance_type.map(str::to_string),
             in_catalog: entry.is_some(),
@@ -127,7 +54,7 @@ impl Expected {
             gpu_model: overrides
                 .gpu_model
                 .clone()
-                .or(entry.filter(|e| e.gpus > 0).map(|e| e.gpu_model.clone())),
+                .or(entry.filter(|e| e.gpus > 0).map(|e| e.gpu_model.to_string())),
             nvswitch: overrides.nvswitch.or(entry.map(|e| e.nvswitch)),
             efa: overrides.efa.or(entry.map(|e| e.efa)),
             instance_store_disks: overrides
@@ -161,11 +88,16 @@ impl Expected {
 }
 
 #[cfg(test)]
+#[allow(dead_code)]
+#[path = "../build.rs"]
+mod build_rs;
+
+#[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
-    fn catalog_parses_and_covers_the_required_types() {
+    fn catalog_covers_the_required_types() {
         for t in [
             "p4d.24xlarge",
             "p4de.24xlarge",
@@ -184,75 +116,51 @@ mod tests {
         }
     }
 
+    /// The compiled table is the data file, entry for entry, and every type is found.
     #[test]
-    fn catalog_entries_are_self_consistent() {
-        for (t, e) in all() {
-            assert_eq!(
-                e.gpus == 0,
-                e.gpu_model.is_empty(),
-                "{t}: gpu_model must be set exactly when gpus > 0"
-            );
-            assert_eq!(
-                e.gpus == 0,
-                e.gpu_memory_gib == 0,
-                "{t}: gpu_memory_gib must be set exactly when gpus > 0"
-            );
-            assert!(!e.nvswitch || e.gpus == 8, "{t}: NVSwitch types have 8 GPUs");
-            assert_eq!(
-                e.instance_store_disks == 0,
-                e.instance_store_disk_gb == 0,
-                "{t}: disk size without disks"
-            );
-            assert!(e.efa <= 32 && e.gpus <= 16, "{t}: implausible counts");
-        }
-    }
-
-    #[test]
-    fn looking_up_one_type_finds_what_the_whole_catalog_says() {
-        assert!(all().len() > 20);
-        for (t, e) in all() {
-            assert_eq!(lookup(t).as_ref(), Some(e), "{t}");
+    fn the_compiled_table_is_the_data_file() {
+        let text = include_str!("../data/catalog.toml");
+        let parsed: toml::Table = text.parse().unwrap();
+        let types = parsed["types"].as_table().unwrap();
+        assert_eq!(types.len(), ENTRIES.len());
+        assert!(ENTRIES.len() > 20);
+        assert!(ENTRIES.windows(2).all(|w| w[0].0 < w[1].0), "sorted, each type once");
+        for (t, v) in types {
+            let e = lookup(t).unwrap_or_else(|| panic!("{t} not found"));
+            let want = toml::Value::try_from(e).unwrap();
+            assert_eq!(&want, v, "{t}");
         }
         for absent in ["m7i.large", "p5", "48xlarge", "", "types", "p5.48xlarge\"]"] {
             assert_eq!(lookup(absent), None, "{absent}");
         }
-        // Every table of the catalog is plain enough for the direct read.
-        for t in all().keys() {
-            let mut lines = CATALOG_TOML.lines();
-            lines.find(|l| l.trim() == format!("[types.\"{t}\"]"));
-            let table: Vec<&str> = lines.take_while(|l| !l.trim_start().starts_with('[')).collect();
-            assert_eq!(plain_table(&table).as_ref(), all().get(t), "{t}");
-        }
     }
 
+    /// What fails the build: each rule of build.rs on an entry that breaks it.
     #[test]
-    fn the_direct_read_leaves_anything_unusual_to_the_toml_parser() {
-        let ok = [
-            "gpus = 8",
-            "gpu_model = \"H100\"",
-            "gpu_memory_gib = 80",
-            "nvswitch = true",
-            "efa = 32",
+    fn a_broken_entry_fails_the_build() {
+        let ok = || build_rs::Entry {
+            gpus: 8,
+            gpu_model: "H100".into(),
+            gpu_memory_gib: 80,
+            nvswitch: true,
+            efa: 32,
+            instance_store_disks: 8,
+            instance_store_disk_gb: 3800,
+            neuron_devices: 0,
+        };
+        assert!(build_rs::problems("p5.48xlarge", &ok()).is_empty());
+        let cases: Vec<(&str, build_rs::Entry, &str)> = vec![
+            ("P5 48xl", ok(), "not an instance type"),
+            ("x.y", build_rs::Entry { gpu_model: String::new(), ..ok() }, "gpu_model must be set"),
+            ("x.y", build_rs::Entry { gpu_memory_gib: 0, ..ok() }, "gpu_memory_gib"),
+            ("x.y", build_rs::Entry { gpus: 4, ..ok() }, "NVSwitch types have 8 GPUs"),
+            ("x.y", build_rs::Entry { instance_store_disk_gb: 0, ..ok() }, "disk size"),
+            ("x.y", build_rs::Entry { efa: 64, ..ok() }, "implausible"),
         ];
-        let rest =
-            ["instance_store_disks = 8", "instance_store_disk_gb = 3800", "neuron_devices = 0  "];
-        let all_lines: Vec<&str> = ok.iter().chain(rest.iter()).copied().collect();
-        assert!(plain_table(&all_lines).is_some());
-        for odd in [
-            "gpus = 0x8",
-            "gpus = +8",
-            "gpu_model = 'H100'",
-            "gpu_model = \"H\\u0031\"",
-            "nvswitch = yes",
-            "gpus = 8 # eight",
-            "extra = 1",
-            "gpus = 9",
-        ] {
-            let mut lines = all_lines.clone();
-            lines.push(odd);
-            assert_eq!(plain_table(&lines), None, "{odd}");
+        for (t, e, want) in cases {
+            let p = build_rs::problems(t, &e);
+            assert!(p.iter().any(|m| m.contains(want)), "{t}: {p:?}");
         }
-        assert_eq!(plain_table(&all_lines[1..]), None, "a missing key");
     }
 
     #[test]

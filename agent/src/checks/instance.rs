@@ -25,7 +25,7 @@ impl Check for Instance {
                     .found("instance_type", t.as_str())
                     .found("source", serde_json::to_value(src).expect("source serializes"));
                 match catalog::lookup(t) {
-                    Some(e) => CheckResult { summary: format!("{t} (from {src}): {}", Expected::describe(&e)), ..base },
+                    Some(e) => CheckResult { summary: format!("{t} (from {src}): {}", Expected::describe(e)), ..base },
                     None if has_overrides(ctx) => CheckResult { summary: format!("{t} (from {src}): not in the catalog; using [expect] from the config"), ..base },
                     None => CheckResult {
                         status: Status::Warn,
