@@ -81,9 +81,15 @@ pub enum Command {
     },
     /// Run the checks and print a report. Never changes the host.
     Check {
-        /// Run only these checks (comma-separated): instance, limits, efa, nvidia, storage,
-        /// device-plugins.
-        #[arg(long, value_delimiter = ',', value_name = "NAME,...")]
+        // Help from the registry of checks (capability::REGISTRY): names, when each runs, what it
+        // checks.
+        #[arg(
+            long,
+            value_delimiter = ',',
+            value_name = "NAME,...",
+            help = crate::capability::only_help(),
+            long_help = crate::capability::only_long_help()
+        )]
         only: Vec<String>,
     },
     /// Recheck every serve.interval_seconds and serve /livez, /readyz, /status and /metrics.

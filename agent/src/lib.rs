@@ -1,19 +1,23 @@
 //! nodeprep: prepares EC2 GPU/EFA Kubernetes nodes and tells the truth about whether they are ready.
 //!
-//! The binary is a thin wrapper over [`app::run`]. Layout: [`host`] is the one seam to the host
-//! (root-prefixed reads, IMDS); [`checks`] holds one module per capability; [`report`] is the model
-//! every command prints; [`config`], [`catalog`] and [`identity`] say what the node must have.
+//! Layout (README "Architecture"): [`commands`] turns parsed arguments ([`cli`]) into an exit code;
+//! [`run`] opens the host once and runs a selection of checks into a [`report`]; [`capability`]
+//! holds one module per thing a node must have and the one registry of checks; [`apply`] executes
+//! the plans of the capabilities that change the host; [`host`] is the one seam to the host
+//! (root-prefixed reads, typed readers, commands, IMDS); [`serve`] is the long-running service.
+//! [`config`], [`catalog`] and [`identity`] say what the node must have.
 
-pub mod app;
 pub mod apply;
+pub mod capability;
 pub mod catalog;
-pub mod checks;
 pub mod cli;
+pub mod commands;
 pub mod config;
 pub mod host;
 pub mod identity;
-pub mod logging;
+pub(crate) mod logging;
 pub mod report;
+pub mod run;
 pub mod serve;
 
 /// An error and all its causes on one line (`a: b: c`), as logs and reports need them: the top
@@ -31,7 +35,6 @@ pub fn error_chain(e: &dyn std::error::Error) -> String {
     }
     line
 }
-
 #[cfg(test)]
 mod tests {
     #[derive(Debug)]

@@ -5,5 +5,5 @@
 //! closed pipe is an error the output code handles, not a silent death). A panic exits 101.
 
 fn main() -> std::process::ExitCode {
-    nodeprep::app::main()
+    nodeprep::commands::main()
 }

@@ -43,6 +43,28 @@ pub struct CheckResult {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub remedy: Option<String>,
     pub duration_ms: u64,
+    /// Typed values for `/metrics` (not in the JSON report: it carries the same facts by name).
+    #[serde(skip)]
+    pub metrics: Vec<Sample>,
+}
+
+/// A metric a check reports (`serve` exports it as `nodeprep_<name>`): declared by the check's
+/// registration, so it exists from the first scrape on.
+#[derive(Debug, PartialEq, Eq)]
+pub struct MetricDef {
+    pub name: &'static str,
+    pub help: &'static str,
+    /// The label that tells its series apart, if it has several.
+    pub label: Option<&'static str>,
+}
+
+/// One value of a [`MetricDef`] from one check run. Values with the same label are added up; a
+/// metric the run gave no value for reads 0.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Sample {
+    pub metric: &'static MetricDef,
+    pub label: Option<String>,
+    pub value: i64,
 }
 
 impl CheckResult {
@@ -56,7 +78,20 @@ impl CheckResult {
             found: Map::new(),
             remedy: None,
             duration_ms: 0,
+            metrics: Vec::new(),
         }
+    }
+
+    /// Adds a value of `metric` (one without a label).
+    pub fn metric(mut self, metric: &'static MetricDef, value: i64) -> Self {
+        self.metrics.push(Sample { metric, label: None, value });
+        self
+    }
+
+    /// Adds a value of `metric` for one of its series.
+    pub fn metric_for(mut self, metric: &'static MetricDef, label: String, value: i64) -> Self {
+        self.metrics.push(Sample { metric, label: Some(label), value });
+        self
     }
 
     pub fn required(mut self, required: bool) -> Self {

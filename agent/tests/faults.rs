@@ -92,7 +92,11 @@ fn an_efa_device_whose_port_files_are_gone_is_named() {
     assert!(s.contains("rdmap80s0/ports/1/phys_state: No such file or directory"), "{s}");
     // Not blamed on the security group: its state is unknown.
     assert_eq!(c["found"]["down"], serde_json::json!([]));
-    assert!(c["remedy"].as_str().unwrap().starts_with("run nodeprep as root"), "{c}");
+    // Files that vanished: read again, not "run as root".
+    assert!(
+        c["remedy"].as_str().unwrap().starts_with("the paths above vanished while they were read"),
+        "{c}"
+    );
 }
 
 #[test]
@@ -149,13 +153,10 @@ fn a_gpu_whose_pci_class_vanished_is_named() {
             && s.contains("sys/bus/pci/devices/0000:53:00.0/class: No such file"),
         "{s}"
     );
-    assert!(
-        c["remedy"]
-            .as_str()
-            .unwrap()
-            .starts_with("run nodeprep as root (the paths above could not be read)"),
-        "{c}"
-    );
+    // The class file vanished: read again (and the missing GPU's own remedy), not "run as root".
+    let remedy = c["remedy"].as_str().unwrap();
+    assert!(remedy.starts_with("the paths above vanished while they were read"), "{c}");
+    assert!(remedy.contains("a GPU is missing from the PCI bus"), "{c}");
 }
 
 /// A FIFO stands in for a sysfs attribute whose read never returns (a wedged driver): the check
@@ -317,9 +318,14 @@ fn boot_with_a_full_run_says_so_and_keeps_the_old_status_file() {
     no_panic(&o);
     let out = String::from_utf8_lossy(&o.stdout);
     assert!(out.contains("exit=1\n"), "{out}{}", String::from_utf8_lossy(&o.stderr));
+    // The temporary file has a name of its own (`.status.json.XXXXXX.nodeprep-tmp`).
+    let line =
+        out.lines().find(|l| l.starts_with("status: FAIL: ")).unwrap_or_else(|| panic!("{out}"));
+    let prefix = format!("status: FAIL: writing {}/run/nodeprep/.status.json.", root.display());
     assert!(
-        out.contains(&format!("status: FAIL: writing {}/run/nodeprep/.status.json.nodeprep-tmp: No space left on device", root.display())),
-        "{out}"
+        line.starts_with(&prefix)
+            && line.ends_with(".nodeprep-tmp: No space left on device (os error 28)"),
+        "{line}"
     );
     // The report is still printed, and the old status file is left whole, with no temporary file.
     assert!(out.contains("nodeprep: p5.48xlarge: READY"), "{out}");

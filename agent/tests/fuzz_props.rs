@@ -14,11 +14,11 @@ use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use nodeprep::checks::device_plugins;
-use nodeprep::checks::efa;
-use nodeprep::checks::limits::{parse_proc_limits, parse_systemd_limit};
-use nodeprep::checks::nvidia::{self, kmsg, PciAddr};
-use nodeprep::checks::storage::probe::{probe, Content, Sample, HEAD_BYTES};
+use nodeprep::capability::device_plugins;
+use nodeprep::capability::efa;
+use nodeprep::capability::limits::parse_systemd_limit;
+use nodeprep::capability::nvidia::{self, xid as kmsg, PciAddr};
+use nodeprep::capability::storage::probe::{probe, Content, Sample, HEAD_BYTES};
 use nodeprep::config::{self, Limit};
 use nodeprep::host::imds::ImdsClient;
 use nodeprep::host::{mountinfo, Host};
@@ -260,9 +260,9 @@ proptest! {
         stack in proptest::option::of(any::<u64>()),
     ) {
         let text = nodeprep_fixtures::proc_limits(memlock, stack);
-        let want = |v: Option<u64>| Some(v.map_or(Limit::Unlimited, Limit::Bytes));
-        prop_assert_eq!(parse_proc_limits(&text, "Max locked memory"), want(memlock));
-        prop_assert_eq!(parse_proc_limits(&text, "Max stack size"), want(stack));
+        use nodeprep::host::proc::{parse_limits, Rlimit, SoftLimits};
+        let want = |v: Option<u64>| v.map_or(Rlimit::Unlimited, Rlimit::Bytes);
+        prop_assert_eq!(parse_limits(&text), Ok(SoftLimits { memlock: want(memlock), stack: want(stack) }));
     }
 
     /// systemd limit values: `N[KMGT]` is N times the unit, or nothing when that overflows.
@@ -337,7 +337,7 @@ proptest! {
         let default = if named { format!("[plugins.\"{plugin}\".containerd]\ndefault_runtime_name = \"{runtime}\"\n") } else { String::new() };
         let name = if named { runtime.as_str() } else { "runc" };
         let text = format!("version = {}\n{default}[plugins.\"{plugin}\".containerd.runtimes.{name}]\nbase_runtime_spec = {path:?}\n", if v3 { 3 } else { 2 });
-        prop_assert_eq!(nodeprep::checks::limits::spec_path_from_config(&text), Some(path));
+        prop_assert_eq!(nodeprep::host::containerd::spec_path_from_config(&text), Some(path));
     }
 
     /// `/proc/driver/nvidia/version` of open and proprietary drivers gives the version.
@@ -419,7 +419,7 @@ fn generated_runtime_specs_update_to_what_the_config_wants() {
     runner(256)
         .run(&spec, |text| {
             // Every generated spec is one nodeprep accepts; the target checks the update.
-            assert!(nodeprep::checks::limits::parse_spec(&text).is_ok(), "{text}");
+            assert!(nodeprep::capability::limits::parse_spec(&text).is_ok(), "{text}");
             check(text.as_bytes());
             Ok(())
         })
@@ -810,7 +810,7 @@ fn arbitrary_imds_replies_give_a_value_or_an_error() {
             match got {
                 Ok(f) => {
                     if let Some(t) = &f.instance_type {
-                        assert!(config::is_instance_type(t), "{t:?}");
+                        assert!(nodeprep::host::imds::is_instance_type(t), "{t:?}");
                     }
                 }
                 Err(e) => assert!(e.to_string().contains(&url), "{e}"),

@@ -548,7 +548,7 @@ fn types_without_gpus_skip_and_unknown_types_check_consistency() {
 /// once it answers, NVML is asked again.
 #[test]
 fn a_stuck_nvml_is_not_asked_again_until_it_answers() {
-    use nodeprep::checks::nvidia::nvml::{probe, Deadlines, LibChoice, Outcome};
+    use nodeprep::capability::nvidia::nvml::{probe, Deadlines, LibChoice, Outcome};
     let dir = tempfile::tempdir().unwrap();
     let control = dir.path().join("fake-nvml.conf");
     std::fs::write(

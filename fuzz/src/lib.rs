@@ -6,10 +6,10 @@
 
 use std::path::{Path, PathBuf};
 
-use nodeprep::checks::device_plugins;
-use nodeprep::checks::efa;
-use nodeprep::checks::limits;
-use nodeprep::checks::nvidia::{self, kmsg, PciAddr};
+use nodeprep::capability::device_plugins;
+use nodeprep::capability::efa;
+use nodeprep::capability::limits;
+use nodeprep::capability::nvidia::{self, xid as kmsg, PciAddr};
 use nodeprep::config::{self, Limit, LimitsConfig};
 use nodeprep::host::imds;
 use nodeprep::host::mountinfo;
@@ -97,11 +97,22 @@ pub fn kmsg(data: &[u8]) {
 /// comes from digits that are in the text.
 pub fn proc_limits(data: &[u8]) {
     let text = String::from_utf8_lossy(data);
-    for row in ["Max locked memory", "Max stack size"] {
-        if let Some(l) = limits::parse_proc_limits(&text, row) {
-            let line = text.lines().find(|l| l.starts_with(row)).expect("a row was found");
-            let soft = line[row.len()..].split_whitespace().next().expect("a soft column");
-            assert_eq!(Some(l), Limit::parse(soft));
+    // A whole limits file: the soft values are those of their rows, as written.
+    if let Ok(l) = nodeprep::host::proc::parse_limits(&text) {
+        for (row, got) in [("Max locked memory", l.memlock), ("Max stack size", l.stack)] {
+            // The row is the last line whose words before soft, hard and unit are its name.
+            let words: Vec<&str> = text
+                .lines()
+                .rev()
+                .map(|l| l.split_whitespace().collect::<Vec<_>>())
+                .find(|w| w.len() >= 4 && w[..w.len() - 3].join(" ") == row)
+                .expect("a row was found");
+            let (line, soft) = (words.join(" "), words[words.len() - 3]);
+            let want = match soft {
+                "unlimited" => nodeprep::host::proc::Rlimit::Unlimited,
+                n => nodeprep::host::proc::Rlimit::Bytes(n.parse().expect("a number")),
+            };
+            assert_eq!(got, want, "{line:?}");
         }
     }
     for line in text.lines() {
@@ -176,7 +187,7 @@ pub fn sysfs(data: &[u8]) {
     let is_efa = attr(vendor) == "0x1d0f"
         && ["0xefa0", "0xefa1", "0xefa2", "0xefa3", "0xefa4"].contains(&attr(device).as_str());
     assert_eq!(snap.devices.len(), usize::from(is_efa), "{snap:?}");
-    assert_eq!(efa::present(&host), is_efa);
+    assert_eq!(nodeprep::host::rdma::efa_present(&host), is_efa);
     let usable = is_efa
         && attr(state).starts_with("4:")
         && attr(phys).starts_with("5:")
@@ -256,7 +267,7 @@ pub fn imds_reply(data: &[u8]) {
             assert!(v.len() <= imds::MAX_REPLY_BYTES);
             assert_eq!(v, std::str::from_utf8(data).expect("a value is UTF-8").trim());
             assert!(!v.chars().any(char::is_control), "{v:?}");
-            if config::is_instance_type(&v) {
+            if nodeprep::host::imds::is_instance_type(&v) {
                 assert!(v.is_ascii() && v.split('.').count() == 2, "{v:?}");
             }
         }
@@ -299,14 +310,14 @@ pub fn runtime_spec(data: &[u8]) {
     ];
     for cfg in wanted {
         let new =
-            nodeprep::apply::limits::updated_spec(&spec, &cfg).unwrap_or_else(|| spec.clone());
+            nodeprep::capability::limits::updated_spec(&spec, &cfg).unwrap_or_else(|| spec.clone());
         let written = serde_json::to_string_pretty(&new).expect("JSON value serializes");
         let back = limits::parse_spec(&written)
             .unwrap_or_else(|e| panic!("nodeprep wrote a spec it rejects ({e}):\n{written}"));
         assert_eq!(limits::spec_rlimit(&back, "RLIMIT_MEMLOCK"), Some(cfg.memlock), "{written}");
         assert_eq!(limits::spec_rlimit(&back, "RLIMIT_STACK"), Some(cfg.stack), "{written}");
         assert_eq!(
-            nodeprep::apply::limits::updated_spec(&back, &cfg),
+            nodeprep::capability::limits::updated_spec(&back, &cfg),
             None,
             "a second update changes {written}"
         );
@@ -334,9 +345,13 @@ pub fn runtime_spec(data: &[u8]) {
 /// reading the document again gives the same path.
 pub fn containerd_config(data: &[u8]) {
     let text = String::from_utf8_lossy(data);
-    if let Some(path) = limits::spec_path_from_config(&text) {
+    if let Some(path) = nodeprep::host::containerd::spec_path_from_config(&text) {
         let doc: toml::Table = text.parse().expect("a path comes from TOML");
-        assert_eq!(limits::spec_path_from_config(&doc.to_string()), Some(path), "{doc}");
+        assert_eq!(
+            nodeprep::host::containerd::spec_path_from_config(&doc.to_string()),
+            Some(path),
+            "{doc}"
+        );
     }
 }
 

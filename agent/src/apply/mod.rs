@@ -1,21 +1,23 @@
 //! Plans and their executor.
 //!
-//! Each capability computes a [`Plan`] from what the host shows now (pure, tested on fixture trees);
-//! [`execute`] applies it with thin effects: files are written atomically (temporary file in the same
-//! directory, same mode and owner, fsync, rename) and only when their content differs; commands go
-//! through [`crate::host::cmd`]. `--dry-run` prints [`Plan::render`] instead: every file with its diff
-//! and every command.
+//! Each capability that changes the host computes a [`Plan`] from what the host shows now (pure,
+//! tested on fixture trees); [`execute`] applies it with thin [`effects`]: files are written
+//! atomically (a temporary file of its own in the same directory, same mode and owner, fsync,
+//! rename) and only when their content differs; mounts are mount(2); each external program has one
+//! wrapper in [`programs`] and runs through [`Host::run`]. `--dry-run` prints [`Plan::render`]
+//! instead: every file with its diff and every command. The executor knows no capability.
 
-pub mod limits;
-pub mod storage;
+pub mod effects;
+pub mod programs;
 
 use std::fmt::Write as _;
-use std::io::Write as _;
-use std::os::unix::fs::{MetadataExt, PermissionsExt};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Duration;
 
-use crate::host::{cmd, Host};
+pub use effects::{write_atomic, Durability, WriteError};
+
+use crate::host::cmd::CmdError;
+use crate::host::Host;
 
 /// One step of a plan.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -181,14 +183,14 @@ pub fn execute(host: &Host, plan: &Plan) -> Vec<Outcome> {
                 match write_atomic(host, path, content, *mode, Durability::Durable) {
                     Ok(true) => Outcome::Done(format!("wrote {}", path.display())),
                     Ok(false) => Outcome::Skipped(format!("{} already up to date", path.display())),
-                    Err(e) => Outcome::Failed(e),
+                    Err(e) => Outcome::Failed(e.to_string()),
                 }
             }
             Action::Run { program, args, why, timeout_s } => {
                 let args: Vec<&str> = args.iter().map(String::as_str).collect();
-                match cmd::run(host, program, &args, Duration::from_secs(*timeout_s)) {
+                match host.run(program, &args, Duration::from_secs(*timeout_s)) {
                     Ok(_) => Outcome::Done(format!("ran `{program} {}` ({why})", args.join(" "))),
-                    Err(e @ cmd::CmdError::NotLive { .. }) => Outcome::Skipped(e.to_string()),
+                    Err(e @ CmdError::NotLive { .. }) => Outcome::Skipped(e.to_string()),
                     Err(e) => Outcome::Failed(e.to_string()),
                 }
             }
@@ -199,7 +201,7 @@ pub fn execute(host: &Host, plan: &Plan) -> Vec<Outcome> {
             | Action::Mount { .. }
             | Action::VerifyMount { .. }
             | Action::PrepareBindSource { .. }
-            | Action::Bind { .. } => storage::effect(host, a),
+            | Action::Bind { .. } => effects::storage(host, a),
         };
         let (kind, text) = outcome.text();
         let elapsed_ms = started.elapsed().as_millis() as u64;
@@ -218,127 +220,9 @@ pub fn execute(host: &Host, plan: &Plan) -> Vec<Outcome> {
     outcomes
 }
 
-/// Whether a write must survive a power loss.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Durability {
-    /// fsync the file and its directory (configuration under /etc).
-    Durable,
-    /// Atomic rename only (files under /run, which is tmpfs and gone at reboot anyway): no fsync
-    /// disturbing the node every few seconds.
-    Volatile,
-}
-
-/// Writes `content` to the host path atomically, keeping the mode and owner of an existing file
-/// (`mode` for a new one). Returns false when the file already has this content (nothing written).
-pub fn write_atomic(
-    host: &Host,
-    host_path: &Path,
-    content: &str,
-    mode: u32,
-    durability: Durability,
-) -> Result<bool, String> {
-    let path = host.path(host_path);
-    let explain = |op: &str, p: &Path, e: std::io::Error| {
-        let hint = match e.kind() {
-            std::io::ErrorKind::PermissionDenied => {
-                " — nodeprep boot must run as root (the nodeprep-boot.service unit does)"
-            }
-            std::io::ErrorKind::ReadOnlyFilesystem => {
-                " — the filesystem is read-only; on Bottlerocket use its settings API instead"
-            }
-            _ => "",
-        };
-        format!("{op} {}: {e}{hint}", p.display())
-    };
-    let existing = std::fs::metadata(&path).ok();
-    if existing.is_some() {
-        if let Ok(cur) = std::fs::read(&path) {
-            if cur == content.as_bytes() {
-                return Ok(false);
-            }
-        }
-    }
-    let dir = path.parent().ok_or_else(|| format!("{} has no parent directory", path.display()))?;
-    std::fs::create_dir_all(dir).map_err(|e| explain("creating directory", dir, e))?;
-    // A temporary file of its own in the same directory (unique name, O_EXCL): two writers at once
-    // (boot and serve both write the status file) never share one, so the rename always moves a
-    // whole file of one of them into place.
-    let (mode, owner) = match &existing {
-        Some(m) => (m.permissions().mode() & 0o7777, Some((m.uid(), m.gid()))),
-        None => (mode, None),
-    };
-    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-    let mut tmp = tempfile::Builder::new()
-        .prefix(&format!(".{name}."))
-        .suffix(".nodeprep-tmp")
-        .tempfile_in(dir)
-        .map_err(|e| explain("creating a temporary file in", dir, e))?;
-    let tmp_path = tmp.path().to_path_buf();
-    tmp.write_all(content.as_bytes()).map_err(|e| explain("writing", &tmp_path, e))?;
-    std::fs::set_permissions(&tmp_path, std::fs::Permissions::from_mode(mode))
-        .map_err(|e| explain("setting mode of", &tmp_path, e))?;
-    if let Some((uid, gid)) = owner {
-        std::os::unix::fs::chown(&tmp_path, Some(uid), Some(gid))
-            .map_err(|e| explain("setting owner of", &tmp_path, e))?;
-    }
-    if durability == Durability::Durable {
-        tmp.as_file().sync_all().map_err(|e| explain("syncing", &tmp_path, e))?;
-    }
-    // On failure the temporary file is removed when `tmp` drops.
-    tmp.persist(&path).map_err(|e| explain("renaming onto", &path, e.error))?;
-    if durability == Durability::Durable {
-        if let Ok(d) = std::fs::File::open(dir) {
-            let _ = d.sync_all();
-        }
-    }
-    Ok(true)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn atomic_write_keeps_mode_and_skips_identical_content() {
-        let dir = tempfile::tempdir().unwrap();
-        let host = Host::new(dir.path());
-        assert!(write_atomic(
-            &host,
-            Path::new("/etc/a/b.conf"),
-            "one\n",
-            0o644,
-            Durability::Durable
-        )
-        .unwrap());
-        let p = host.path("/etc/a/b.conf");
-        assert_eq!(std::fs::metadata(&p).unwrap().permissions().mode() & 0o777, 0o644);
-        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o600)).unwrap();
-        let before = std::fs::metadata(&p).unwrap().modified().unwrap();
-        assert!(!write_atomic(
-            &host,
-            Path::new("/etc/a/b.conf"),
-            "one\n",
-            0o644,
-            Durability::Durable
-        )
-        .unwrap());
-        assert_eq!(std::fs::metadata(&p).unwrap().modified().unwrap(), before);
-        assert!(write_atomic(
-            &host,
-            Path::new("/etc/a/b.conf"),
-            "two\n",
-            0o644,
-            Durability::Volatile
-        )
-        .unwrap());
-        assert_eq!(std::fs::read_to_string(&p).unwrap(), "two\n");
-        assert_eq!(std::fs::metadata(&p).unwrap().permissions().mode() & 0o777, 0o600, "mode kept");
-        assert_eq!(
-            std::fs::read_dir(host.path("/etc/a")).unwrap().count(),
-            1,
-            "no temporary file left"
-        );
-    }
 
     #[test]
     fn dry_run_render_shows_a_diff() {
@@ -370,41 +254,43 @@ mod tests {
         assert!(!plan.is_noop());
     }
 
-    /// boot and serve write the status file at once: every read sees one whole file, never a torn
-    /// or mixed one, and no temporary file is left behind.
+    /// The executor runs each program through the host's commands, in order, and stops at the
+    /// first failure: a recorder stands in for the host (any root).
     #[test]
-    fn writers_at_once_never_leave_a_torn_or_mixed_file() {
-        use std::sync::atomic::{AtomicUsize, Ordering};
+    fn commands_run_through_the_host_and_a_failure_stops_the_plan() {
+        use crate::host::cmd::Recorder;
         let dir = tempfile::tempdir().unwrap();
-        let host = Host::new(dir.path());
-        let file = Path::new("/run/nodeprep/status.json");
-        // Large enough that a write takes several syscalls; each writer's content is uniform.
-        let contents: Vec<String> = ["a", "b", "c"].iter().map(|c| c.repeat(256 * 1024)).collect();
-        write_atomic(&host, file, &contents[0], 0o644, Durability::Volatile).unwrap();
-        let writing = AtomicUsize::new(contents.len());
-        let reads = std::thread::scope(|s| {
-            for c in &contents {
-                let (host, writing) = (&host, &writing);
-                s.spawn(move || {
-                    for _ in 0..150 {
-                        write_atomic(host, file, c, 0o644, Durability::Volatile).unwrap();
-                    }
-                    writing.fetch_sub(1, Ordering::SeqCst);
-                });
-            }
-            let mut reads = 0;
-            while writing.load(Ordering::SeqCst) > 0 {
-                let got = std::fs::read_to_string(host.path(file)).unwrap();
-                assert!(contents.contains(&got), "a torn or mixed file of {} bytes", got.len());
-                reads += 1;
-            }
-            reads
-        });
-        assert!(reads > 0);
-        let left: Vec<_> = std::fs::read_dir(host.path("/run/nodeprep"))
-            .unwrap()
-            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-            .collect();
-        assert_eq!(left, ["status.json"], "temporary files left: {left:?}");
+        let recorder = std::sync::Arc::new(Recorder::default());
+        let host = Host::with_commands(dir.path(), recorder.clone());
+        let plan = Plan {
+            capability: "storage",
+            actions: vec![
+                programs::mdadm_stop("/dev/md127", "inactive"),
+                programs::mkfs_xfs("/dev/md127", "nodeprep", false),
+                programs::systemctl_daemon_reload("reload"),
+            ],
+        };
+        recorder.fail("mkfs.xfs", "mkfs.xfs: /dev/md127 is busy");
+        let outcomes = execute(&host, &plan);
+        assert_eq!(
+            recorder.calls(),
+            ["mdadm --stop /dev/md127", "mkfs.xfs -K -L nodeprep /dev/md127"]
+        );
+        assert_eq!(outcomes.len(), 2, "stopped at the failure: {outcomes:?}");
+        assert!(
+            matches!(&outcomes[0], Outcome::Done(t) if t == "ran `mdadm --stop /dev/md127` (inactive)")
+        );
+        assert!(
+            matches!(&outcomes[1], Outcome::Failed(t) if t.ends_with("failed (exit status: 1): mkfs.xfs: /dev/md127 is busy")),
+            "{outcomes:?}"
+        );
+        // The live runner refuses under a fixture root: a skip, never a run.
+        let outcomes = execute(&Host::new(dir.path()), &plan);
+        assert!(
+            outcomes
+                .iter()
+                .all(|o| matches!(o, Outcome::Skipped(t) if t.contains("not run: --root is"))),
+            "{outcomes:?}"
+        );
     }
 }

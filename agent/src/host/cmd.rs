@@ -1,13 +1,13 @@
-//! Every external command nodeprep runs goes through [`run`]: one place that refuses to run host
-//! commands under a root other than `/`, puts a deadline on each, and logs what ran, how long it took
-//! and how it ended.
+//! Every external command nodeprep runs goes through [`Commands`], behind [`super::Host::run`]:
+//! [`Live`] refuses to run host commands under a root other than `/`, puts a deadline on each, and
+//! logs what ran, how long it took and how it ended; tests put a [`Recorder`] in its place.
 
 use std::io::Read;
 use std::process::{Command, Stdio};
 use std::sync::{mpsc, Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use super::Host;
+use std::path::Path;
 
 #[derive(Debug, thiserror::Error)]
 pub enum CmdError {
@@ -21,17 +21,84 @@ pub enum CmdError {
     Failed { cmd: String, status: String, stderr: String },
 }
 
-/// Runs `program args...` on the live host with a deadline; returns its stdout.
-pub fn run(
-    host: &Host,
+/// Runs a host's commands.
+pub trait Commands: Send + Sync {
+    /// Runs `program args...` for the host at `root` with a deadline; returns its stdout.
+    fn run(
+        &self,
+        root: &Path,
+        program: &str,
+        args: &[&str],
+        timeout: Duration,
+    ) -> Result<String, CmdError>;
+}
+
+/// The command line as it is logged and named in errors.
+fn line(program: &str, args: &[&str]) -> String {
+    std::iter::once(program).chain(args.iter().copied()).collect::<Vec<_>>().join(" ")
+}
+
+/// Runs commands for real, on the live host only.
+pub struct Live;
+
+impl Commands for Live {
+    fn run(
+        &self,
+        root: &Path,
+        program: &str,
+        args: &[&str],
+        timeout: Duration,
+    ) -> Result<String, CmdError> {
+        let cmd = line(program, args);
+        if root != Path::new("/") {
+            return Err(CmdError::NotLive { cmd, root: root.display().to_string() });
+        }
+        run_live(cmd, program, args, timeout)
+    }
+}
+
+/// Records each command it is asked to run and answers `Ok("")`, or the error a test scripted
+/// for a program: for tests of what plans run, under any root.
+#[derive(Default)]
+pub struct Recorder {
+    calls: Mutex<Vec<String>>,
+    fail: Mutex<Vec<(String, String)>>,
+}
+
+impl Recorder {
+    /// Makes every run of `program` fail with `stderr`.
+    pub fn fail(&self, program: &str, stderr: &str) {
+        self.fail.lock().unwrap_or_else(|e| e.into_inner()).push((program.into(), stderr.into()));
+    }
+
+    /// The command lines run so far.
+    pub fn calls(&self) -> Vec<String> {
+        self.calls.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+}
+
+impl Commands for Recorder {
+    fn run(&self, _: &Path, program: &str, args: &[&str], _: Duration) -> Result<String, CmdError> {
+        let cmd = line(program, args);
+        self.calls.lock().unwrap_or_else(|e| e.into_inner()).push(cmd.clone());
+        let fail = self.fail.lock().unwrap_or_else(|e| e.into_inner());
+        match fail.iter().find(|(p, _)| p == program) {
+            Some((_, stderr)) => Err(CmdError::Failed {
+                cmd,
+                status: "exit status: 1".into(),
+                stderr: stderr.clone(),
+            }),
+            None => Ok(String::new()),
+        }
+    }
+}
+
+fn run_live(
+    cmd: String,
     program: &str,
     args: &[&str],
     timeout: Duration,
 ) -> Result<String, CmdError> {
-    let cmd = std::iter::once(program).chain(args.iter().copied()).collect::<Vec<_>>().join(" ");
-    if !host.is_live() {
-        return Err(CmdError::NotLive { cmd, root: host.root().display().to_string() });
-    }
     let started = Instant::now();
     let mut child = Command::new(program)
         .args(args)
@@ -119,9 +186,18 @@ impl Drain {
 mod tests {
     use super::*;
 
+    fn run(
+        root: &str,
+        program: &str,
+        args: &[&str],
+        timeout: Duration,
+    ) -> Result<String, CmdError> {
+        Live.run(Path::new(root), program, args, timeout)
+    }
+
     #[test]
     fn commands_never_run_under_a_fixture_root() {
-        let e = run(&Host::new("/tmp/x"), "true", &[], Duration::from_secs(1)).unwrap_err();
+        let e = run("/tmp/x", "true", &[], Duration::from_secs(1)).unwrap_err();
         assert_eq!(
             e.to_string(),
             "`true` not run: --root is /tmp/x, not / (host commands only run on the live host)"
@@ -130,31 +206,31 @@ mod tests {
 
     #[test]
     fn output_failure_and_timeout() {
-        let live = Host::new("/");
-        assert_eq!(run(&live, "echo", &["hi"], Duration::from_secs(5)).unwrap(), "hi\n");
+        let live = "/";
+        assert_eq!(run(live, "echo", &["hi"], Duration::from_secs(5)).unwrap(), "hi\n");
         let e =
-            run(&live, "sh", &["-c", "echo boom >&2; exit 3"], Duration::from_secs(5)).unwrap_err();
+            run(live, "sh", &["-c", "echo boom >&2; exit 3"], Duration::from_secs(5)).unwrap_err();
         assert_eq!(e.to_string(), "`sh -c echo boom >&2; exit 3` failed (exit status: 3): boom");
         let t0 = Instant::now();
-        let e = run(&live, "sleep", &["10"], Duration::from_millis(200)).unwrap_err();
+        let e = run(live, "sleep", &["10"], Duration::from_millis(200)).unwrap_err();
         assert!(matches!(e, CmdError::Timeout { .. }));
         assert!(t0.elapsed() < Duration::from_secs(5));
         assert!(matches!(
-            run(&live, "/nonexistent/prog", &[], Duration::from_secs(1)),
+            run(live, "/nonexistent/prog", &[], Duration::from_secs(1)),
             Err(CmdError::Spawn { .. })
         ));
     }
 
     #[test]
     fn a_child_writing_more_than_a_pipe_holds_finishes() {
-        let live = Host::new("/");
+        let live = "/";
         // 1 MiB on stdout, then 1 MiB on stderr and a failure: 16 pipe buffers each.
         let t0 = Instant::now();
         let out =
-            run(&live, "head", &["-c", "1048576", "/dev/zero"], Duration::from_secs(20)).unwrap();
+            run(live, "head", &["-c", "1048576", "/dev/zero"], Duration::from_secs(20)).unwrap();
         assert_eq!(out.len(), 1 << 20);
         let script = "head -c 1048576 /dev/zero | tr '\\0' x >&2; exit 4";
-        match run(&live, "sh", &["-c", script], Duration::from_secs(20)).unwrap_err() {
+        match run(live, "sh", &["-c", script], Duration::from_secs(20)).unwrap_err() {
             CmdError::Failed { stderr, .. } => assert_eq!(stderr.len(), 1 << 20),
             other => panic!("{other}"),
         }
@@ -163,10 +239,10 @@ mod tests {
 
     #[test]
     fn a_child_leaving_a_process_behind_on_its_pipes_returns() {
-        let live = Host::new("/");
+        let live = "/";
         let t0 = Instant::now();
         let script = "echo started; sleep 30 &";
-        let out = run(&live, "sh", &["-c", script], Duration::from_secs(20)).unwrap();
+        let out = run(live, "sh", &["-c", script], Duration::from_secs(20)).unwrap();
         assert_eq!(out, "started\n");
         assert!(t0.elapsed() < Duration::from_secs(5), "took {:?}", t0.elapsed());
     }

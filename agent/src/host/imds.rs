@@ -28,6 +28,18 @@ pub enum ImdsError {
     Reply { endpoint: String, what: &'static str, problem: String },
 }
 
+/// True when `t` looks like an EC2 instance type: `family.size` of lowercase letters, digits and `-`.
+pub fn is_instance_type(t: &str) -> bool {
+    let mut parts = t.split('.');
+    let ok = |s: Option<&str>| {
+        s.is_some_and(|s| {
+            !s.is_empty()
+                && s.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        })
+    };
+    ok(parts.next()) && ok(parts.next()) && parts.next().is_none()
+}
+
 /// The value in an IMDS reply body: at most [`MAX_REPLY_BYTES`] of UTF-8 text without control
 /// characters, surrounding whitespace trimmed. `Err` describes the reply.
 pub fn reply_value(body: &[u8]) -> Result<String, String> {
@@ -210,7 +222,7 @@ impl ImdsClient {
         let started = Instant::now();
         let mut token = self.token().await?;
         let instance_type = self.get(&mut token, "instance-type").await?;
-        if let Some(t) = instance_type.as_deref().filter(|t| !crate::config::is_instance_type(t)) {
+        if let Some(t) = instance_type.as_deref().filter(|t| !is_instance_type(t)) {
             let problem = format!("{:?}, which is not an instance type", shorten(t));
             return Err(ImdsError::Reply {
                 endpoint: self.endpoint.clone(),

@@ -5,51 +5,127 @@
 //! the host mounted at `/host`. Fixture trees use regular files and directories where a real host has
 //! device nodes and symlinks, so callers read through paths and never assume a file type.
 //!
-//! Errors always carry the full path that was read and the cause.
+//! On top of the plain reads sit typed readers, one per kind of host fact: [`pci`] functions,
+//! [`rdma`] devices (EFA), [`block`] devices and md arrays, the kernel log ([`kmsg`]), processes
+//! and `/proc` formats ([`proc`], parsed by procfs-core), [`mountinfo`], [`systemd`] unit files
+//! and [`containerd`]'s config. Commands go through [`cmd::Commands`], which tests can fake.
+//! Nothing here knows the config, the report or a check.
+//!
+//! Errors always carry the full path that was read and the cause, typed ([`HostError`]).
 
+pub mod block;
 pub mod cmd;
+pub mod containerd;
 pub mod imds;
+pub mod kmsg;
 pub mod mountinfo;
-pub mod procs;
+pub mod pci;
+pub mod proc;
+pub mod rdma;
+pub mod systemd;
 
 use std::ffi::OsStr;
 use std::io;
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use cmd::{CmdError, Commands, Live};
+
+/// What kind of failure a host read was: remedies differ (run as root; the device vanished; the
+/// file is not what its format says).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorKind {
+    /// Nothing there (ENOENT, or a path through something that is not a directory).
+    Absent,
+    /// EACCES / EPERM: only a more privileged process may read it.
+    Denied,
+    /// Read, but not in the format it must have.
+    Malformed,
+    /// Any other failure (EIO, a timeout, ...).
+    Other,
+}
 
 /// An error reading something on the host: names the path (as seen by this process, i.e. with the
-/// root prefix) and the operating-system cause.
-#[derive(Debug, thiserror::Error)]
-#[error("{op} {}: {source}", path.display())]
+/// root prefix), what failed and why. It stays typed in snapshots until a check's verdict turns it
+/// into words: [`HostError::kind`] picks the remedy.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{op} {}: {detail}", path.display())]
 pub struct HostError {
     pub op: &'static str,
     pub path: PathBuf,
-    #[source]
-    pub source: io::Error,
+    pub kind: ErrorKind,
+    /// The cause in words: the operating system's (`Permission denied (os error 13)`), or what is
+    /// wrong with the content.
+    pub detail: String,
 }
 
 impl HostError {
+    pub fn io(op: &'static str, path: PathBuf, e: &io::Error) -> HostError {
+        let kind = match e.kind() {
+            io::ErrorKind::NotFound | io::ErrorKind::NotADirectory => ErrorKind::Absent,
+            io::ErrorKind::PermissionDenied => ErrorKind::Denied,
+            _ => ErrorKind::Other,
+        };
+        HostError { op, path, kind, detail: e.to_string() }
+    }
+
+    /// Content that is not what its format says: `why` says what is wrong.
+    pub fn malformed(path: PathBuf, why: impl Into<String>) -> HostError {
+        HostError { op: "parsing", path, kind: ErrorKind::Malformed, detail: why.into() }
+    }
+
     /// True when the file or directory does not exist (as opposed to existing but unreadable).
     pub fn is_not_found(&self) -> bool {
-        self.source.kind() == io::ErrorKind::NotFound
+        self.kind == ErrorKind::Absent
     }
 
     /// True when the error is a permission problem: the remedy is to run as root.
     pub fn is_permission(&self) -> bool {
-        self.source.kind() == io::ErrorKind::PermissionDenied
+        self.kind == ErrorKind::Denied
     }
 }
 
 pub type HostResult<T> = Result<T, HostError>;
 
-/// Root-prefixed, read-only view of a host.
-#[derive(Debug, Clone)]
+/// What [`Host::metadata`] tells about a path.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Meta {
+    pub modified: Option<SystemTime>,
+    /// `(major, minor)` of the device the file is on.
+    pub dev: (u32, u32),
+    pub is_dir: bool,
+}
+
+/// Size of a filesystem, from statvfs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Space {
+    pub total_bytes: u64,
+    pub available_bytes: u64,
+}
+
+/// Root-prefixed, read-only view of a host, and the one way to run its commands.
+#[derive(Clone)]
 pub struct Host {
     root: PathBuf,
+    commands: Arc<dyn Commands>,
+}
+
+impl std::fmt::Debug for Host {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Host").field("root", &self.root).finish_non_exhaustive()
+    }
 }
 
 impl Host {
     pub fn new(root: impl Into<PathBuf>) -> Self {
-        Host { root: root.into() }
+        Host { root: root.into(), commands: Arc::new(Live) }
+    }
+
+    /// A host whose commands go to `commands` (tests record and answer them).
+    pub fn with_commands(root: impl Into<PathBuf>, commands: Arc<dyn Commands>) -> Self {
+        Host { root: root.into(), commands }
     }
 
     /// The root every host path is resolved under.
@@ -63,9 +139,14 @@ impl Host {
         self.root == Path::new("/")
     }
 
+    /// True when the root is a directory (`--root` must be one).
+    pub fn root_is_dir(&self) -> bool {
+        self.root.is_dir()
+    }
+
     /// Resolves a host path (absolute like `/sys/class/infiniband`, or relative to the root) to the
-    /// path this process must open.
-    pub fn path(&self, host_path: impl AsRef<Path>) -> PathBuf {
+    /// path this process must open. Only the seam and `apply`'s effects open paths.
+    pub(crate) fn path(&self, host_path: impl AsRef<Path>) -> PathBuf {
         let p = host_path.as_ref();
         let rel = p.strip_prefix("/").unwrap_or(p);
         if rel.as_os_str().is_empty() {
@@ -75,13 +156,61 @@ impl Host {
         }
     }
 
+    /// A host path as this process sees it, for messages.
+    pub fn display(&self, host_path: impl AsRef<Path>) -> String {
+        self.path(host_path).display().to_string()
+    }
+
+    /// The path to open for a host path where something exists there (a library to load).
+    pub fn locate(&self, host_path: impl AsRef<Path>) -> Option<PathBuf> {
+        Some(self.path(host_path)).filter(|p| p.exists())
+    }
+
+    /// Runs `program args...` on the host with a deadline; its stdout. Under a root other than
+    /// `/` the live runner refuses ([`CmdError::NotLive`]).
+    pub fn run(&self, program: &str, args: &[&str], timeout: Duration) -> Result<String, CmdError> {
+        self.commands.run(&self.root, program, args, timeout)
+    }
+
+    /// Reads a whole file.
+    pub fn read_bytes(&self, host_path: impl AsRef<Path>) -> HostResult<Vec<u8>> {
+        let path = self.path(host_path);
+        std::fs::read(&path).map_err(|e| HostError::io("reading", path, &e))
+    }
+
+    /// When the host path was last modified, the device it is on, whether it is a directory.
+    pub fn metadata(&self, host_path: impl AsRef<Path>) -> HostResult<Meta> {
+        let path = self.path(host_path);
+        let m = std::fs::metadata(&path).map_err(|e| HostError::io("inspecting", path, &e))?;
+        let dev = m.dev();
+        Ok(Meta {
+            modified: m.modified().ok(),
+            dev: (libc::major(dev), libc::minor(dev)),
+            is_dir: m.is_dir(),
+        })
+    }
+
+    /// The name the host path has once its links are followed (`/dev/disk/by-id/nvme-...` →
+    /// `nvme1n1`); `None` when it does not resolve.
+    pub fn canonical_name(&self, host_path: impl AsRef<Path>) -> Option<String> {
+        let p = std::fs::canonicalize(self.path(host_path)).ok()?;
+        p.file_name().map(|n| n.to_string_lossy().into_owned())
+    }
+
+    /// Size and free space of the filesystem holding the host path.
+    pub fn statvfs(&self, host_path: impl AsRef<Path>) -> HostResult<Space> {
+        let path = self.path(host_path);
+        let s = rustix::fs::statvfs(&path)
+            .map_err(|e| HostError::io("statvfs", path, &io::Error::from(e)))?;
+        Ok(Space {
+            total_bytes: s.f_blocks.saturating_mul(s.f_frsize),
+            available_bytes: s.f_bavail.saturating_mul(s.f_frsize),
+        })
+    }
+
     /// Reads a whole file as UTF-8 (lossy: sysfs attributes can hold anything).
     pub fn read_string(&self, host_path: impl AsRef<Path>) -> HostResult<String> {
-        let path = self.path(host_path);
-        match std::fs::read(&path) {
-            Ok(bytes) => Ok(String::from_utf8_lossy(&bytes).into_owned()),
-            Err(source) => Err(HostError { op: "reading", path, source }),
-        }
+        self.read_bytes(host_path).map(|b| String::from_utf8_lossy(&b).into_owned())
     }
 
     /// Reads a sysfs-style attribute: the file's content with surrounding whitespace trimmed.
@@ -92,7 +221,7 @@ impl Host {
     pub fn read_attr(&self, host_path: impl AsRef<Path>) -> HostResult<String> {
         use std::io::Read;
         let path = self.path(host_path);
-        let err = |source| HostError { op: "reading", path: path.clone(), source };
+        let err = |e: io::Error| HostError::io("reading", path.clone(), &e);
         let mut f = std::fs::File::open(&path).map_err(err)?;
         // A page on the stack holds any attribute; only a longer file moves to the heap.
         let mut page = [0u8; 4096];
@@ -121,7 +250,7 @@ impl Host {
     ) -> HostResult<Vec<u8>> {
         use std::os::unix::fs::FileExt;
         let path = self.path(host_path);
-        let err = |source| HostError { op: "reading", path: path.clone(), source };
+        let err = |e: io::Error| HostError::io("reading", path.clone(), &e);
         let f = std::fs::File::open(&path).map_err(err)?;
         let mut buf = vec![0u8; len];
         let mut got = 0;
@@ -160,11 +289,8 @@ impl Host {
     pub fn list_dir(&self, host_path: impl AsRef<Path>) -> HostResult<Vec<String>> {
         use rustix::fs::{Mode, OFlags, RawDir};
         let path = self.path(host_path);
-        let err = |e: rustix::io::Errno| HostError {
-            op: "listing",
-            path: path.clone(),
-            source: e.into(),
-        };
+        let err =
+            |e: rustix::io::Errno| HostError::io("listing", path.clone(), &io::Error::from(e));
         let fd = rustix::fs::open(
             &path,
             OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
@@ -206,9 +332,19 @@ impl Host {
                 self.read_attr(host_path).map(Some)
             }
             Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
-            Err(source) => Err(HostError { op: "reading link", path, source }),
+            Err(e) => Err(HostError::io("reading link", path, &e)),
         }
     }
+}
+
+/// Reads a file of this machine (not a host path: `--config FILE` names one).
+pub fn read_local(path: &Path) -> io::Result<Vec<u8>> {
+    std::fs::read(path)
+}
+
+/// True when something exists at a path of this machine (not a host path).
+pub fn local_exists(path: &Path) -> bool {
+    path.exists()
 }
 
 /// Orders names the way people expect device names: `uverbs2` before `uverbs10`.

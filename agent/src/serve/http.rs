@@ -95,26 +95,26 @@ async fn not_found() -> Response {
 /// warning, when the hard limit does not allow that. Without this, accept fails with EMFILE and new
 /// connections (kubelet's probes among them) wait in the backlog.
 pub fn connection_limit() -> usize {
-    let mut lim = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
-    // SAFETY: getrlimit only writes the struct it is given.
-    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) } != 0 {
-        return MAX_CONNECTIONS;
-    }
-    let want = (MAX_CONNECTIONS + RESERVED_FILES) as libc::rlim_t;
-    if lim.rlim_cur < want {
-        let raised = libc::rlimit { rlim_cur: want.min(lim.rlim_max), rlim_max: lim.rlim_max };
-        // SAFETY: setrlimit only reads the struct it is given.
-        if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &raised) } == 0 {
-            lim.rlim_cur = raised.rlim_cur;
+    use rustix::process::{getrlimit, setrlimit, Resource, Rlimit};
+    let lim = getrlimit(Resource::Nofile);
+    // `None` is unlimited.
+    let mut current = lim.current.unwrap_or(u64::MAX);
+    let want = (MAX_CONNECTIONS + RESERVED_FILES) as u64;
+    if current < want {
+        let raised = want.min(lim.maximum.unwrap_or(u64::MAX));
+        if setrlimit(Resource::Nofile, Rlimit { current: Some(raised), maximum: lim.maximum })
+            .is_ok()
+        {
+            current = raised;
         }
     }
-    let n = usize::try_from(lim.rlim_cur)
+    let n = usize::try_from(current)
         .unwrap_or(usize::MAX)
         .saturating_sub(RESERVED_FILES)
         .clamp(1, MAX_CONNECTIONS);
     if n < MAX_CONNECTIONS {
         tracing::warn!(
-            open_files = lim.rlim_cur,
+            open_files = current,
             connections = n,
             "the open-file limit (LimitNOFILE) allows only this many connections at once"
         );

@@ -13,7 +13,6 @@
 //! The API being down never stops the endpoints: updates are retried with backoff (1 s doubling to
 //! 60 s) from the latest report.
 
-use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -24,10 +23,10 @@ use kube::{Api, Client};
 use serde_json::{json, Value};
 use tokio::sync::watch;
 
-use crate::checks::device_plugins::{EFA, GPU};
-use crate::checks::Context;
+use crate::capability::device_plugins::{EFA, GPU};
+use crate::capability::Context;
 use crate::config::KubernetesConfig;
-use crate::host::Host;
+use crate::host::{Host, HostError};
 use crate::report::{Report, Status};
 
 const API_TIMEOUT: Duration = Duration::from_secs(5);
@@ -48,8 +47,30 @@ pub fn shorten(text: String, max: usize) -> String {
 }
 const MAX_BACKOFF: Duration = Duration::from_secs(60);
 
+/// What went wrong talking to Kubernetes: each names what was done, to which node, at which API
+/// server, with the whole cause.
+#[derive(Debug, thiserror::Error)]
+pub enum KubeError {
+    #[error("no node name: kubernetes.node_name and NODE_NAME are empty, and {0}")]
+    NoHostname(HostError),
+    #[error("no node name: the hostname is empty; set kubernetes.node_name")]
+    EmptyHostname,
+    #[error("kubernetes: no in-cluster service account ({0}); set kubernetes.kubeconfig")]
+    InCluster(String),
+    #[error("kubernetes.kubeconfig {path}: {cause}")]
+    Kubeconfig { path: String, cause: String },
+    #[error("kubernetes client: {0}")]
+    Client(String),
+    #[error("{what} {node} at {server}: {cause}")]
+    Api { what: String, node: String, server: String, cause: String },
+    #[error(
+        "removing taint {taint} from node {node} at {server}: still conflicting after 5 attempts"
+    )]
+    Conflict { taint: String, node: String, server: String },
+}
+
 /// The node name: config, then `NODE_NAME`, then the host's hostname.
-pub fn node_name(cfg: &KubernetesConfig, host: &Host) -> Result<String, String> {
+pub fn node_name(cfg: &KubernetesConfig, host: &Host) -> Result<String, KubeError> {
     if !cfg.node_name.is_empty() {
         return Ok(cfg.node_name.clone());
     }
@@ -58,35 +79,26 @@ pub fn node_name(cfg: &KubernetesConfig, host: &Host) -> Result<String, String> 
             return Ok(n);
         }
     }
-    host.read_attr("/proc/sys/kernel/hostname")
-        .map_err(|e| format!("no node name: kubernetes.node_name and NODE_NAME are empty, and {e}"))
-        .and_then(|h| {
-            if h.is_empty() {
-                Err("no node name: the hostname is empty; set kubernetes.node_name".into())
-            } else {
-                Ok(h)
-            }
-        })
+    match host.read_attr("/proc/sys/kernel/hostname") {
+        Ok(h) if h.is_empty() => Err(KubeError::EmptyHostname),
+        Ok(h) => Ok(h),
+        Err(e) => Err(KubeError::NoHostname(e)),
+    }
 }
 
 /// Builds the API client from the kubeconfig (a host path) or the in-cluster service account, and
 /// says which API server it talks to (for logs and errors).
-pub async fn client(cfg: &KubernetesConfig, host: &Host) -> Result<(Client, String), String> {
+pub async fn client(cfg: &KubernetesConfig, host: &Host) -> Result<(Client, String), KubeError> {
     let mut config = if cfg.kubeconfig.is_empty() {
-        kube::Config::incluster().map_err(|e| {
-            format!(
-                "kubernetes: no in-cluster service account ({}); set kubernetes.kubeconfig",
-                crate::error_chain(&e)
-            )
-        })?
+        kube::Config::incluster().map_err(|e| KubeError::InCluster(crate::error_chain(&e)))?
     } else {
-        let path = host.path(&cfg.kubeconfig);
-        let kc = Kubeconfig::read_from(&path).map_err(|e| {
-            format!("kubernetes.kubeconfig {}: {}", path.display(), crate::error_chain(&e))
-        })?;
-        kube::Config::from_custom_kubeconfig(kc, &KubeConfigOptions::default()).await.map_err(
-            |e| format!("kubernetes.kubeconfig {}: {}", path.display(), crate::error_chain(&e)),
-        )?
+        let path = host.display(&cfg.kubeconfig);
+        let bad = |cause: String| KubeError::Kubeconfig { path: path.clone(), cause };
+        let text = host.read_string(&cfg.kubeconfig).map_err(|e| bad(e.detail))?;
+        let kc = Kubeconfig::from_yaml(&text).map_err(|e| bad(crate::error_chain(&e)))?;
+        kube::Config::from_custom_kubeconfig(kc, &KubeConfigOptions::default())
+            .await
+            .map_err(|e| bad(crate::error_chain(&e)))?
     };
     config.connect_timeout = Some(API_TIMEOUT);
     config.read_timeout = Some(API_TIMEOUT);
@@ -94,7 +106,7 @@ pub async fn client(cfg: &KubernetesConfig, host: &Host) -> Result<(Client, Stri
     let server = config.cluster_url.to_string();
     Client::try_from(config)
         .map(|c| (c, server))
-        .map_err(|e| format!("kubernetes client: {}", crate::error_chain(&e)))
+        .map_err(|e| KubeError::Client(crate::error_chain(&e)))
 }
 
 /// `device-plugins` → `NodeprepDevicePlugins`.
@@ -154,18 +166,19 @@ pub fn conditions(report: &Report, existing: &[Value], now: &str) -> Vec<Value> 
     out
 }
 
-/// Whether kubelet reports at least the expected allocatable of each device resource.
-pub fn allocatable_ok(node: &Node, expected: &[(&str, Option<u32>)]) -> Result<(), String> {
+/// What kubelet reports short of the expected allocatable of each device resource; `None` when
+/// it reports them all.
+pub fn allocatable_shortfall(node: &Node, expected: &[(&str, Option<u32>)]) -> Option<String> {
     let alloc = node.status.as_ref().and_then(|s| s.allocatable.as_ref());
     for (res, want) in expected {
         let Some(want) = want.filter(|w| *w > 0) else { continue };
         let have =
             alloc.and_then(|a| a.get(*res)).and_then(|q| q.0.parse::<u64>().ok()).unwrap_or(0);
         if have < u64::from(want) {
-            return Err(format!("kubelet reports {res} allocatable {have}, expected {want}"));
+            return Some(format!("kubelet reports {res} allocatable {have}, expected {want}"));
         }
     }
-    Ok(())
+    None
 }
 
 fn api_code(e: &kube::Error) -> Option<u16> {
@@ -202,7 +215,7 @@ impl Sync {
     }
 
     /// Publishes the conditions for `report` and removes the startup taint when allowed.
-    pub async fn update(&self, report: &Report) -> Result<(), String> {
+    pub async fn update(&self, report: &Report) -> Result<(), KubeError> {
         let node = self.nodes.get(&self.name).await.map_err(|e| self.error("reading node", e))?;
         let existing: Vec<Value> = node
             .status
@@ -223,7 +236,12 @@ impl Sync {
         Ok(())
     }
 
-    async fn remove_taint(&self, key: &str, report: &Report, mut node: Node) -> Result<(), String> {
+    async fn remove_taint(
+        &self,
+        key: &str,
+        report: &Report,
+        mut node: Node,
+    ) -> Result<(), KubeError> {
         for attempt in 1..=5 {
             let taints = node.spec.as_ref().and_then(|s| s.taints.clone()).unwrap_or_default();
             if !taints.iter().any(|t| t.key == key) {
@@ -233,7 +251,7 @@ impl Sync {
                 tracing::info!(node = %self.name, taint = key, "startup taint kept: node not ready");
                 return Ok(());
             }
-            if let Err(why) = allocatable_ok(&node, &self.expected) {
+            if let Some(why) = allocatable_shortfall(&node, &self.expected) {
                 tracing::info!(node = %self.name, taint = key, reason = %why, "startup taint kept: devices not allocatable yet");
                 return Ok(());
             }
@@ -257,15 +275,21 @@ impl Sync {
                 Err(e) => return Err(self.error(&format!("removing taint {key} from node"), e)),
             }
         }
-        Err(format!(
-            "removing taint {key} from node {} at {}: still conflicting after 5 attempts",
-            self.name, self.server
-        ))
+        Err(KubeError::Conflict {
+            taint: key.into(),
+            node: self.name.clone(),
+            server: self.server.clone(),
+        })
     }
 
     /// "reading node n1 at https://10.0.0.1/: <the error and its causes>".
-    fn error(&self, what: &str, e: kube::Error) -> String {
-        format!("{what} {} at {}: {}", self.name, self.server, crate::error_chain(&e))
+    fn error(&self, what: &str, e: kube::Error) -> KubeError {
+        KubeError::Api {
+            what: what.into(),
+            node: self.name.clone(),
+            server: self.server.clone(),
+            cause: crate::error_chain(&e),
+        }
     }
 }
 
@@ -304,7 +328,7 @@ pub fn describe(cfg: &KubernetesConfig, host: &Host) -> String {
     if cfg.kubeconfig.is_empty() {
         "in-cluster service account".into()
     } else {
-        format!("kubeconfig {}", host.path(Path::new(&cfg.kubeconfig)).display())
+        format!("kubeconfig {}", host.display(&cfg.kubeconfig))
     }
 }
 
@@ -315,7 +339,8 @@ mod tests {
 
     #[test]
     fn long_messages_are_cut_at_a_character_boundary() {
-        // Device names of three bytes each (`…` and CJK), so byte 1024 falls inside one.
+        // Cyrillic device names (two bytes a letter): at one of four offsets the cut falls inside
+        // a letter.
         let devices: Vec<String> = (0..400).map(|i| format!("устройство-{i}")).collect();
         let summary = format!("missing: {}", devices.join(", "));
         assert!(summary.len() > 4 * MAX_MESSAGE_BYTES);

@@ -1,4 +1,8 @@
 //! Prometheus metrics from each report (OpenMetrics text via `prometheus-client`).
+//!
+//! Generic series cover every check by name (status, required, duration); each check's own
+//! metrics are the ones its registration declares, set from the typed values its result carries:
+//! nothing here knows a check by name or reads a report's JSON.
 
 use std::sync::atomic::AtomicU64;
 use std::sync::Mutex;
@@ -9,7 +13,8 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 
-use crate::report::{Report, Status};
+use crate::capability::REGISTRY;
+use crate::report::{MetricDef, Report, Sample, Status};
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct CheckLabels {
@@ -20,11 +25,6 @@ struct CheckLabels {
 struct CheckStatusLabels {
     check: String,
     status: String,
-}
-
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct XidLabels {
-    xid: String,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -42,9 +42,22 @@ pub struct Metrics {
     last_run: Gauge<f64, AtomicU64>,
     runs: Counter,
     status_file_errors: Counter,
-    efa_up: Gauge,
-    gpus: Gauge,
-    xids: Family<XidLabels, Gauge>,
+    /// The metrics of every check, as its registration declares them.
+    checks: Vec<CheckMetric>,
+}
+
+/// One declared metric of a check: a gauge, or a family of gauges by its label.
+enum CheckMetric {
+    Gauge(&'static MetricDef, Gauge),
+    Family(&'static MetricDef, Family<Vec<(String, String)>, Gauge>),
+}
+
+impl CheckMetric {
+    fn def(&self) -> &'static MetricDef {
+        match self {
+            CheckMetric::Gauge(d, _) | CheckMetric::Family(d, _) => d,
+        }
+    }
 }
 
 impl Default for Metrics {
@@ -66,9 +79,14 @@ impl Metrics {
             last_run: Gauge::default(),
             runs: Counter::default(),
             status_file_errors: Counter::default(),
-            efa_up: Gauge::default(),
-            gpus: Gauge::default(),
-            xids: Family::default(),
+            checks: REGISTRY
+                .iter()
+                .flat_map(|r| r.metrics.iter())
+                .map(|&d| match d.label {
+                    None => CheckMetric::Gauge(d, Gauge::default()),
+                    Some(_) => CheckMetric::Family(d, Family::default()),
+                })
+                .collect(),
         };
         r.register("ready", "1 when every required check passed", m.ready.clone());
         r.register(
@@ -102,17 +120,12 @@ impl Metrics {
             "Failed writes of the status file",
             m.status_file_errors.clone(),
         );
-        r.register(
-            "efa_devices_up",
-            "EFA devices with port ACTIVE, LinkUp and a uverbs device",
-            m.efa_up.clone(),
-        );
-        r.register("gpus_healthy", "Healthy NVIDIA GPUs", m.gpus.clone());
-        r.register(
-            "xid_errors",
-            "NVIDIA XID errors seen in the kernel log this boot, by XID",
-            m.xids.clone(),
-        );
+        for c in &m.checks {
+            match c {
+                CheckMetric::Gauge(d, g) => r.register(d.name, d.help, g.clone()),
+                CheckMetric::Family(d, f) => r.register(d.name, d.help, f.clone()),
+            }
+        }
         let build: Family<BuildLabels, Gauge> = Family::default();
         build.get_or_create(&BuildLabels { version: env!("CARGO_PKG_VERSION").into() }).set(1);
         r.register("build_info", "nodeprep version", build);
@@ -134,7 +147,6 @@ impl Metrics {
         self.check_status.clear();
         self.check_duration.clear();
         self.check_required.clear();
-        self.xids.clear();
         for c in &report.checks {
             for s in [Status::Pass, Status::Warn, Status::Fail, Status::Skip] {
                 let labels = CheckStatusLabels { check: c.name.clone(), status: s.as_str().into() };
@@ -143,24 +155,25 @@ impl Metrics {
             let l = CheckLabels { check: c.name.clone() };
             self.check_duration.get_or_create(&l).set(c.duration_ms as f64 / 1000.0);
             self.check_required.get_or_create(&l).set(i64::from(c.required));
-            let count = |key: &str| c.found.get(key).and_then(serde_json::Value::as_i64);
-            match c.name.as_str() {
-                "efa" => {
-                    self.efa_up.set(count("devices").unwrap_or(0));
+        }
+        // Each declared metric from the samples of this run: values with the same label add up;
+        // a metric no check gave a value for reads 0 (a check that timed out counts nothing).
+        let samples: Vec<&Sample> = report.checks.iter().flat_map(|c| c.metrics.iter()).collect();
+        for m in &self.checks {
+            let def = m.def();
+            let mine = samples.iter().filter(|s| std::ptr::eq(s.metric, def));
+            match m {
+                CheckMetric::Gauge(_, g) => {
+                    g.set(mine.map(|s| s.value).sum());
                 }
-                "nvidia" => {
-                    self.gpus.set(count("gpus").unwrap_or(0));
-                    for x in
-                        c.found.get("xid_errors").and_then(|v| v.as_array()).into_iter().flatten()
-                    {
-                        if let Some(xid) = x.get("xid").and_then(serde_json::Value::as_u64) {
-                            // One entry per (XID, GPU) with how often it was logged.
-                            let n = x.get("count").and_then(serde_json::Value::as_i64).unwrap_or(1);
-                            self.xids.get_or_create(&XidLabels { xid: xid.to_string() }).inc_by(n);
-                        }
+                CheckMetric::Family(_, f) => {
+                    f.clear();
+                    let label = def.label.unwrap_or("label");
+                    for s in mine {
+                        let labels = vec![(label.to_string(), s.label.clone().unwrap_or_default())];
+                        f.get_or_create(&labels).inc_by(s.value);
                     }
                 }
-                _ => {}
             }
         }
     }
@@ -183,12 +196,19 @@ mod tests {
 
     #[test]
     fn report_becomes_metrics() {
-        let efa =
-            CheckResult::new("efa", Status::Fail, "31 of 32").required(true).found("devices", 31);
-        let nv = CheckResult::new("nvidia", Status::Fail, "xid").required(true).found("gpus", 7).found(
-            "xid_errors",
-            serde_json::json!([{"xid": 79, "pci": "0000:53:00.0", "message": "x", "count": 3}, {"xid": 79, "pci": "0000:64:00.0", "message": "y", "count": 1}, {"xid": 13, "pci": "0000:53:00.0", "message": "z"}]),
-        );
+        use crate::capability::efa::EFA_DEVICES_UP;
+        use crate::capability::nvidia::{GPUS_HEALTHY, XID_ERRORS};
+        // The JSON says 32: only the typed values count.
+        let efa = CheckResult::new("efa", Status::Fail, "31 of 32")
+            .required(true)
+            .found("devices", 32)
+            .metric(&EFA_DEVICES_UP, 31);
+        let nv = CheckResult::new("nvidia", Status::Fail, "xid")
+            .required(true)
+            .metric(&GPUS_HEALTHY, 7)
+            .metric_for(&XID_ERRORS, "79".into(), 3)
+            .metric_for(&XID_ERRORS, "79".into(), 1)
+            .metric_for(&XID_ERRORS, "13".into(), 1);
         let report = Report::new(Some("p5.48xlarge".into()), None, vec![efa, nv], 12);
         let m = Metrics::new();
         m.update(&report, true);
@@ -210,5 +230,29 @@ mod tests {
             assert!(t.contains(line), "{line} missing:\n{t}");
         }
         assert!(t.ends_with("# EOF\n"));
+        // A run whose checks gave no values (timed out): the gauges read 0, the XIDs are gone.
+        let timed_out =
+            CheckResult::new("efa", Status::Fail, "did not finish").found("devices", 32);
+        m.update(&Report::new(None, None, vec![timed_out], 1), false);
+        let t = m.encode();
+        assert!(
+            t.contains("nodeprep_efa_devices_up 0") && t.contains("nodeprep_gpus_healthy 0"),
+            "{t}"
+        );
+        assert!(!t.contains("nodeprep_xid_errors{"), "{t}");
+    }
+
+    #[test]
+    fn every_declared_metric_is_exported_from_the_first_scrape() {
+        let t = Metrics::new().encode();
+        for r in REGISTRY {
+            for d in r.metrics {
+                assert!(
+                    t.contains(&format!("# HELP nodeprep_{} {}", d.name, d.help)),
+                    "{}: {t}",
+                    d.name
+                );
+            }
+        }
     }
 }

@@ -16,11 +16,20 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
-use crate::app;
-use crate::checks::{self, Context};
-use crate::cli::Global;
-use crate::config::Config;
+use crate::capability::{self, Context};
 use crate::report::Report;
+use crate::run::{self, Phase};
+
+/// Why `serve` could not start (exit 2).
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    #[error("cannot listen on {addr}: {cause} (set serve.listen or --listen)")]
+    Listen { addr: String, cause: String },
+    #[error("cannot start {what}: {cause}")]
+    Start { what: &'static str, cause: String },
+    #[error(transparent)]
+    Kube(#[from] kube::KubeError),
+}
 
 /// What the endpoints serve, rebuilt after each check run and swapped in whole.
 pub struct Published {
@@ -120,10 +129,9 @@ pub fn status_line(report: &Report) -> String {
 /// inherited by threads it spawns, so every check thread runs below the HTTP thread). Endpoints then
 /// keep their latency while checks run on a busy node.
 fn lower_priority() {
-    // SAFETY: setpriority has no memory-safety preconditions; who = 0 is the calling thread on Linux.
-    let rc = unsafe { libc::setpriority(libc::PRIO_PROCESS, 0, 10) };
-    if rc != 0 {
-        tracing::debug!(error = %std::io::Error::last_os_error(), "could not lower the check loop's priority");
+    // PRIO_PROCESS with no pid: on Linux, the calling thread.
+    if let Err(e) = rustix::process::setpriority_process(None, 10) {
+        tracing::debug!(error = %e, "could not lower the check loop's priority");
     }
 }
 
@@ -135,12 +143,12 @@ fn check_loop(
     kube: Option<tokio::sync::watch::Sender<Option<Arc<Report>>>>,
 ) {
     lower_priority();
-    let selected = checks::select(&[]).expect("all built checks are selectable");
+    let selected = capability::select(&[]).expect("every check is selectable");
     let mut first = true;
     loop {
         shared.run_started();
-        let report = app::check_context(&ctx, &selected, false);
-        let status_failed = match app::write_status(&ctx.host, &report) {
+        let report = run::checks(&ctx, &selected, Phase::Running);
+        let status_failed = match run::write_status(&ctx.host, &report) {
             Ok(()) => false,
             Err(e) => {
                 tracing::error!(error = %e, "status file not written; endpoints keep serving");
@@ -167,24 +175,18 @@ fn check_loop(
     }
 }
 
-/// `nodeprep serve`. Returns an error message (exit 2) when it cannot start; otherwise runs until
-/// SIGTERM/SIGINT and returns Ok(0).
-pub fn run(g: &Global, cfg: Config, listen: Option<SocketAddr>) -> Result<i32, String> {
-    let addr: SocketAddr =
-        match listen {
-            Some(a) => a,
-            None => cfg.serve.listen.parse().map_err(|_| {
-                format!("serve.listen \"{}\" is not an address:port", cfg.serve.listen)
-            })?,
-        };
+/// `nodeprep serve` on a prepared run: listens on `addr`, checks every `serve.interval_seconds`,
+/// and (opt-in) updates the Node. Runs until SIGTERM/SIGINT; an error when it cannot start.
+pub fn run(ctx: Arc<Context>, addr: SocketAddr) -> Result<(), ServeError> {
+    let start = |what| move |e: std::io::Error| ServeError::Start { what, cause: e.to_string() };
+    let cfg = &ctx.config;
     let interval = Duration::from_secs(cfg.serve.interval_seconds);
     let shared = Arc::new(Shared::new(interval, Duration::from_secs(cfg.checks.timeout_seconds)));
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
-        .map_err(|e| format!("cannot start the runtime: {e}"))?;
+        .map_err(start("the runtime"))?;
     let kube_cfg = cfg.kubernetes.clone();
-    let ctx = app::prepare(g, cfg);
     let kube_tx = if kube_cfg.enabled {
         let name = kube::node_name(&kube_cfg, &ctx.host)?;
         let (client, server) = rt.block_on(kube::client(&kube_cfg, &ctx.host))?;
@@ -198,8 +200,8 @@ pub fn run(g: &Global, cfg: Config, listen: Option<SocketAddr>) -> Result<i32, S
     };
     let listener = rt
         .block_on(tokio::net::TcpListener::bind(addr))
-        .map_err(|e| format!("cannot listen on {addr}: {e} (set serve.listen or --listen)"))?;
-    let bound = listener.local_addr().map_err(|e| e.to_string())?;
+        .map_err(|e| ServeError::Listen { addr: addr.to_string(), cause: e.to_string() })?;
+    let bound = listener.local_addr().map_err(start("the listener"))?;
     println!("nodeprep serve: listening on http://{bound}");
     tracing::info!(listen = %bound, interval_s = interval.as_secs(), "serving");
 
@@ -208,7 +210,7 @@ pub fn run(g: &Global, cfg: Config, listen: Option<SocketAddr>) -> Result<i32, S
     let checker = std::thread::Builder::new()
         .name("check-loop".into())
         .spawn(move || check_loop(ctx, loop_shared, stop_rx, kube_tx))
-        .map_err(|e| format!("cannot start the check loop: {e}"))?;
+        .map_err(start("the check loop"))?;
 
     rt.block_on(async {
         let watchdog = notify::watchdog_interval()
@@ -228,7 +230,7 @@ pub fn run(g: &Global, cfg: Config, listen: Option<SocketAddr>) -> Result<i32, S
     while !checker.is_finished() && Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(10));
     }
-    Ok(app::EXIT_READY)
+    Ok(())
 }
 
 async fn shutdown_signal() {

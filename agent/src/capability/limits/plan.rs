@@ -6,8 +6,8 @@
 
 use serde_json::Value;
 
-use super::{Action, Plan};
-use crate::checks::limits::{Kind, Snapshot, SpecState, DROPIN, LIMITS_D, RLIM_INFINITY};
+use super::{Kind, Snapshot, SpecState, DROPIN, LIMITS_D, RLIM_INFINITY};
+use crate::apply::{programs, Action, Plan};
 use crate::config::{Limit, LimitsConfig, Mode};
 
 fn systemd_value(l: Limit) -> String {
@@ -125,8 +125,12 @@ pub fn plan(snap: &Snapshot, cfg: &LimitsConfig, live: bool) -> Plan {
             what: "base runtime spec".into(),
             why: format!("{} does not exist; containers get containerd's limits", snap.spec_path),
         }),
-        SpecState::Invalid { error } => actions.push(Action::Notice {
-            message: format!("{} left untouched: {error}; fix or remove it", snap.spec_path),
+        SpecState::Invalid { .. } => actions.push(Action::Notice {
+            message: format!(
+                "{} left untouched: {}; fix or remove it",
+                snap.spec_path,
+                snap.spec.problem().unwrap_or_default()
+            ),
         }),
         SpecState::Valid { text, value, .. } => {
             if let Some(new) = updated_spec(value, cfg) {
@@ -145,14 +149,10 @@ pub fn plan(snap: &Snapshot, cfg: &LimitsConfig, live: bool) -> Plan {
         }
     }
     if dropin_changes {
-        let reload = || Action::Run {
-            program: "systemctl".into(),
-            args: vec!["daemon-reload".into()],
-            why: "load the containerd drop-in".into(),
-            timeout_s: 60,
-        };
         match (live, snap.systemd_running) {
-            (true, true) => actions.push(reload()),
+            (true, true) => {
+                actions.push(programs::systemctl_daemon_reload("load the containerd drop-in"))
+            }
             (false, _) => actions.push(Action::Skip {
                 what: "systemctl daemon-reload".into(),
                 why: "--root is not /".into(),

@@ -1,175 +1,19 @@
-//! `efa`: every EFA interface the instance type has, up and usable.
-//!
-//! Reads sysfs under `--root` (through paths, so real sysfs symlinks and flat fixture trees both work):
-//! - `sys/class/infiniband/<ibdev>/device/{vendor,device}`: EFA is vendor `0x1d0f`, device
-//!   `0xefa0`–`0xefa4`; other RDMA devices (e.g. Mellanox) are ignored;
-//! - `sys/class/infiniband/<ibdev>/ports/1/{state,phys_state}`: must be `4: ACTIVE` and `5: LinkUp`;
-//! - `sys/class/infiniband_verbs/uverbs<N>/ibdev` naming the device, and `dev/infiniband/uverbs<N>`:
-//!   without them libfabric cannot open the device;
-//! - `sys/module/efa/version`: the driver version, when the module exports it.
-//!
-//! A device is usable when all of that holds. The count is compared with the catalog (or `[expect]
-//! efa`); the check is required on types whose catalog lists EFA.
-
-use std::collections::BTreeMap;
+//! The `efa` verdict: attached devices against what the type must have, and each problem with its
+//! remedy.
 
 use serde_json::{Map, Value};
 
-use super::{Check, Context};
-use crate::host::Host;
+use super::{Device, Snapshot};
+use crate::capability::{error_lines, read_failure_remedy};
+use crate::host::rdma;
 use crate::identity::Identity;
 use crate::report::{CheckResult, Status};
-
-const CLASS: &str = "/sys/class/infiniband";
-const VERBS: &str = "/sys/class/infiniband_verbs";
-const EFA_VENDOR: &str = "0x1d0f";
-const EFA_DEVICES: &[&str] = &["0xefa0", "0xefa1", "0xefa2", "0xefa3", "0xefa4"];
-
-/// One EFA device as sysfs shows it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Device {
-    pub name: String,
-    pub device_id: String,
-    /// `ports/1/state` and `phys_state`, e.g. `4: ACTIVE`, `5: LinkUp` (`unreadable` when a read
-    /// failed: see `port_readable`).
-    pub state: String,
-    pub phys_state: String,
-    /// False when `state` or `phys_state` could not be read (the error is in [`Snapshot::errors`]).
-    pub port_readable: bool,
-    /// The uverbs index whose `ibdev` names this device.
-    pub uverbs: Option<u32>,
-    /// Whether `/dev/infiniband/uverbs<N>` exists.
-    pub dev_node: bool,
-}
-
-impl Device {
-    pub fn port_up(&self) -> bool {
-        self.port_readable && self.state.starts_with("4:") && self.phys_state.starts_with("5:")
-    }
-
-    pub fn has_verbs(&self) -> bool {
-        self.uverbs.is_some() && self.dev_node
-    }
-
-    pub fn usable(&self) -> bool {
-        self.port_up() && self.has_verbs()
-    }
-
-    /// What is wrong with the port in one word: the state when it is not ACTIVE, else the physical
-    /// state (`DOWN`, `INIT`, `Polling`, `Disabled`, ...).
-    fn port_word(&self) -> &str {
-        if self.state.starts_with("4:") {
-            state_word(&self.phys_state)
-        } else {
-            state_word(&self.state)
-        }
-    }
-}
-
-/// Everything the check needs from the host.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Snapshot {
-    /// False when `sys/class/infiniband` does not exist (no RDMA driver loaded at all).
-    pub class_present: bool,
-    pub devices: Vec<Device>,
-    pub driver_version: Option<String>,
-    /// Reads that failed (path and cause): the check never passes on what it could not read.
-    pub errors: Vec<String>,
-}
-
-fn is_efa(host: &Host, name: &str) -> Result<Option<String>, String> {
-    // An RDMA device without a PCI `device/vendor` (soft RoCE, siw) is not EFA.
-    let vendor =
-        host.read_attr_opt(format!("{CLASS}/{name}/device/vendor")).map_err(|e| e.to_string())?;
-    if vendor.as_deref() != Some(EFA_VENDOR) {
-        return Ok(None);
-    }
-    let device =
-        host.read_attr(format!("{CLASS}/{name}/device/device")).map_err(|e| e.to_string())?;
-    Ok(EFA_DEVICES.contains(&device.as_str()).then_some(device))
-}
-
-/// Reads the EFA devices under the root.
-pub fn observe(host: &Host) -> Snapshot {
-    let mut snap = Snapshot { class_present: host.exists(CLASS), ..Default::default() };
-    let names = match host.list_dir_opt(CLASS) {
-        Ok(n) => n,
-        Err(e) => {
-            snap.errors.push(e.to_string());
-            return snap;
-        }
-    };
-    // uverbs<N>/ibdev → N, for every uverbs device (the directory also holds `abi_version`).
-    let mut uverbs: BTreeMap<String, u32> = BTreeMap::new();
-    for uv in host.list_dir_opt(VERBS).unwrap_or_else(|e| {
-        snap.errors.push(e.to_string());
-        Vec::new()
-    }) {
-        let Some(n) = uv.strip_prefix("uverbs").and_then(|n| n.parse::<u32>().ok()) else {
-            continue;
-        };
-        match host.read_attr(format!("{VERBS}/{uv}/ibdev")) {
-            Ok(ib) => {
-                uverbs.insert(ib, n);
-            }
-            Err(e) => snap.errors.push(e.to_string()),
-        }
-    }
-    // One listing of /dev/infiniband instead of a stat per device.
-    let dev_nodes: Vec<String> = host.list_dir_opt("/dev/infiniband").unwrap_or_default();
-    for name in names {
-        let device_id = match is_efa(host, &name) {
-            Ok(Some(d)) => d,
-            Ok(None) => continue,
-            Err(e) => {
-                snap.errors.push(e);
-                continue;
-            }
-        };
-        let mut port_readable = true;
-        let mut attr = |a: &str| match host.read_attr(format!("{CLASS}/{name}/ports/1/{a}")) {
-            Ok(v) => v,
-            Err(e) => {
-                snap.errors.push(e.to_string());
-                port_readable = false;
-                "unreadable".into()
-            }
-        };
-        let (state, phys_state) = (attr("state"), attr("phys_state"));
-        let n = uverbs.get(&name).copied();
-        let dev_node = n.is_some_and(|n| dev_nodes.contains(&format!("uverbs{n}")));
-        snap.devices.push(Device {
-            name,
-            device_id,
-            state,
-            phys_state,
-            port_readable,
-            uverbs: n,
-            dev_node,
-        });
-    }
-    // The version is information, not a criterion: an unreadable one is logged and left out.
-    snap.driver_version = host.read_attr_opt("/sys/module/efa/version").unwrap_or_else(|e| {
-        tracing::warn!(error = %e, "efa driver version unreadable");
-        None
-    });
-    snap
-}
-
-/// True when the node has at least one EFA device (used by `limits.apply = "auto"`).
-/// Only the PCI IDs are read, and it stops at the first EFA device: `observe` would also read
-/// every port and uverbs attribute.
-pub fn present(host: &Host) -> bool {
-    host.list_dir_opt(CLASS)
-        .unwrap_or_default()
-        .iter()
-        .any(|name| matches!(is_efa(host, name), Ok(Some(_))))
-}
 
 const REMEDY_MISSING: &str = "make the launch template / EC2NodeClass request every EFA interface (one per network card, interfaceType efa), make sure the EFA driver is installed (aws-efa-installer) and loaded (`modprobe efa`), then relaunch the instance";
 const REMEDY_DOWN: &str = "the security group must allow all traffic to and from itself (a self-referencing rule, inbound and outbound); if it does, relaunch the instance";
 const REMEDY_UVERBS: &str = "load the verbs module (`modprobe ib_uverbs`; `lsmod | grep efa` shows whether the efa module is loaded, else `modprobe efa`) and check that /dev/infiniband is present (a container needs it mounted)";
-const REMEDY_UNREADABLE: &str = "run nodeprep as root (the paths above could not be read); if root cannot read them either, the efa driver is in a bad state: reload it or relaunch the instance";
+/// The last resort when EFA's sysfs files cannot be read.
+const FIX_UNREADABLE: &str = "the efa driver is in a bad state: reload it or relaunch the instance";
 
 /// Decides the result from a snapshot. `expected`: EFA devices the type must have (None: unknown).
 pub fn evaluate(snap: &Snapshot, expected: Option<u32>, identity: &Identity) -> CheckResult {
@@ -188,6 +32,7 @@ pub fn evaluate(snap: &Snapshot, expected: Option<u32>, identity: &Identity) -> 
         })
         .collect();
     r = r
+        .metric(&super::EFA_DEVICES_UP, usable as i64)
         .found("devices", usable)
         .found("total", total)
         .found("down", down.iter().map(|d| d.name.clone()).collect::<Vec<_>>())
@@ -198,7 +43,7 @@ pub fn evaluate(snap: &Snapshot, expected: Option<u32>, identity: &Identity) -> 
         r = r.found("placement_group", pg.as_str());
     }
     if !snap.errors.is_empty() {
-        r = r.found("errors", snap.errors.clone());
+        r = r.found("errors", error_lines(&snap.errors));
     }
     let driver =
         snap.driver_version.as_deref().map(|v| format!(", efa driver {v}")).unwrap_or_default();
@@ -214,7 +59,8 @@ pub fn evaluate(snap: &Snapshot, expected: Option<u32>, identity: &Identity) -> 
     if !snap.class_present && required {
         r.status = Status::Fail;
         r.summary = format!(
-            "no RDMA devices at all ({CLASS} is missing): the efa driver is not loaded; expected {} EFA devices",
+            "no RDMA devices at all ({} is missing): the efa driver is not loaded; expected {} EFA devices",
+            rdma::CLASS,
             expected.unwrap_or(0)
         );
         return r.remedy(REMEDY_MISSING);
@@ -222,11 +68,11 @@ pub fn evaluate(snap: &Snapshot, expected: Option<u32>, identity: &Identity) -> 
 
     // Each problem found, and the remedy for its kind (in this order, each once).
     let mut problems = Vec::new();
-    let mut remedies: Vec<(&str, &str)> = Vec::new();
+    let mut remedies: Vec<(&str, String)> = Vec::new();
     let missing = expected.map_or(0, |n| (n as usize).saturating_sub(total));
     if missing > 0 {
         problems.push(format!("{missing} not present (found {total})"));
-        remedies.push(("missing devices", REMEDY_MISSING));
+        remedies.push(("missing devices", REMEDY_MISSING.to_string()));
     }
     for d in &down {
         problems.push(format!(
@@ -238,7 +84,7 @@ pub fn evaluate(snap: &Snapshot, expected: Option<u32>, identity: &Identity) -> 
         ));
     }
     if !down.is_empty() {
-        remedies.push(("ports down", REMEDY_DOWN));
+        remedies.push(("ports down", REMEDY_DOWN.to_string()));
     }
     for d in &no_uverbs {
         match d.uverbs {
@@ -247,11 +93,11 @@ pub fn evaluate(snap: &Snapshot, expected: Option<u32>, identity: &Identity) -> 
         }
     }
     if !no_uverbs.is_empty() {
-        remedies.push(("no verbs device", REMEDY_UVERBS));
+        remedies.push(("no verbs device", REMEDY_UVERBS.to_string()));
     }
     if !snap.errors.is_empty() {
-        problems.push(format!("could not read: {}", snap.errors.join("; ")));
-        remedies.push(("unreadable files", REMEDY_UNREADABLE));
+        problems.push(format!("could not read: {}", error_lines(&snap.errors).join("; ")));
+        remedies.push(("unreadable files", read_failure_remedy(&snap.errors, FIX_UNREADABLE)));
     }
 
     let extra = expected.filter(|&n| total > n as usize);
@@ -304,27 +150,6 @@ fn plural(n: usize) -> &'static str {
         ""
     } else {
         "s"
-    }
-}
-
-/// `1: DOWN` → `DOWN`.
-fn state_word(s: &str) -> &str {
-    s.split_once(':').map_or(s, |(_, w)| w.trim())
-}
-
-pub struct Efa;
-
-impl Check for Efa {
-    fn name(&self) -> &'static str {
-        "efa"
-    }
-
-    fn required(&self, ctx: &Context) -> bool {
-        ctx.expected.efa.is_some_and(|n| n > 0)
-    }
-
-    fn run(&self, ctx: &Context) -> CheckResult {
-        evaluate(&observe(&ctx.host), ctx.expected.efa, &ctx.identity)
     }
 }
 
@@ -462,15 +287,18 @@ mod tests {
             dev("b", "4: ACTIVE", None, false),
             unreadable,
         ]);
-        s.errors.push(
-            "reading /r/sys/class/infiniband/c/ports/1/state: Is a directory (os error 21)".into(),
-        );
+        s.errors.push(crate::host::HostError {
+            op: "reading",
+            path: "/r/sys/class/infiniband/c/ports/1/state".into(),
+            kind: crate::host::ErrorKind::Denied,
+            detail: "Permission denied (os error 13)".into(),
+        });
         let r = evaluate(&s, Some(4), &Identity::default());
         assert_eq!(r.status, Status::Fail);
         assert_eq!(
             r.summary,
             "0 of 4 EFA devices usable; 1 not present (found 3); a port DOWN (state 1: DOWN, phys 5: LinkUp); b has no uverbs device; \
-             could not read: reading /r/sys/class/infiniband/c/ports/1/state: Is a directory (os error 21)"
+             could not read: reading /r/sys/class/infiniband/c/ports/1/state: Permission denied (os error 13)"
         );
         // An unreadable port is not reported as down: its state is not known.
         assert_eq!(r.found["down"], serde_json::json!(["a"]));

@@ -1,16 +1,8 @@
-//! Checks: one module per capability, each a read-only look at the host through [`Host`].
-//!
-//! Checks run on worker threads under a deadline (`checks.timeout_seconds`): a check that hangs
-//! (NVML on a broken GPU, a wedged sysfs read) is reported as a failure after its deadline instead of
-//! stalling the report, it never keeps the other checks from running (a worker is added when all
-//! are held), and a check that panics is reported as a failure naming the bug.
-
-pub mod device_plugins;
-pub mod efa;
-pub mod instance;
-pub mod limits;
-pub mod nvidia;
-pub mod storage;
+//! Runs checks in parallel on a few worker threads, each under a deadline
+//! (`checks.timeout_seconds`): a check that hangs (NVML on a broken GPU, a wedged sysfs read) is
+//! reported as a failure after its deadline instead of stalling the report, it never keeps the other
+//! checks from running (a worker is added when all are held), and a check that panics is reported as
+//! a failure naming the bug.
 
 use std::panic::AssertUnwindSafe;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -18,55 +10,21 @@ use std::sync::mpsc::{self, RecvTimeoutError};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use crate::catalog::Expected;
-use crate::config::Config;
-use crate::host::Host;
-use crate::identity::Identity;
+use super::{Context, Registration};
 use crate::report::{CheckResult, Status};
 
-/// Everything a check may look at.
-pub struct Context {
-    pub host: Host,
-    pub config: Config,
-    pub identity: Identity,
-    pub expected: Expected,
-}
-
-pub trait Check: Send + Sync {
-    /// The name in reports and `--only` (DESIGN.md).
-    fn name(&self) -> &'static str;
-    /// Whether a failure makes the node not ready. Asked before running, so a check that times
-    /// out still counts as it should.
-    fn required(&self, ctx: &Context) -> bool;
-    fn run(&self, ctx: &Context) -> CheckResult;
-    /// True for checks of what kubelet does. `boot` runs before kubelet starts and reports them as
-    /// skipped; `check` and `serve` run them.
-    fn needs_kubelet(&self) -> bool {
-        false
-    }
-}
-
-/// Every check name nodeprep knows, in report order.
-pub const ALL: &[&str] = &["instance", "limits", "efa", "nvidia", "storage", "device-plugins"];
-
-/// The order checks are started in: longest first, so the run ends soonest. NVML's init takes
-/// hundreds of milliseconds on a real 8-GPU node; EFA and storage read a few hundred sysfs files.
-/// Checks not listed start last, in the order given.
-const START_ORDER: &[&str] = &["nvidia", "efa", "storage", "limits", "device-plugins", "instance"];
-
-/// The checks of one run, taken by the workers in start order.
+/// The checks of one run, taken by the workers in start order: by [`Registration::start_rank`],
+/// the longest first, so the run ends soonest (ties in the order given).
 struct Queue {
-    checks: Vec<Arc<dyn Check>>,
+    checks: Vec<&'static Registration>,
     order: Vec<usize>,
     next: AtomicUsize,
 }
 
 impl Queue {
-    fn new(checks: &[Arc<dyn Check>]) -> Queue {
+    fn new(checks: &[&'static Registration]) -> Queue {
         let mut order: Vec<usize> = (0..checks.len()).collect();
-        order.sort_by_key(|&i| {
-            START_ORDER.iter().position(|n| *n == checks[i].name()).unwrap_or(START_ORDER.len())
-        });
+        order.sort_by_key(|&i| checks[i].start_rank);
         Queue { checks: checks.to_vec(), order, next: AtomicUsize::new(0) }
     }
 
@@ -78,36 +36,6 @@ impl Queue {
     fn waiting(&self) -> bool {
         self.next.load(Ordering::SeqCst) < self.order.len()
     }
-}
-
-fn build(name: &str) -> Option<Arc<dyn Check>> {
-    match name {
-        "instance" => Some(Arc::new(instance::Instance)),
-        "device-plugins" => Some(Arc::new(device_plugins::DevicePlugins)),
-        "limits" => Some(Arc::new(limits::Limits)),
-        "efa" => Some(Arc::new(efa::Efa)),
-        "nvidia" => Some(Arc::new(nvidia::Nvidia)),
-        "storage" => Some(Arc::new(storage::Storage)),
-        _ => None,
-    }
-}
-
-#[derive(Debug, thiserror::Error, PartialEq, Eq)]
-pub enum SelectError {
-    #[error("unknown check `{0}`; known checks: {known}", known = ALL.join(", "))]
-    Unknown(String),
-}
-
-/// The checks to run: all, or those named in `--only` (in report order).
-pub fn select(only: &[String]) -> Result<Vec<Arc<dyn Check>>, SelectError> {
-    if let Some(bad) = only.iter().find(|n| !ALL.contains(&n.as_str())) {
-        return Err(SelectError::Unknown(bad.clone()));
-    }
-    Ok(ALL
-        .iter()
-        .filter(|name| only.is_empty() || only.iter().any(|o| o == *name))
-        .filter_map(|name| build(name))
-        .collect())
 }
 
 /// Workers started at first. Thread start-up is a real cost for a whole `nodeprep check` process
@@ -130,11 +58,15 @@ struct Board {
 /// Runs the checks in parallel, each under `timeout` (counted from the start of the run), and
 /// returns results in the order given.
 ///
-/// Checks are taken in [`START_ORDER`] by a few worker threads; one more is started whenever all are held
+/// Checks are taken in start order by a few worker threads; one more is started whenever all are held
 /// for [`STALL`] while checks wait. A check that does not finish by the deadline is reported as
 /// failed and its worker is left behind (it cannot be killed; it ends with the process, or finishes
 /// later and finds no one listening).
-pub fn run(ctx: Arc<Context>, checks: &[Arc<dyn Check>], timeout: Duration) -> Vec<CheckResult> {
+pub fn run(
+    ctx: Arc<Context>,
+    checks: &[&'static Registration],
+    timeout: Duration,
+) -> Vec<CheckResult> {
     let started = Instant::now();
     let deadline = started + timeout;
     let queue = Arc::new(Queue::new(checks));
@@ -176,7 +108,7 @@ pub fn run(ctx: Arc<Context>, checks: &[Arc<dyn Check>], timeout: Duration) -> V
                     let b = board.lock().unwrap_or_else(|e| e.into_inner());
                     let held: Vec<&str> = (0..checks.len())
                         .filter(|&i| b.started[i] && results[i].is_none())
-                        .map(|i| checks[i].name())
+                        .map(|i| checks[i].name)
                         .collect();
                     drop(b);
                     tracing::debug!(held = ?held, workers = workers + 1, "every check worker is held; starting one more");
@@ -193,7 +125,7 @@ pub fn run(ctx: Arc<Context>, checks: &[Arc<dyn Check>], timeout: Duration) -> V
         .enumerate()
         .map(|(i, r)| {
             r.unwrap_or_else(|| {
-                let name = checks[i].name();
+                let name = checks[i].name;
                 if workers == 0 {
                     let e = spawn_error.as_deref().unwrap_or("unknown error");
                     return CheckResult::new(name, Status::Fail, format!("could not start a thread to run the check: {e}"))
@@ -227,9 +159,8 @@ fn worker(
     let note =
         |f: &mut dyn FnMut(&mut Board)| f(&mut board.lock().unwrap_or_else(|e| e.into_inner()));
     while let Some(i) = queue.take() {
-        let check = &queue.checks[i];
+        let Registration { name, check, .. } = *queue.checks[i];
         let t0 = Instant::now();
-        let name = check.name();
         note(&mut |b| b.started[i] = true);
         if let Ok(r) = std::panic::catch_unwind(AssertUnwindSafe(|| check.required(ctx))) {
             note(&mut |b| b.required[i] = r);
@@ -262,13 +193,14 @@ fn worker(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::Expect;
+    use crate::capability::{Check, When};
+    use crate::catalog::Expected;
+    use crate::config::{Config, Expect};
+    use crate::host::Host;
+    use crate::identity::Identity;
 
     struct Slow;
     impl Check for Slow {
-        fn name(&self) -> &'static str {
-            "slow"
-        }
         fn required(&self, _: &Context) -> bool {
             true
         }
@@ -279,9 +211,6 @@ mod tests {
     }
     struct Quick;
     impl Check for Quick {
-        fn name(&self) -> &'static str {
-            "quick"
-        }
         fn required(&self, _: &Context) -> bool {
             true
         }
@@ -291,9 +220,6 @@ mod tests {
     }
     struct Panics;
     impl Check for Panics {
-        fn name(&self) -> &'static str {
-            "panics"
-        }
         fn required(&self, _: &Context) -> bool {
             true
         }
@@ -301,6 +227,14 @@ mod tests {
             panic!("index out of bounds")
         }
     }
+
+    const fn reg(name: &'static str, start_rank: u8, check: &'static dyn Check) -> Registration {
+        Registration { name, when: When::EveryRun, start_rank, about: "", metrics: &[], check }
+    }
+    static SLOW: Registration = reg("slow", 0, &Slow);
+    static QUICK: Registration = reg("quick", 0, &Quick);
+    static PANICS: Registration = reg("panics", 0, &Panics);
+    static INSTANCE: &Registration = &crate::capability::instance::REGISTRATION;
 
     fn ctx() -> Arc<Context> {
         Arc::new(Context {
@@ -313,9 +247,8 @@ mod tests {
 
     #[test]
     fn a_hanging_check_fails_at_its_deadline_and_others_still_report() {
-        let checks: Vec<Arc<dyn Check>> = vec![Arc::new(Slow), Arc::new(instance::Instance)];
         let t0 = Instant::now();
-        let r = run(ctx(), &checks, Duration::from_millis(200));
+        let r = run(ctx(), &[&SLOW, INSTANCE], Duration::from_millis(200));
         assert!(t0.elapsed() < Duration::from_secs(5));
         assert_eq!(r[0].name, "slow");
         assert_eq!(r[0].status, Status::Fail);
@@ -327,12 +260,10 @@ mod tests {
 
     #[test]
     fn hung_checks_holding_every_worker_do_not_keep_the_others_from_running() {
-        // More hung checks than first workers, the quick one started last (none of these names is
-        // in START_ORDER, so they start in the order given): it still runs and reports.
-        let checks: Vec<Arc<dyn Check>> =
-            vec![Arc::new(Slow), Arc::new(Slow), Arc::new(Slow), Arc::new(Quick)];
+        // More hung checks than first workers, the quick one started last (all of the same rank,
+        // so they start in the order given): it still runs and reports.
         let t0 = Instant::now();
-        let r = run(ctx(), &checks, Duration::from_millis(600));
+        let r = run(ctx(), &[&SLOW, &SLOW, &SLOW, &QUICK], Duration::from_millis(600));
         assert!(t0.elapsed() < Duration::from_secs(5));
         for slow in &r[..3] {
             assert_eq!(
@@ -344,26 +275,23 @@ mod tests {
     }
 
     #[test]
-    fn the_longest_checks_start_first_and_results_keep_the_order_given() {
-        let checks = select(&[]).unwrap();
+    fn checks_start_by_rank_and_results_keep_the_order_given() {
+        static A: Registration = reg("a", 3, &Quick);
+        static B: Registration = reg("b", 1, &Quick);
+        static C: Registration = reg("c", 2, &Quick);
+        static D: Registration = reg("d", 1, &Quick);
+        let checks = [&A, &B, &C, &D];
         let q = Queue::new(&checks);
-        let started: Vec<&str> =
-            std::iter::from_fn(|| q.take()).map(|i| checks[i].name()).collect();
-        assert_eq!(started, START_ORDER);
+        let started: Vec<&str> = std::iter::from_fn(|| q.take()).map(|i| checks[i].name).collect();
+        assert_eq!(started, ["b", "d", "c", "a"]);
         assert!(!q.waiting());
-        let mut all: Vec<&str> = START_ORDER.to_vec();
-        all.sort();
-        let mut known = ALL.to_vec();
-        known.sort();
-        assert_eq!(all, known, "START_ORDER must list every check");
         let r = run(ctx(), &checks, Duration::from_secs(10));
-        assert_eq!(r.iter().map(|c| c.name.as_str()).collect::<Vec<_>>(), ALL);
+        assert_eq!(r.iter().map(|c| c.name.as_str()).collect::<Vec<_>>(), ["a", "b", "c", "d"]);
     }
 
     #[test]
     fn many_quick_checks_all_report_in_order() {
-        let checks: Vec<Arc<dyn Check>> =
-            (0..40).map(|_| Arc::new(instance::Instance) as Arc<dyn Check>).collect();
+        let checks = [INSTANCE; 40];
         let r = run(ctx(), &checks, Duration::from_secs(10));
         assert_eq!(r.len(), 40);
         assert!(r.iter().all(|c| c.name == "instance" && c.status == Status::Warn), "{r:?}");
@@ -371,31 +299,8 @@ mod tests {
 
     #[test]
     fn a_panicking_check_is_a_failure_not_a_crash() {
-        let checks: Vec<Arc<dyn Check>> = vec![Arc::new(Panics)];
-        let r = run(ctx(), &checks, Duration::from_secs(5));
+        let r = run(ctx(), &[&PANICS], Duration::from_secs(5));
         assert_eq!(r[0].status, Status::Fail);
         assert_eq!(r[0].summary, "check crashed: index out of bounds");
-    }
-
-    #[test]
-    fn selection_names_unknown_checks() {
-        assert_eq!(select(&[]).unwrap().iter().map(|c| c.name()).collect::<Vec<_>>(), ALL);
-        assert_eq!(
-            select(&["storage".into(), "efa".into()])
-                .unwrap()
-                .iter()
-                .map(|c| c.name())
-                .collect::<Vec<_>>(),
-            ["efa", "storage"]
-        );
-        assert_eq!(
-            select(&["efa-typo".into()]).err(),
-            Some(SelectError::Unknown("efa-typo".into()))
-        );
-        let msg = SelectError::Unknown("x".into()).to_string();
-        assert!(
-            msg.contains("known checks: instance, limits, efa, nvidia, storage, device-plugins"),
-            "{msg}"
-        );
     }
 }

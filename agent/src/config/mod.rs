@@ -6,10 +6,17 @@
 //! README and a test that keeps them in step all use it.
 
 use std::fmt;
-use std::net::SocketAddr;
-use std::path::{Component, Path, PathBuf};
+
+use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
+
+use crate::host::{self, ErrorKind, Host};
+
+mod show;
+mod validate;
+
+pub use show::{show, KeyDoc, KEYS};
 
 /// Default config path, relative to `--root`.
 pub const DEFAULT_PATH: &str = "/etc/nodeprep/config.toml";
@@ -250,78 +257,20 @@ impl Default for NvidiaConfig {
     }
 }
 
-/// One documented key: its dotted name and what it means (the default comes from
-/// `Config::default()`, so it cannot drift).
-pub struct KeyDoc {
-    pub key: &'static str,
-    pub doc: &'static str,
-}
-
-/// Every configuration key, in the order `config show` prints them.
-pub const KEYS: &[KeyDoc] = &[
-    KeyDoc { key: "instance_type", doc: "EC2 instance type; skips discovery (DMI, then IMDSv2). Unset: discover." },
-    KeyDoc { key: "expect.gpus", doc: "NVIDIA GPUs this node must have. Unset: from the catalog." },
-    KeyDoc { key: "expect.gpu_model", doc: "Text the GPU name must contain (e.g. \"H100\"). Unset: from the catalog." },
-    KeyDoc { key: "expect.nvswitch", doc: "Whether NVSwitch/fabric manager is required. Unset: from the catalog." },
-    KeyDoc { key: "expect.efa", doc: "EFA devices this node must have. Unset: from the catalog." },
-    KeyDoc { key: "expect.instance_store_disks", doc: "NVMe instance-store disks. Unset: from the catalog." },
-    KeyDoc { key: "limits.apply", doc: "Set memlock/stack for containerd and pods: auto (when EFA devices exist) | always | never." },
-    KeyDoc { key: "limits.memlock", doc: "RLIMIT_MEMLOCK for pods: \"unlimited\" or bytes (at least 65536)." },
-    KeyDoc { key: "limits.stack", doc: "RLIMIT_STACK for pods: \"unlimited\" or bytes (at least 1048576)." },
-    KeyDoc { key: "storage.enabled", doc: "Assemble and mount instance-store NVMe: auto (when such disks exist) | always | never." },
-    KeyDoc { key: "storage.devices", doc: "Explicit block devices (/dev/...) to use instead of discovery." },
-    KeyDoc { key: "storage.mount_point", doc: "Where the instance-store filesystem is mounted (absolute host path)." },
-    KeyDoc { key: "storage.bind", doc: "Host directories bind-mounted onto the instance store, parent first." },
-    KeyDoc {
-        key: "storage.wait_seconds",
-        doc: "How long boot waits for every expected instance-store disk to appear (NVMe enumeration can lag at boot).",
-    },
-    KeyDoc { key: "serve.listen", doc: "Address of the health endpoints (/livez, /readyz, /status, /metrics)." },
-    KeyDoc { key: "serve.interval_seconds", doc: "Seconds between check runs in `serve` (1..86400)." },
-    KeyDoc { key: "kubernetes.enabled", doc: "Set node conditions and remove the startup taint from `serve`." },
-    KeyDoc { key: "kubernetes.node_name", doc: "Node object name. Empty: NODE_NAME env, then the hostname." },
-    KeyDoc { key: "kubernetes.kubeconfig", doc: "Kubeconfig path. Empty: in-cluster service account." },
-    KeyDoc { key: "kubernetes.startup_taint", doc: "Taint key removed once the node is ready (Karpenter startupTaints). Empty: none." },
-    KeyDoc {
-        key: "imds.enabled",
-        doc: "Query IMDSv2 (instance type, placement group, zone): auto (only when --root is /) | always | never.",
-    },
-    KeyDoc { key: "imds.endpoint", doc: "IMDS base URL (plain http)." },
-    KeyDoc { key: "imds.timeout_ms", doc: "Connect and read deadline of each IMDS request; one retry (100..10000)." },
-    KeyDoc { key: "checks.timeout_seconds", doc: "Deadline of each check; a check past it fails (1..300)." },
-    KeyDoc {
-        key: "nvidia.fatal_xids",
-        doc: "XID errors that fail the nvidia check (the GPU needs a reset or replacing); other XIDs warn.",
-    },
-    KeyDoc {
-        key: "nvidia.nvml_timeout_ms",
-        doc: "Deadline of each NVML call; a GPU that does not answer fails the check (100..60000, below checks.timeout_seconds).",
-    },
-];
-
 /// A configuration error: names the file, the line (when the key is in the file) and the key.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "{}{}{}: {message}",
+    .file.display(),
+    .line.map(|l| format!(":{l}")).unwrap_or_default(),
+    .key.as_ref().map(|k| format!(": key `{k}`")).unwrap_or_default()
+)]
 pub struct ConfigError {
     pub file: PathBuf,
     pub line: Option<usize>,
     pub key: Option<String>,
     pub message: String,
 }
-
-impl fmt::Display for ConfigError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}", self.file.display())?;
-        if let Some(line) = self.line {
-            write!(f, ":{line}")?;
-        }
-        if let Some(key) = &self.key {
-            write!(f, ": key `{key}`")?;
-        }
-        write!(f, ": {}", self.message)
-    }
-}
-
-impl std::error::Error for ConfigError {}
 
 /// Where the configuration came from.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -343,12 +292,19 @@ impl fmt::Display for Origin {
 
 /// Loads the configuration. `explicit` is `--config` (a path on this machine, which must exist);
 /// otherwise `<root>/etc/nodeprep/config.toml`, which may be absent.
-pub fn load(root: &Path, explicit: Option<&Path>) -> Result<(Config, Origin), ConfigError> {
-    let (path, must_exist) = match explicit {
-        Some(p) => (p.to_path_buf(), true),
-        None => (crate::host::Host::new(root).path(DEFAULT_PATH), false),
+pub fn load(host: &Host, explicit: Option<&Path>) -> Result<(Config, Origin), ConfigError> {
+    let (path, must_exist, read) = match explicit {
+        Some(p) => (p.to_path_buf(), true, host::read_local(p)),
+        None => {
+            let path = PathBuf::from(host.display(DEFAULT_PATH));
+            let read = host.read_bytes(DEFAULT_PATH).map_err(|e| match e.kind {
+                ErrorKind::Absent => std::io::Error::from(std::io::ErrorKind::NotFound),
+                _ => std::io::Error::other(e.detail),
+            });
+            (path, false, read)
+        }
     };
-    match std::fs::read(&path) {
+    match read {
         Ok(bytes) => {
             let text = String::from_utf8(bytes).map_err(|e| ConfigError {
                 file: path.clone(),
@@ -394,7 +350,7 @@ pub fn parse(text: &str, file: &Path) -> Result<Config, ConfigError> {
         };
         err(line, key, e.message().trim().to_string())
     })?;
-    if let Err(blame) = validate(&cfg) {
+    if let Err(blame) = validate::validate(&cfg) {
         // The first key the file sets, with its message; else the first (a default is wrong
         // together with another key's value).
         let (key, message, line) = blame
@@ -404,6 +360,12 @@ pub fn parse(text: &str, file: &Path) -> Result<Config, ConfigError> {
         return Err(err(line, Some(key.to_string()), message.clone()));
     }
     Ok(cfg)
+}
+
+/// Checks an instance type given on the command line by the config key's rule; the message says
+/// what is wrong.
+pub fn check_instance_type(t: &str) -> Result<(), String> {
+    validate::instance_type(t)
 }
 
 fn line_of(text: &str, offset: usize) -> usize {
@@ -446,271 +408,6 @@ fn key_line(doc: &toml_edit::ImDocument<String>, text: &str, key: &str) -> Optio
         table = item.as_table_like()?;
     }
     None
-}
-
-/// Each dotted key an invalid value can be blamed on, with the reason in its terms.
-type Invalid = Vec<(&'static str, String)>;
-
-fn bad(key: &'static str, message: impl Into<String>) -> Result<(), Invalid> {
-    Err(vec![(key, message.into())])
-}
-
-/// Checks values that parse but cannot be right. Returns the dotted keys to blame and the reason:
-/// a value wrong only together with another key's has both keys, in the order to blame them.
-fn validate(c: &Config) -> Result<(), Invalid> {
-    if let Some(t) = &c.instance_type {
-        if !is_instance_type(t) {
-            return bad("instance_type", format!("\"{t}\" is not an EC2 instance type (expected family.size, e.g. \"p5.48xlarge\")"));
-        }
-    }
-    for (key, v) in [
-        ("expect.gpus", c.expect.gpus),
-        ("expect.efa", c.expect.efa),
-        ("expect.instance_store_disks", c.expect.instance_store_disks),
-    ] {
-        if let Some(n) = v {
-            if n > 64 {
-                return bad(
-                    key,
-                    format!("{n} is impossible: no EC2 instance type has more than 32"),
-                );
-            }
-        }
-    }
-    if let Some(m) = &c.expect.gpu_model {
-        if m.trim().is_empty() {
-            return bad(
-                "expect.gpu_model",
-                "must not be empty (remove the key to use the catalog)",
-            );
-        }
-    }
-    if let Limit::Bytes(b) = c.limits.memlock {
-        if b < 65536 {
-            return bad(
-                "limits.memlock",
-                format!("{b} bytes is below the kernel default of 65536; EFA needs \"unlimited\""),
-            );
-        }
-    }
-    if let Limit::Bytes(b) = c.limits.stack {
-        if b < 1 << 20 {
-            return bad(
-                "limits.stack",
-                format!("{b} bytes is too small for a process stack (at least 1048576)"),
-            );
-        }
-    }
-    let mut seen = Vec::new();
-    for d in &c.storage.devices {
-        if !d.starts_with("/dev/") || !is_clean_abs(d) || d.len() <= 5 {
-            return bad(
-                "storage.devices",
-                format!("\"{d}\" is not a block device path under /dev/"),
-            );
-        }
-        if seen.contains(&d) {
-            return bad("storage.devices", format!("\"{d}\" is listed twice"));
-        }
-        seen.push(d);
-    }
-    let mp = &c.storage.mount_point;
-    if !is_clean_abs(mp) {
-        return bad(
-            "storage.mount_point",
-            format!("\"{mp}\" must be an absolute path without . or .. components"),
-        );
-    }
-    const SYSTEM: &[&str] = &[
-        "/", "/bin", "/boot", "/dev", "/etc", "/home", "/lib", "/proc", "/root", "/run", "/sbin",
-        "/sys", "/tmp", "/usr", "/var", "/var/lib", "/mnt",
-    ];
-    if SYSTEM.contains(&mp.trim_end_matches('/').max("/")) {
-        return bad(
-            "storage.mount_point",
-            format!(
-                "\"{mp}\" is a system directory; use a directory of its own such as /mnt/nodeprep"
-            ),
-        );
-    }
-    let mut seen = Vec::new();
-    for b in &c.storage.bind {
-        if !is_clean_abs(b) || SYSTEM.contains(&b.trim_end_matches('/').max("/")) {
-            return bad("storage.bind", format!("\"{b}\" must be an absolute path below a system directory (e.g. /var/lib/containerd)"));
-        }
-        if is_within(b, mp) || is_within(mp, b) {
-            return Err(vec![
-                ("storage.bind", format!("\"{b}\" overlaps storage.mount_point \"{mp}\"")),
-                (
-                    "storage.mount_point",
-                    format!(
-                        "\"{mp}\" overlaps \"{b}\" in storage.bind (the default binds unless set)"
-                    ),
-                ),
-            ]);
-        }
-        if seen.contains(&b) {
-            return bad("storage.bind", format!("\"{b}\" is listed twice"));
-        }
-        seen.push(b);
-    }
-    if c.storage.wait_seconds > 600 {
-        return bad(
-            "storage.wait_seconds",
-            format!("{} is out of range 0..600", c.storage.wait_seconds),
-        );
-    }
-    if c.serve.listen.parse::<SocketAddr>().is_err() {
-        return bad(
-            "serve.listen",
-            format!("\"{}\" is not an address:port (e.g. \"{DEFAULT_LISTEN}\")", c.serve.listen),
-        );
-    }
-    if !(1..=86400).contains(&c.serve.interval_seconds) {
-        return bad(
-            "serve.interval_seconds",
-            format!("{} is out of range 1..86400", c.serve.interval_seconds),
-        );
-    }
-    let k = &c.kubernetes;
-    if !k.node_name.is_empty() && !is_dns_subdomain(&k.node_name) {
-        return bad(
-            "kubernetes.node_name",
-            format!("\"{}\" is not a valid node name (lowercase DNS subdomain)", k.node_name),
-        );
-    }
-    if !k.startup_taint.is_empty() && !is_label_key(&k.startup_taint) {
-        return bad(
-            "kubernetes.startup_taint",
-            format!(
-                "\"{}\" is not a valid taint key ([prefix/]name, name up to 63 of [A-Za-z0-9-_.])",
-                k.startup_taint
-            ),
-        );
-    }
-    match c.imds.endpoint.strip_prefix("http://") {
-        Some(rest) if !rest.is_empty() && reqwest::Url::parse(&c.imds.endpoint).is_ok() => {}
-        _ => {
-            return bad(
-                "imds.endpoint",
-                format!("\"{}\" must be a plain http:// URL (IMDS has no TLS)", c.imds.endpoint),
-            )
-        }
-    }
-    if !(100..=10000).contains(&c.imds.timeout_ms) {
-        return bad("imds.timeout_ms", format!("{} is out of range 100..10000", c.imds.timeout_ms));
-    }
-    if !(1..=300).contains(&c.checks.timeout_seconds) {
-        return bad(
-            "checks.timeout_seconds",
-            format!("{} is out of range 1..300", c.checks.timeout_seconds),
-        );
-    }
-    let mut seen = Vec::new();
-    for x in &c.nvidia.fatal_xids {
-        if !(1..=999).contains(x) {
-            return bad("nvidia.fatal_xids", format!("{x} is not an XID (1..999)"));
-        }
-        if seen.contains(&x) {
-            return bad("nvidia.fatal_xids", format!("{x} is listed twice"));
-        }
-        seen.push(x);
-    }
-    let nvml_ms = c.nvidia.nvml_timeout_ms;
-    if !(100..=60000).contains(&nvml_ms) {
-        return bad("nvidia.nvml_timeout_ms", format!("{nvml_ms} is out of range 100..60000"));
-    }
-    if nvml_ms >= c.checks.timeout_seconds * 1000 {
-        let checks_s = c.checks.timeout_seconds;
-        return Err(vec![
-            (
-                "nvidia.nvml_timeout_ms",
-                format!("{nvml_ms} ms is not below checks.timeout_seconds ({checks_s} s): the check would time out before NVML does"),
-            ),
-            (
-                "checks.timeout_seconds",
-                format!("{checks_s} s is not above nvidia.nvml_timeout_ms ({nvml_ms} ms): the check would time out before NVML does"),
-            ),
-        ]);
-    }
-    Ok(())
-}
-
-fn is_clean_abs(p: &str) -> bool {
-    let path = Path::new(p);
-    path.is_absolute()
-        && path.components().all(|c| matches!(c, Component::RootDir | Component::Normal(_)))
-}
-
-/// True when `inner` equals `outer` or lies below it.
-fn is_within(inner: &str, outer: &str) -> bool {
-    Path::new(inner).starts_with(Path::new(outer))
-}
-
-/// True when `t` looks like an EC2 instance type: `family.size` of lowercase letters, digits and `-`.
-pub fn is_instance_type(t: &str) -> bool {
-    let mut parts = t.split('.');
-    let ok = |s: Option<&str>| {
-        s.is_some_and(|s| {
-            !s.is_empty()
-                && s.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
-        })
-    };
-    ok(parts.next()) && ok(parts.next()) && parts.next().is_none()
-}
-
-fn is_dns_label(s: &str, max: usize) -> bool {
-    !s.is_empty()
-        && s.len() <= max
-        && s.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
-        && !s.starts_with('-')
-        && !s.ends_with('-')
-}
-
-fn is_dns_subdomain(s: &str) -> bool {
-    s.len() <= 253 && s.split('.').all(|l| is_dns_label(l, 63))
-}
-
-fn is_label_key(s: &str) -> bool {
-    let (prefix, name) = match s.rsplit_once('/') {
-        Some((p, n)) => (Some(p), n),
-        None => (None, s),
-    };
-    let name_ok = !name.is_empty()
-        && name.len() <= 63
-        && name.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
-        && name.as_bytes()[0].is_ascii_alphanumeric()
-        && name.as_bytes()[name.len() - 1].is_ascii_alphanumeric();
-    name_ok && prefix.is_none_or(is_dns_subdomain)
-}
-
-/// Renders the effective configuration as TOML, every key with its documentation and default.
-pub fn show(cfg: &Config, origin: &Origin) -> String {
-    let effective = toml::Value::try_from(cfg).expect("config serializes");
-    let defaults = toml::Value::try_from(Config::default()).expect("config serializes");
-    let mut out = format!("# nodeprep effective configuration\n# source: {origin}\n# keys marked \"(changed)\" differ from the default.\n");
-    let mut section = "";
-    for k in KEYS {
-        let (table, name) = k.key.rsplit_once('.').unwrap_or(("", k.key));
-        if table != section {
-            out.push_str(&format!("\n[{table}]\n"));
-            section = table;
-        }
-        let value = lookup(&effective, k.key);
-        let default = lookup(&defaults, k.key);
-        let default_text = default.map_or("unset".to_string(), |v| v.to_string());
-        let changed = if value != default { " (changed)" } else { "" };
-        out.push_str(&format!("# {} Default: {default_text}.{changed}\n", k.doc));
-        match value {
-            Some(v) => out.push_str(&format!("{name} = {v}\n")),
-            None => out.push_str(&format!("# {name} =\n")),
-        }
-    }
-    out
-}
-
-fn lookup<'a>(v: &'a toml::Value, dotted: &str) -> Option<&'a toml::Value> {
-    dotted.split('.').try_fold(v, |v, part| v.get(part))
 }
 
 #[cfg(test)]
@@ -858,13 +555,13 @@ startup_taint = "nodeprep.io/not-ready"
     #[test]
     fn explicit_missing_file_is_an_error_default_missing_is_not() {
         let dir = tempfile::tempdir().unwrap();
-        let (cfg, origin) = load(dir.path(), None).unwrap();
+        let (cfg, origin) = load(&Host::new(dir.path()), None).unwrap();
         assert_eq!(cfg, Config::default());
         assert!(matches!(origin, Origin::Defaults(_)));
-        let e = load(dir.path(), Some(&dir.path().join("nope.toml"))).unwrap_err();
+        let e = load(&Host::new(dir.path()), Some(&dir.path().join("nope.toml"))).unwrap_err();
         assert!(e.to_string().contains("nope.toml: cannot read: no such file"), "{e}");
         std::fs::write(dir.path().join("bin.toml"), [0xffu8, 0xfe]).unwrap();
-        let e = load(dir.path(), Some(&dir.path().join("bin.toml"))).unwrap_err();
+        let e = load(&Host::new(dir.path()), Some(&dir.path().join("bin.toml"))).unwrap_err();
         assert!(e.to_string().contains("not UTF-8"), "{e}");
     }
 

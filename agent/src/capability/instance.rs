@@ -1,17 +1,23 @@
 //! `instance`: what this node is and what it must therefore have. Never required: a node that
 //! cannot be identified is still checked for consistency, and says so.
 
-use super::{Check, Context};
+use super::{Check, Context, Registration, When};
 use crate::catalog::{self, Expected};
 use crate::report::{CheckResult, Status};
+
+/// The `instance` check's line in the registry.
+pub static REGISTRATION: Registration = Registration {
+    name: "instance",
+    when: When::EveryRun,
+    start_rank: 5,
+    about: "instance type (config, DMI, IMDSv2) and what the catalog says it has",
+    metrics: &[],
+    check: &Instance,
+};
 
 pub struct Instance;
 
 impl Check for Instance {
-    fn name(&self) -> &'static str {
-        "instance"
-    }
-
     fn required(&self, _: &Context) -> bool {
         false
     }

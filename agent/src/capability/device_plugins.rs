@@ -7,7 +7,7 @@
 
 use serde_json::Value;
 
-use super::{Check, Context};
+use super::{Check, Context, Registration, When};
 use crate::report::{CheckResult, Status};
 
 pub const CHECKPOINT: &str = "/var/lib/kubelet/device-plugins/kubelet_internal_checkpoint";
@@ -35,6 +35,16 @@ pub fn parse_checkpoint(text: &str) -> Result<Vec<(String, usize)>, String> {
     Ok(out)
 }
 
+/// The `device-plugins` check's line in the registry.
+pub static REGISTRATION: Registration = Registration {
+    name: "device-plugins",
+    when: When::AfterKubelet,
+    start_rank: 4,
+    about: "GPUs and EFA registered with kubelet by their device plugins",
+    metrics: &[],
+    check: &DevicePlugins,
+};
+
 pub struct DevicePlugins;
 
 impl DevicePlugins {
@@ -45,14 +55,6 @@ impl DevicePlugins {
 }
 
 impl Check for DevicePlugins {
-    fn name(&self) -> &'static str {
-        "device-plugins"
-    }
-
-    fn needs_kubelet(&self) -> bool {
-        true
-    }
-
     fn required(&self, ctx: &Context) -> bool {
         Self::expected(ctx).iter().any(|(_, n)| n.is_some_and(|n| n > 0))
     }

@@ -1,0 +1,176 @@
+//! The `storage` verdict: disks against what the type has, the array, the mount, the binds and the
+//! space they give.
+
+use super::{bind_in_place, bind_order, human, storage_device, ObserveError, Snapshot};
+use crate::capability::read_failure_remedy;
+use crate::config::{Mode, StorageConfig};
+use crate::host::{mountinfo, HostError};
+use crate::report::{CheckResult, Status};
+
+/// The check's verdict on a snapshot.
+pub fn evaluate(snap: &Snapshot, cfg: &StorageConfig, expected: Option<u32>) -> CheckResult {
+    let mp = cfg.mount_point.as_str();
+    let found = snap.disks.len() as u32;
+    let mk = |status, summary: String| {
+        let mut r = CheckResult::new("storage", status, summary)
+            .found("disks", found)
+            .found("mount_point", mp);
+        if let Some(e) = expected {
+            r = r.expect("disks", e);
+        }
+        r
+    };
+    if cfg.enabled == Mode::Never {
+        return mk(
+            Status::Skip,
+            "storage.enabled = never: instance-store disks are left alone".into(),
+        )
+        .found("mounted", false);
+    }
+    if !snap.errors.is_empty() {
+        let errors: Vec<String> = snap.errors.iter().map(ToString::to_string).collect();
+        return mk(Status::Fail, format!("could not look: {}", errors.join("; ")))
+            .found("mounted", false)
+            .remedy(could_not_look(&snap.errors));
+    }
+    if found == 0 && expected.unwrap_or(0) == 0 && cfg.enabled == Mode::Auto {
+        return mk(Status::Skip, "no instance-store disks on this instance type".into())
+            .found("mounted", false);
+    }
+    let mut problems = Vec::new();
+    let mut warnings = Vec::new();
+    if let Some(e) = expected {
+        if found < e {
+            problems.push(format!("{found} of {e} instance-store disks present"));
+        } else if found > e {
+            warnings.push(format!("{found} instance-store disks present, {e} expected"));
+        }
+    }
+    for d in snap.disks.iter().filter(|d| d.in_use.is_some()) {
+        warnings.push(format!(
+            "{} ({}) not used: {}",
+            d.dev(),
+            d.serial,
+            d.in_use.as_deref().unwrap_or_default()
+        ));
+    }
+    let usable = snap.usable();
+    let raw: u64 = usable.iter().map(|d| d.size_bytes).sum();
+    let mut array_json = serde_json::Value::Null;
+    if usable.len() >= 2 {
+        match usable.iter().find_map(|d| snap.array_of(&d.name)) {
+            None => problems.push(format!("no RAID0 array assembled from {} disks", usable.len())),
+            Some(a) => {
+                array_json = serde_json::json!({"device": a.dev(), "state": a.state, "level": a.level,
+                    "members": a.members.len(), "raid_disks": a.raid_disks});
+                if !a.is_running() {
+                    problems.push(format!(
+                        "{} is {} with {} of {} members (degraded)",
+                        a.dev(),
+                        a.state,
+                        a.members.len(),
+                        a.raid_disks
+                    ));
+                }
+                let outside: Vec<_> = usable
+                    .iter()
+                    .filter(|d| !a.members.contains(&d.name))
+                    .map(|d| d.dev())
+                    .collect();
+                if !outside.is_empty() {
+                    warnings.push(format!("{} not in {}", outside.join(", "), a.dev()));
+                }
+            }
+        }
+    }
+    let device = storage_device(snap);
+    let top = mountinfo::top_at(&snap.mounts, mp);
+    let mounted = match (&device, top) {
+        (Some((_, Some(dn))), Some(m)) => m.dev == *dn,
+        _ => false,
+    };
+    if !mounted && problems.is_empty() {
+        match top {
+            Some(m) => problems
+                .push(format!("{mp} shows {} ({}), not the instance store", m.source, m.fstype)),
+            None => problems.push(format!("nothing mounted at {mp}")),
+        }
+    } else if !mounted {
+        problems.push(format!("not mounted at {mp}"));
+    }
+    let devnum = device.as_ref().and_then(|d| d.1);
+    let missing: Vec<String> =
+        bind_order(&cfg.bind).into_iter().filter(|t| !bind_in_place(snap, devnum, t)).collect();
+    if mounted && !missing.is_empty() {
+        problems.push(format!("not bind-mounted onto the instance store: {}", missing.join(", ")));
+    }
+    let mut result_found =
+        vec![("mounted", serde_json::json!(mounted)), ("raw_bytes", serde_json::json!(raw))];
+    if !array_json.is_null() {
+        result_found.push(("array", array_json));
+    }
+    if !missing.is_empty() {
+        result_found.push(("binds_missing", serde_json::json!(missing)));
+    }
+    let cap = snap.space.filter(|_| mounted).map(|s| (s.total_bytes, s.available_bytes));
+    if let Some((total, avail)) = cap {
+        result_found.push(("usable_bytes", serde_json::json!(total)));
+        result_found.push(("available_bytes", serde_json::json!(avail)));
+        // xfs keeps 1–2 % of a large filesystem (its log is at most 2 GiB); much less than the disks
+        // means the filesystem does not span them all (an old, smaller array or partition).
+        if raw.saturating_sub(total) > (raw / 10).max(1 << 30) {
+            warnings.push(format!("{} usable of {} raw", human(total), human(raw)));
+        }
+    }
+    let (status, summary) = if !problems.is_empty() {
+        (Status::Fail, problems.join("; "))
+    } else {
+        let what = if usable.len() == 1 {
+            usable[0].dev()
+        } else {
+            device.as_ref().map(|d| d.0.clone()).unwrap_or_default()
+        };
+        let size = cap.map(|(t, _)| human(t)).unwrap_or_else(|| format!("{} raw", human(raw)));
+        let base = format!(
+            "{} disk{} as {what} ({size}) at {mp}, {} binds in place",
+            usable.len(),
+            if usable.len() == 1 { "" } else { "s" },
+            cfg.bind.len()
+        );
+        if warnings.is_empty() {
+            (Status::Pass, base)
+        } else {
+            (Status::Warn, format!("{base}; {}", warnings.join("; ")))
+        }
+    };
+    let mut r = mk(status, summary);
+    for (k, v) in result_found {
+        r = r.found(k, v);
+    }
+    if status == Status::Fail {
+        r = r.remedy(if snap.disks.len() < expected.unwrap_or(0) as usize {
+            "an instance-store disk is missing: stop and start the instance (moves it to healthy hardware); instance-store data does not survive".to_string()
+        } else {
+            "run `nodeprep boot --dry-run` to see what would be done, then `nodeprep boot` (or restart nodeprep-boot.service); `cat /proc/mdstat` and `findmnt` show the current state".to_string()
+        });
+    }
+    r
+}
+
+/// What to do when storage could not look.
+fn could_not_look(errors: &[ObserveError]) -> String {
+    let mut parts = Vec::new();
+    if errors.iter().any(|e| matches!(e, ObserveError::NotABlockDevice { .. })) {
+        parts.push(
+            "list only block devices of this host in storage.devices (`lsblk -d -o NAME,MODEL,SERIAL` \
+             shows them); a disk that is still appearing is waited for by `nodeprep boot` \
+             (storage.wait_seconds)"
+                .to_string(),
+        );
+    }
+    let host: Vec<HostError> = errors.iter().filter_map(ObserveError::host).cloned().collect();
+    if !host.is_empty() {
+        parts.push(read_failure_remedy(&host, "see `dmesg` for the disk or controller that fails"));
+    }
+    parts.join("; ")
+}

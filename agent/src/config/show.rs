@@ -1,0 +1,82 @@
+//! Every config key documented ([`KEYS`]) and `config show`: the effective configuration as TOML,
+//! each key with its meaning and default.
+
+use super::{Config, Origin};
+
+/// One documented key: its dotted name and what it means (the default comes from
+/// `Config::default()`, so it cannot drift).
+pub struct KeyDoc {
+    pub key: &'static str,
+    pub doc: &'static str,
+}
+
+/// Every configuration key, in the order `config show` prints them.
+pub const KEYS: &[KeyDoc] = &[
+    KeyDoc { key: "instance_type", doc: "EC2 instance type; skips discovery (DMI, then IMDSv2). Unset: discover." },
+    KeyDoc { key: "expect.gpus", doc: "NVIDIA GPUs this node must have. Unset: from the catalog." },
+    KeyDoc { key: "expect.gpu_model", doc: "Text the GPU name must contain (e.g. \"H100\"). Unset: from the catalog." },
+    KeyDoc { key: "expect.nvswitch", doc: "Whether NVSwitch/fabric manager is required. Unset: from the catalog." },
+    KeyDoc { key: "expect.efa", doc: "EFA devices this node must have. Unset: from the catalog." },
+    KeyDoc { key: "expect.instance_store_disks", doc: "NVMe instance-store disks. Unset: from the catalog." },
+    KeyDoc { key: "limits.apply", doc: "Set memlock/stack for containerd and pods: auto (when EFA devices exist) | always | never." },
+    KeyDoc { key: "limits.memlock", doc: "RLIMIT_MEMLOCK for pods: \"unlimited\" or bytes (at least 65536)." },
+    KeyDoc { key: "limits.stack", doc: "RLIMIT_STACK for pods: \"unlimited\" or bytes (at least 1048576)." },
+    KeyDoc { key: "storage.enabled", doc: "Assemble and mount instance-store NVMe: auto (when such disks exist) | always | never." },
+    KeyDoc { key: "storage.devices", doc: "Explicit block devices (/dev/...) to use instead of discovery." },
+    KeyDoc { key: "storage.mount_point", doc: "Where the instance-store filesystem is mounted (absolute host path)." },
+    KeyDoc { key: "storage.bind", doc: "Host directories bind-mounted onto the instance store, parent first." },
+    KeyDoc {
+        key: "storage.wait_seconds",
+        doc: "How long boot waits for every expected instance-store disk to appear (NVMe enumeration can lag at boot).",
+    },
+    KeyDoc { key: "serve.listen", doc: "Address of the health endpoints (/livez, /readyz, /status, /metrics)." },
+    KeyDoc { key: "serve.interval_seconds", doc: "Seconds between check runs in `serve` (1..86400)." },
+    KeyDoc { key: "kubernetes.enabled", doc: "Set node conditions and remove the startup taint from `serve`." },
+    KeyDoc { key: "kubernetes.node_name", doc: "Node object name. Empty: NODE_NAME env, then the hostname." },
+    KeyDoc { key: "kubernetes.kubeconfig", doc: "Kubeconfig path. Empty: in-cluster service account." },
+    KeyDoc { key: "kubernetes.startup_taint", doc: "Taint key removed once the node is ready (Karpenter startupTaints). Empty: none." },
+    KeyDoc {
+        key: "imds.enabled",
+        doc: "Query IMDSv2 (instance type, placement group, zone): auto (only when --root is /) | always | never.",
+    },
+    KeyDoc { key: "imds.endpoint", doc: "IMDS base URL (plain http)." },
+    KeyDoc { key: "imds.timeout_ms", doc: "Connect and read deadline of each IMDS request; one retry (100..10000)." },
+    KeyDoc { key: "checks.timeout_seconds", doc: "Deadline of each check; a check past it fails (1..300)." },
+    KeyDoc {
+        key: "nvidia.fatal_xids",
+        doc: "XID errors that fail the nvidia check (the GPU needs a reset or replacing); other XIDs warn.",
+    },
+    KeyDoc {
+        key: "nvidia.nvml_timeout_ms",
+        doc: "Deadline of each NVML call; a GPU that does not answer fails the check (100..60000, below checks.timeout_seconds).",
+    },
+];
+
+/// Renders the effective configuration as TOML, every key with its documentation and default.
+pub fn show(cfg: &Config, origin: &Origin) -> String {
+    let effective = toml::Value::try_from(cfg).expect("config serializes");
+    let defaults = toml::Value::try_from(Config::default()).expect("config serializes");
+    let mut out = format!("# nodeprep effective configuration\n# source: {origin}\n# keys marked \"(changed)\" differ from the default.\n");
+    let mut section = "";
+    for k in KEYS {
+        let (table, name) = k.key.rsplit_once('.').unwrap_or(("", k.key));
+        if table != section {
+            out.push_str(&format!("\n[{table}]\n"));
+            section = table;
+        }
+        let value = lookup(&effective, k.key);
+        let default = lookup(&defaults, k.key);
+        let default_text = default.map_or("unset".to_string(), |v| v.to_string());
+        let changed = if value != default { " (changed)" } else { "" };
+        out.push_str(&format!("# {} Default: {default_text}.{changed}\n", k.doc));
+        match value {
+            Some(v) => out.push_str(&format!("{name} = {v}\n")),
+            None => out.push_str(&format!("# {name} =\n")),
+        }
+    }
+    out
+}
+
+fn lookup<'a>(v: &'a toml::Value, dotted: &str) -> Option<&'a toml::Value> {
+    dotted.split('.').try_fold(v, |v, part| v.get(part))
+}

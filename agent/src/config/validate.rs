@@ -1,0 +1,275 @@
+//! Values that parse but cannot be right, one function per section of the config. Each returns
+//! the dotted keys to blame and the reason: a value wrong only together with another key's names
+//! both keys, in the order to blame them (the first one the file sets is named).
+
+use std::net::SocketAddr;
+use std::path::{Component, Path};
+
+use super::{
+    ChecksConfig, Config, Expect, ImdsConfig, KubernetesConfig, Limit, LimitsConfig, NvidiaConfig,
+    ServeConfig, StorageConfig, DEFAULT_LISTEN,
+};
+use crate::host::imds::is_instance_type;
+
+/// Each dotted key an invalid value can be blamed on, with the reason in its terms.
+pub(super) type Invalid = Vec<(&'static str, String)>;
+
+fn bad(key: &'static str, message: impl Into<String>) -> Result<(), Invalid> {
+    Err(vec![(key, message.into())])
+}
+
+/// Every section, in the order of the file's documentation.
+pub(super) fn validate(c: &Config) -> Result<(), Invalid> {
+    if let Some(t) = &c.instance_type {
+        instance_type(t).or_else(|m| bad("instance_type", m))?;
+    }
+    expect(&c.expect)?;
+    limits(&c.limits)?;
+    storage(&c.storage)?;
+    serve(&c.serve)?;
+    kubernetes(&c.kubernetes)?;
+    imds(&c.imds)?;
+    checks_and_nvidia(&c.checks, &c.nvidia)
+}
+
+/// `instance_type` (and `--instance-type`).
+pub(super) fn instance_type(t: &str) -> Result<(), String> {
+    match is_instance_type(t) {
+        true => Ok(()),
+        false => Err(format!(
+            "\"{t}\" is not an EC2 instance type (expected family.size, e.g. \"p5.48xlarge\")"
+        )),
+    }
+}
+
+fn expect(e: &Expect) -> Result<(), Invalid> {
+    for (key, v) in [
+        ("expect.gpus", e.gpus),
+        ("expect.efa", e.efa),
+        ("expect.instance_store_disks", e.instance_store_disks),
+    ] {
+        if let Some(n) = v.filter(|n| *n > 64) {
+            return bad(key, format!("{n} is impossible: no EC2 instance type has more than 32"));
+        }
+    }
+    if e.gpu_model.as_ref().is_some_and(|m| m.trim().is_empty()) {
+        return bad("expect.gpu_model", "must not be empty (remove the key to use the catalog)");
+    }
+    Ok(())
+}
+
+fn limits(l: &LimitsConfig) -> Result<(), Invalid> {
+    if let Limit::Bytes(b) = l.memlock {
+        if b < 65536 {
+            return bad(
+                "limits.memlock",
+                format!("{b} bytes is below the kernel default of 65536; EFA needs \"unlimited\""),
+            );
+        }
+    }
+    if let Limit::Bytes(b) = l.stack {
+        if b < 1 << 20 {
+            return bad(
+                "limits.stack",
+                format!("{b} bytes is too small for a process stack (at least 1048576)"),
+            );
+        }
+    }
+    Ok(())
+}
+
+/// Directories that must never be the mount point or a bind target themselves.
+const SYSTEM: &[&str] = &[
+    "/", "/bin", "/boot", "/dev", "/etc", "/home", "/lib", "/proc", "/root", "/run", "/sbin",
+    "/sys", "/tmp", "/usr", "/var", "/var/lib", "/mnt",
+];
+
+fn is_system(p: &str) -> bool {
+    SYSTEM.contains(&p.trim_end_matches('/').max("/"))
+}
+
+fn storage(s: &StorageConfig) -> Result<(), Invalid> {
+    let mut seen = Vec::new();
+    for d in &s.devices {
+        if !d.starts_with("/dev/") || !is_clean_abs(d) || d.len() <= 5 {
+            return bad(
+                "storage.devices",
+                format!("\"{d}\" is not a block device path under /dev/"),
+            );
+        }
+        if seen.contains(&d) {
+            return bad("storage.devices", format!("\"{d}\" is listed twice"));
+        }
+        seen.push(d);
+    }
+    let mp = &s.mount_point;
+    if !is_clean_abs(mp) {
+        return bad(
+            "storage.mount_point",
+            format!("\"{mp}\" must be an absolute path without . or .. components"),
+        );
+    }
+    if is_system(mp) {
+        return bad(
+            "storage.mount_point",
+            format!(
+                "\"{mp}\" is a system directory; use a directory of its own such as /mnt/nodeprep"
+            ),
+        );
+    }
+    let mut seen = Vec::new();
+    for b in &s.bind {
+        if !is_clean_abs(b) || is_system(b) {
+            return bad(
+                "storage.bind",
+                format!(
+                    "\"{b}\" must be an absolute path below a system directory (e.g. /var/lib/containerd)"
+                ),
+            );
+        }
+        if is_within(b, mp) || is_within(mp, b) {
+            return Err(vec![
+                ("storage.bind", format!("\"{b}\" overlaps storage.mount_point \"{mp}\"")),
+                (
+                    "storage.mount_point",
+                    format!(
+                        "\"{mp}\" overlaps \"{b}\" in storage.bind (the default binds unless set)"
+                    ),
+                ),
+            ]);
+        }
+        if seen.contains(&b) {
+            return bad("storage.bind", format!("\"{b}\" is listed twice"));
+        }
+        seen.push(b);
+    }
+    if s.wait_seconds > 600 {
+        return bad("storage.wait_seconds", format!("{} is out of range 0..600", s.wait_seconds));
+    }
+    Ok(())
+}
+
+fn serve(s: &ServeConfig) -> Result<(), Invalid> {
+    if s.listen.parse::<SocketAddr>().is_err() {
+        return bad(
+            "serve.listen",
+            format!("\"{}\" is not an address:port (e.g. \"{DEFAULT_LISTEN}\")", s.listen),
+        );
+    }
+    if !(1..=86400).contains(&s.interval_seconds) {
+        return bad(
+            "serve.interval_seconds",
+            format!("{} is out of range 1..86400", s.interval_seconds),
+        );
+    }
+    Ok(())
+}
+
+fn kubernetes(k: &KubernetesConfig) -> Result<(), Invalid> {
+    if !k.node_name.is_empty() && !is_dns_subdomain(&k.node_name) {
+        return bad(
+            "kubernetes.node_name",
+            format!("\"{}\" is not a valid node name (lowercase DNS subdomain)", k.node_name),
+        );
+    }
+    if !k.startup_taint.is_empty() && !is_label_key(&k.startup_taint) {
+        return bad(
+            "kubernetes.startup_taint",
+            format!(
+                "\"{}\" is not a valid taint key ([prefix/]name, name up to 63 of [A-Za-z0-9-_.])",
+                k.startup_taint
+            ),
+        );
+    }
+    Ok(())
+}
+
+fn imds(i: &ImdsConfig) -> Result<(), Invalid> {
+    match i.endpoint.strip_prefix("http://") {
+        Some(rest) if !rest.is_empty() && reqwest::Url::parse(&i.endpoint).is_ok() => {}
+        _ => {
+            return bad(
+                "imds.endpoint",
+                format!("\"{}\" must be a plain http:// URL (IMDS has no TLS)", i.endpoint),
+            )
+        }
+    }
+    if !(100..=10000).contains(&i.timeout_ms) {
+        return bad("imds.timeout_ms", format!("{} is out of range 100..10000", i.timeout_ms));
+    }
+    Ok(())
+}
+
+/// `[checks]` and `[nvidia]` together: NVML's deadline must fall inside the check's.
+fn checks_and_nvidia(c: &ChecksConfig, n: &NvidiaConfig) -> Result<(), Invalid> {
+    if !(1..=300).contains(&c.timeout_seconds) {
+        return bad(
+            "checks.timeout_seconds",
+            format!("{} is out of range 1..300", c.timeout_seconds),
+        );
+    }
+    let mut seen = Vec::new();
+    for x in &n.fatal_xids {
+        if !(1..=999).contains(x) {
+            return bad("nvidia.fatal_xids", format!("{x} is not an XID (1..999)"));
+        }
+        if seen.contains(&x) {
+            return bad("nvidia.fatal_xids", format!("{x} is listed twice"));
+        }
+        seen.push(x);
+    }
+    let nvml_ms = n.nvml_timeout_ms;
+    if !(100..=60000).contains(&nvml_ms) {
+        return bad("nvidia.nvml_timeout_ms", format!("{nvml_ms} is out of range 100..60000"));
+    }
+    if nvml_ms >= c.timeout_seconds * 1000 {
+        let checks_s = c.timeout_seconds;
+        return Err(vec![
+            (
+                "nvidia.nvml_timeout_ms",
+                format!("{nvml_ms} ms is not below checks.timeout_seconds ({checks_s} s): the check would time out before NVML does"),
+            ),
+            (
+                "checks.timeout_seconds",
+                format!("{checks_s} s is not above nvidia.nvml_timeout_ms ({nvml_ms} ms): the check would time out before NVML does"),
+            ),
+        ]);
+    }
+    Ok(())
+}
+
+fn is_clean_abs(p: &str) -> bool {
+    let path = Path::new(p);
+    path.is_absolute()
+        && path.components().all(|c| matches!(c, Component::RootDir | Component::Normal(_)))
+}
+
+/// True when `inner` equals `outer` or lies below it.
+fn is_within(inner: &str, outer: &str) -> bool {
+    Path::new(inner).starts_with(Path::new(outer))
+}
+
+fn is_dns_label(s: &str, max: usize) -> bool {
+    !s.is_empty()
+        && s.len() <= max
+        && s.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && !s.starts_with('-')
+        && !s.ends_with('-')
+}
+
+fn is_dns_subdomain(s: &str) -> bool {
+    s.len() <= 253 && s.split('.').all(|l| is_dns_label(l, 63))
+}
+
+fn is_label_key(s: &str) -> bool {
+    let (prefix, name) = match s.rsplit_once('/') {
+        Some((p, n)) => (Some(p), n),
+        None => (None, s),
+    };
+    let name_ok = !name.is_empty()
+        && name.len() <= 63
+        && name.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
+        && name.as_bytes()[0].is_ascii_alphanumeric()
+        && name.as_bytes()[name.len() - 1].is_ascii_alphanumeric();
+    name_ok && prefix.is_none_or(is_dns_subdomain)
+}

@@ -1,0 +1,138 @@
+//! The kernel log (`/dev/kmsg`): this boot's records only, since the kernel's ring buffer starts
+//! at boot.
+//!
+//! On a host `/dev/kmsg` is a character device: opened `O_RDONLY|O_NONBLOCK`, each `read()`
+//! returns one record, starting at the oldest one still in the ring buffer, until `EAGAIN`
+//! (`EPIPE` means records were overwritten while reading: reading goes on). A fixture tree has a
+//! regular file with one record per line. Records are `PRI,SEQ,USEC,FLAGS;MESSAGE`, optionally
+//! followed by continuation lines that start with a space (`" KEY=value"` dictionary entries),
+//! which are skipped.
+
+use std::fs::File;
+use std::io::{ErrorKind, Read};
+use std::os::unix::fs::{FileTypeExt, OpenOptionsExt};
+
+use super::{Host, HostError, HostResult};
+
+pub const KMSG: &str = "/dev/kmsg";
+
+/// Reads the kernel log under the host root, calling `each` with every record's message; returns
+/// how many records there were.
+pub fn read(host: &Host, mut each: impl FnMut(&str)) -> HostResult<usize> {
+    let path = host.path(KMSG);
+    let err = |op: &'static str, e: std::io::Error| HostError::io(op, path.clone(), &e);
+    let mut file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(&path)
+        .map_err(|e| err("opening", e))?;
+    let meta = file.metadata().map_err(|e| err("reading", e))?;
+    let mut records = 0;
+    let mut line = |l: &str| {
+        if let Some(m) = record_line(l) {
+            records += 1;
+            each(m);
+        }
+    };
+    if meta.file_type().is_char_device() {
+        read_records(&mut file, &mut line).map_err(|e| err("reading", e))?;
+    } else {
+        let mut bytes = Vec::with_capacity(meta.len() as usize);
+        file.read_to_end(&mut bytes).map_err(|e| err("reading", e))?;
+        String::from_utf8_lossy(&bytes).split('\n').for_each(line);
+    }
+    Ok(records)
+}
+
+/// Reads a `/dev/kmsg` character device record by record until it has no more (`EAGAIN`).
+fn read_records(file: &mut File, line: &mut impl FnMut(&str)) -> std::io::Result<()> {
+    // A record is at most about 1 KiB of text plus its dictionary; a smaller buffer gets EINVAL.
+    let mut buf = vec![0u8; 16 * 1024];
+    loop {
+        match file.read(&mut buf) {
+            Ok(0) => return Ok(()),
+            Ok(n) => {
+                let text = String::from_utf8_lossy(&buf[..n]);
+                // The first line is the record; the rest is its dictionary.
+                if let Some(first) = text.lines().next() {
+                    line(first);
+                }
+            }
+            Err(e) if e.kind() == ErrorKind::WouldBlock => return Ok(()),
+            Err(e) if e.kind() == ErrorKind::Interrupted => continue,
+            // Records were overwritten while reading: the next read returns the oldest one left.
+            Err(e) if e.raw_os_error() == Some(libc::EPIPE) => continue,
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+/// The message of a record line; `None` for continuation (dictionary) lines, blank lines and
+/// anything that is not a record.
+fn record_line(line: &str) -> Option<&str> {
+    if line.is_empty() || line.starts_with(' ') {
+        return None;
+    }
+    record_message(line)
+}
+
+/// Calls `each` with the message of every record in kmsg text with one record per line (a
+/// fixture, or a saved copy of /dev/kmsg); returns how many records there were.
+pub fn scan_text(text: &str, mut each: impl FnMut(&str)) -> usize {
+    let mut records = 0;
+    for m in text.split('\n').filter_map(record_line) {
+        records += 1;
+        each(m);
+    }
+    records
+}
+
+/// The message of a `PRI,SEQ,USEC,FLAGS;MESSAGE` record; `None` when the line is not a record.
+pub fn record_message(line: &str) -> Option<&str> {
+    let (header, message) = line.split_once(';')?;
+    let mut fields = header.split(',');
+    let numeric =
+        |f: Option<&str>| f.is_some_and(|f| !f.is_empty() && f.bytes().all(|b| b.is_ascii_digit()));
+    (numeric(fields.next()) && numeric(fields.next()) && numeric(fields.next()))
+        .then_some(message.trim_end_matches('\r'))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn records_and_their_messages() {
+        assert_eq!(record_message("6,1436,10012345,-;NVRM: loading"), Some("NVRM: loading"));
+        assert_eq!(record_message("4,2,3,c;a;b"), Some("a;b"));
+        assert_eq!(record_message("6,1,0;short header"), Some("short header"));
+        assert_eq!(record_message(" SUBSYSTEM=pci"), None);
+        assert_eq!(record_message("no header here; at all"), None);
+        assert_eq!(record_message(""), None);
+    }
+
+    #[test]
+    fn regular_file_and_missing_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let host = Host::new(dir.path());
+        let e = read(&host, |_| {}).unwrap_err();
+        assert!(e.is_not_found() && e.to_string().contains("dev/kmsg"), "{e}");
+        std::fs::create_dir_all(dir.path().join("dev")).unwrap();
+        std::fs::write(dir.path().join("dev/kmsg"), "3,9,1,-;one\n SUBSYSTEM=pci\n4,10,2,-;two\n")
+            .unwrap();
+        let mut seen = Vec::new();
+        assert_eq!(read(&host, |m| seen.push(m.to_string())).unwrap(), 2);
+        assert_eq!(seen, ["one", "two"]);
+    }
+
+    /// The real /dev/kmsg, where this process may read it: read record by record until EAGAIN,
+    /// without blocking.
+    #[test]
+    fn the_real_kmsg_does_not_block() {
+        let host = Host::new("/");
+        match read(&host, |_| {}) {
+            Ok(n) => println!("/dev/kmsg: {n} records"),
+            Err(e) => println!("/dev/kmsg not read here ({e}): only the fixture paths were tested"),
+        }
+    }
+}
