@@ -12,7 +12,7 @@ use serde::Serialize;
 
 use crate::config::{Config, Mode};
 use crate::host::imds::{ImdsClient, ImdsFacts};
-use crate::host::Host;
+use crate::host::{Host, HostError};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -53,18 +53,29 @@ pub struct Identity {
 const DMI_VENDOR: &str = "/sys/devices/virtual/dmi/id/sys_vendor";
 const DMI_PRODUCT: &str = "/sys/devices/virtual/dmi/id/product_name";
 
-/// Reads the instance type from DMI. `Err` explains why there is none.
-pub fn from_dmi(host: &Host) -> Result<String, String> {
-    let vendor = host.read_attr(DMI_VENDOR).map_err(|e| format!("DMI: {e}"))?;
+/// Why DMI names no instance type.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DmiError {
+    #[error("DMI: {0}")]
+    Unreadable(#[from] HostError),
+    #[error("DMI: sys_vendor is \"{0}\", not \"Amazon EC2\"")]
+    NotEc2(String),
+    /// Xen-based instances report "HVM domU" here.
+    #[error("DMI: product_name \"{0}\" is not an instance type")]
+    NotAType(String),
+}
+
+/// Reads the instance type from DMI.
+pub fn from_dmi(host: &Host) -> Result<String, DmiError> {
+    let vendor = host.read_attr(DMI_VENDOR)?;
     if vendor != "Amazon EC2" {
-        return Err(format!("DMI: sys_vendor is \"{vendor}\", not \"Amazon EC2\""));
+        return Err(DmiError::NotEc2(vendor));
     }
-    let product = host.read_attr(DMI_PRODUCT).map_err(|e| format!("DMI: {e}"))?;
+    let product = host.read_attr(DMI_PRODUCT)?;
     if product.contains('.') && !product.contains(' ') {
         Ok(product)
     } else {
-        // Xen-based instances report "HVM domU" here.
-        Err(format!("DMI: product_name \"{product}\" is not an instance type"))
+        Err(DmiError::NotAType(product))
     }
 }
 
@@ -91,7 +102,7 @@ pub fn discover(host: &Host, cfg: &Config, flag: Option<&str>) -> Identity {
                 id.instance_type = Some(t);
                 id.source = Some(Source::Dmi);
             }
-            Err(why) => id.notes.push(why),
+            Err(why) => id.notes.push(why.to_string()),
         }
     }
     if imds_enabled(cfg, host) {

@@ -12,7 +12,7 @@ const JOURNALD_SOCKET: &str = "/run/systemd/journal/socket";
 /// True when systemd started us (it sets INVOCATION_ID / JOURNAL_STREAM) and journald listens.
 pub fn under_systemd() -> bool {
     (std::env::var_os("JOURNAL_STREAM").is_some() || std::env::var_os("INVOCATION_ID").is_some())
-        && Path::new(JOURNALD_SOCKET).exists()
+        && crate::host::local_exists(Path::new(JOURNALD_SOCKET))
 }
 
 /// `verbosity`: -1 quiet, 0 default, 1.. per `-v`. Under systemd the default is one step louder

@@ -271,7 +271,7 @@ pub fn imds_reply(data: &[u8]) {
                 assert!(v.is_ascii() && v.split('.').count() == 2, "{v:?}");
             }
         }
-        Err(e) => assert!(!e.is_empty() && e.len() < 1024, "{e}"),
+        Err(e) => assert!(!e.0.is_empty() && e.0.len() < 1024, "{e}"),
     }
 }
 

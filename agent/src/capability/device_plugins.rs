@@ -14,21 +14,35 @@ pub const CHECKPOINT: &str = "/var/lib/kubelet/device-plugins/kubelet_internal_c
 pub const GPU: &str = "nvidia.com/gpu";
 pub const EFA: &str = "vpc.amazonaws.com/efa";
 
+/// What is wrong with a checkpoint file.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CheckpointError {
+    #[error("not valid JSON: {0}")]
+    NotJson(String),
+    #[error("no \"Data\" object")]
+    NoData,
+    #[error("\"Data.RegisteredDevices\" is not an object")]
+    NotAnObject,
+    #[error("\"Data.RegisteredDevices.{0}\" is not a list")]
+    NotAList(String),
+}
+
 /// Registered device counts per resource name, from the checkpoint's text.
-pub fn parse_checkpoint(text: &str) -> Result<Vec<(String, usize)>, String> {
-    let v: Value = serde_json::from_str(text).map_err(|e| format!("not valid JSON: {e}"))?;
-    let data = v.get("Data").ok_or("no \"Data\" object")?;
+pub fn parse_checkpoint(text: &str) -> Result<Vec<(String, usize)>, CheckpointError> {
+    let v: Value =
+        serde_json::from_str(text).map_err(|e| CheckpointError::NotJson(e.to_string()))?;
+    let data = v.get("Data").ok_or(CheckpointError::NoData)?;
     let registered = match data.get("RegisteredDevices") {
         None | Some(Value::Null) => return Ok(Vec::new()),
         Some(Value::Object(m)) => m,
-        Some(_) => return Err("\"Data.RegisteredDevices\" is not an object".into()),
+        Some(_) => return Err(CheckpointError::NotAnObject),
     };
     let mut out = Vec::new();
     for (name, devs) in registered {
         let n = match devs {
             Value::Array(a) => a.len(),
             Value::Null => 0,
-            _ => return Err(format!("\"Data.RegisteredDevices.{name}\" is not a list")),
+            _ => return Err(CheckpointError::NotAList(name.clone())),
         };
         out.push((name.clone(), n));
     }
@@ -66,7 +80,7 @@ impl Check for DevicePlugins {
         for (res, n) in &expected {
             r = r.expect(res, n.map_or(Value::Null, Value::from));
         }
-        let path = ctx.host.path(CHECKPOINT);
+        let path = ctx.host.display(CHECKPOINT);
         let text = match ctx.host.read_string(CHECKPOINT) {
             Ok(t) => Some(t),
             Err(e) if e.is_not_found() => None,
@@ -84,8 +98,7 @@ impl Check for DevicePlugins {
         }
         let Some(text) = text else {
             r.status = Status::Fail;
-            r.summary =
-                format!("no device plugin has registered with kubelet ({} absent)", path.display());
+            r.summary = format!("no device plugin has registered with kubelet ({path} absent)");
             for (res, _) in &expected {
                 r = r.found(res, 0);
             }
@@ -95,7 +108,7 @@ impl Check for DevicePlugins {
             Ok(c) => c,
             Err(e) => {
                 r.status = Status::Fail;
-                r.summary = format!("{}: {e}", path.display());
+                r.summary = format!("{path}: {e}");
                 return r.remedy("kubelet rewrites this file when a plugin registers; restart kubelet if it stays unreadable");
             }
         };
@@ -144,10 +157,13 @@ mod tests {
             parse_checkpoint(r#"{"Data":{"RegisteredDevices":null},"Checksum":1}"#).unwrap(),
             vec![]
         );
-        assert!(parse_checkpoint("{").unwrap_err().starts_with("not valid JSON"));
-        assert_eq!(parse_checkpoint(r#"{"Checksum":1}"#).unwrap_err(), "no \"Data\" object");
+        assert!(parse_checkpoint("{").unwrap_err().to_string().starts_with("not valid JSON"));
         assert_eq!(
-            parse_checkpoint(r#"{"Data":{"RegisteredDevices":{"x":5}}}"#).unwrap_err(),
+            parse_checkpoint(r#"{"Checksum":1}"#).unwrap_err().to_string(),
+            "no \"Data\" object"
+        );
+        assert_eq!(
+            parse_checkpoint(r#"{"Data":{"RegisteredDevices":{"x":5}}}"#).unwrap_err().to_string(),
             "\"Data.RegisteredDevices.x\" is not a list"
         );
     }

@@ -10,6 +10,8 @@ use std::time::{Duration, Instant};
 
 use reqwest::StatusCode;
 
+use super::FormatError;
+
 /// Token lifetime asked for. nodeprep only needs a token for a few requests.
 const TOKEN_TTL_SECONDS: u32 = 300;
 /// The longest reply body nodeprep reads: every value it asks for (token, instance type, placement
@@ -42,16 +44,19 @@ pub fn is_instance_type(t: &str) -> bool {
 
 /// The value in an IMDS reply body: at most [`MAX_REPLY_BYTES`] of UTF-8 text without control
 /// characters, surrounding whitespace trimmed. `Err` describes the reply.
-pub fn reply_value(body: &[u8]) -> Result<String, String> {
+pub fn reply_value(body: &[u8]) -> Result<String, FormatError> {
     if body.len() > MAX_REPLY_BYTES {
-        return Err(format!("a reply of more than {MAX_REPLY_BYTES} bytes"));
+        return Err(FormatError(format!("a reply of more than {MAX_REPLY_BYTES} bytes")));
     }
     let text = std::str::from_utf8(body).map_err(|e| {
-        format!("a reply that is not UTF-8 text (invalid byte at offset {})", e.valid_up_to())
+        FormatError(format!(
+            "a reply that is not UTF-8 text (invalid byte at offset {})",
+            e.valid_up_to()
+        ))
     })?;
     let value = text.trim();
     if value.chars().any(char::is_control) {
-        return Err(format!("{:?}, which is not one line of text", shorten(value)));
+        return Err(FormatError(format!("{:?}, which is not one line of text", shorten(value))));
     }
     Ok(value.to_string())
 }
@@ -156,7 +161,7 @@ impl ImdsClient {
                 }
             }
         }
-        reply_value(&bytes).map_err(|problem| ImdsError::Reply {
+        reply_value(&bytes).map_err(|FormatError(problem)| ImdsError::Reply {
             endpoint: self.endpoint.clone(),
             what,
             problem,

@@ -89,6 +89,12 @@ impl HostError {
 
 pub type HostResult<T> = Result<T, HostError>;
 
+/// Text that is not in the format it must have: what is wrong with it, in words. Parsers of host
+/// formats return it; the seam makes it an [`ErrorKind::Malformed`] [`HostError`] naming the file.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct FormatError(pub String);
+
 /// What [`Host::metadata`] tells about a path.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Meta {

@@ -19,7 +19,7 @@ use std::time::{Duration, SystemTime};
 use procfs_core::process::{LimitValue, Limits, Stat};
 use procfs_core::{FromBufRead, FromRead};
 
-use super::{Host, HostError, HostResult};
+use super::{FormatError, Host, HostError, HostResult};
 
 /// Where systemd keeps `system.slice`: the unified (v2) hierarchy, then the v1 `systemd` one.
 const SLICES: &[&str] = &["/sys/fs/cgroup/system.slice", "/sys/fs/cgroup/systemd/system.slice"];
@@ -106,16 +106,16 @@ pub struct SoftLimits {
 }
 
 /// Parses the text of `/proc/<pid>/limits`. `Err` says what is wrong with it.
-pub fn parse_limits(text: &str) -> Result<SoftLimits, String> {
+pub fn parse_limits(text: &str) -> Result<SoftLimits, FormatError> {
     // Every row the kernel writes has its name, a soft and a hard value, and (but for the two
     // priority rows) a unit: at least four words. procfs-core indexes from the end of each row.
     if let Some(short) = text.lines().skip(1).find(|l| l.split_whitespace().count() < 4) {
-        return Err(format!("not a limits row: {:?}", short.trim()));
+        return Err(FormatError(format!("not a limits row: {:?}", short.trim())));
     }
     if !text.starts_with("Limit") {
-        return Err("no \"Limit  Soft Limit  Hard Limit  Units\" header".into());
+        return Err(FormatError("no \"Limit  Soft Limit  Hard Limit  Units\" header".into()));
     }
-    let limits = Limits::from_buf_read(text.as_bytes()).map_err(|e| e.to_string())?;
+    let limits = Limits::from_buf_read(text.as_bytes()).map_err(|e| FormatError(e.to_string()))?;
     let soft = |l: LimitValue| match l {
         LimitValue::Unlimited => Rlimit::Unlimited,
         LimitValue::Value(b) => Rlimit::Bytes(b),
@@ -130,7 +130,7 @@ pub fn parse_limits(text: &str) -> Result<SoftLimits, String> {
 pub fn limits(host: &Host, pid: u32) -> HostResult<SoftLimits> {
     let file = format!("/proc/{pid}/limits");
     let text = host.read_string(&file)?;
-    parse_limits(&text).map_err(|why| HostError::malformed(host.path(&file), why))
+    parse_limits(&text).map_err(|why| HostError::malformed(host.path(&file), why.0))
 }
 
 /// Clock ticks per second of `/proc/<pid>/stat` times (USER_HZ: 100 on every Linux architecture
@@ -138,15 +138,15 @@ pub fn limits(host: &Host, pid: u32) -> HostResult<SoftLimits> {
 const TICKS_PER_SECOND: u64 = 100;
 
 /// The start of process `pid` in clock ticks after boot (field 22 of `/proc/<pid>/stat`).
-pub fn parse_start_ticks(stat: &str) -> Result<u64, String> {
+pub fn parse_start_ticks(stat: &str) -> Result<u64, FormatError> {
     // procfs-core slices around the parenthesised command name: "PID (COMM) S ...".
     let t = stat.trim();
     let (open, close) = (t.find('('), t.rfind(')'));
     match (open, close) {
         (Some(o), Some(c)) if o >= 2 && c > o && t[c..].starts_with(") ") && t.len() > c + 2 => {}
-        _ => return Err("not \"PID (COMM) STATE ...\"".into()),
+        _ => return Err(FormatError("not \"PID (COMM) STATE ...\"".into())),
     }
-    Stat::from_read(t.as_bytes()).map(|s| s.starttime).map_err(|e| e.to_string())
+    Stat::from_read(t.as_bytes()).map(|s| s.starttime).map_err(|e| FormatError(e.to_string()))
 }
 
 /// When process `pid` started: boot time (`btime` in `/proc/stat`, whole seconds) plus its start in
@@ -154,7 +154,7 @@ pub fn parse_start_ticks(stat: &str) -> Result<u64, String> {
 pub fn start_time(host: &Host, pid: u32) -> HostResult<SystemTime> {
     let file = format!("/proc/{pid}/stat");
     let ticks = parse_start_ticks(&host.read_string(&file)?)
-        .map_err(|why| HostError::malformed(host.path(&file), why))?;
+        .map_err(|why| HostError::malformed(host.path(&file), why.0))?;
     let stat = host.read_string("/proc/stat")?;
     let btime: u64 = stat
         .lines()
@@ -269,7 +269,10 @@ Max realtime timeout      unlimited            unlimited            us        \n
             .map(|l| format!("{l}\n"))
             .collect();
         assert!(parse_limits(&without).is_err());
-        assert!(parse_limits(&format!("{LIMITS}Max\n")).unwrap_err().contains("not a limits row"));
+        assert!(parse_limits(&format!("{LIMITS}Max\n"))
+            .unwrap_err()
+            .0
+            .contains("not a limits row"));
         assert!(parse_limits(&LIMITS[LIMITS.find('\n').unwrap() + 1..]).is_err());
         assert!(parse_limits("").is_err());
     }

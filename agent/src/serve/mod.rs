@@ -31,6 +31,18 @@ pub enum ServeError {
     Kube(#[from] kube::KubeError),
 }
 
+/// The check loop is stuck: a run takes too long, or none has started for too long.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "{} for {for_s} s (limit {limit_s} s)",
+    if *.running { "a check run has been running" } else { "no check run has started" }
+)]
+pub struct Stuck {
+    pub running: bool,
+    pub for_s: u64,
+    pub limit_s: u64,
+}
+
 /// What the endpoints serve, rebuilt after each check run and swapped in whole.
 pub struct Published {
     pub ready: bool,
@@ -68,14 +80,12 @@ impl Shared {
     }
 
     /// `Ok` while the check loop runs on schedule; `Err` says how it is stuck.
-    pub fn loop_health(&self) -> Result<(), String> {
+    pub fn loop_health(&self) -> Result<(), Stuck> {
         let (since, running) = *self.heartbeat.lock().expect("heartbeat lock");
         let age = since.elapsed();
         let limit = if running { self.stuck_after } else { self.interval + self.stuck_after };
         if age > limit {
-            let what =
-                if running { "a check run has been running" } else { "no check run has started" };
-            Err(format!("{what} for {} s (limit {} s)", age.as_secs(), limit.as_secs()))
+            Err(Stuck { running, for_s: age.as_secs(), limit_s: limit.as_secs() })
         } else {
             Ok(())
         }

@@ -17,7 +17,7 @@ pub use observe::{
     observe, parse_spec, parse_systemd_limit, spec_rlimit, Containerd, Snapshot, SpecState,
     UnitLimit,
 };
-pub use plan::{dropin_content, limits_d_content, plan, updated_spec, wanted};
+pub use plan::{dropin_content, limits_d_content, plan, skipped_because, updated_spec};
 
 use super::{Check, Context, Registration, When};
 use crate::config::{Limit, LimitsConfig, Mode};

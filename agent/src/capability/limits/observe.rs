@@ -131,14 +131,25 @@ impl Snapshot {
     }
 }
 
+/// Why a base runtime spec is unusable.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SpecError {
+    #[error("not valid JSON: {0}")]
+    NotJson(String),
+    #[error("process.rlimits is not a list")]
+    RlimitsNotAList,
+    #[error("not an OCI runtime spec object")]
+    NotASpec,
+}
+
 /// Parses the base runtime spec: a JSON object whose `process`, if present, is an object and whose
-/// `process.rlimits`, if present, is a list. `Err` says why it is unusable.
-pub fn parse_spec(text: &str) -> Result<Value, String> {
-    let value: Value = serde_json::from_str(text).map_err(|e| format!("not valid JSON: {e}"))?;
+/// `process.rlimits`, if present, is a list.
+pub fn parse_spec(text: &str) -> Result<Value, SpecError> {
+    let value: Value = serde_json::from_str(text).map_err(|e| SpecError::NotJson(e.to_string()))?;
     match value.get("process").and_then(|p| p.get("rlimits")) {
-        Some(r) if !r.is_array() => Err("process.rlimits is not a list".into()),
+        Some(r) if !r.is_array() => Err(SpecError::RlimitsNotAList),
         _ if !value.is_object() || value.get("process").is_some_and(|p| !p.is_object()) => {
-            Err("not an OCI runtime spec object".into())
+            Err(SpecError::NotASpec)
         }
         _ => Ok(value),
     }
@@ -224,7 +235,7 @@ pub fn observe(host: &Host) -> Snapshot {
         Err(error) => SpecState::Invalid { error },
         Ok(text) => match parse_spec(&text) {
             Err(why) => SpecState::Invalid {
-                error: HostError::malformed(host.display(&spec_path).into(), why),
+                error: HostError::malformed(host.display(&spec_path).into(), why.to_string()),
             },
             Ok(value) => SpecState::Valid {
                 text,

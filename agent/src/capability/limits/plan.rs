@@ -80,21 +80,21 @@ pub fn updated_spec(spec: &Value, cfg: &LimitsConfig) -> Option<Value> {
     (new != *spec).then_some(new)
 }
 
-/// Whether limits are applied on this node.
-pub fn wanted(cfg: &LimitsConfig, snap: &Snapshot) -> Result<(), String> {
+/// Why limits are not applied on this node, if they are not.
+pub fn skipped_because(cfg: &LimitsConfig, snap: &Snapshot) -> Option<String> {
     match cfg.apply {
-        Mode::Never => Err("limits.apply = \"never\"".into()),
+        Mode::Never => Some("limits.apply = \"never\"".into()),
         Mode::Auto if !snap.efa_present => {
-            Err("no EFA devices on this node (limits.apply = \"auto\")".into())
+            Some("no EFA devices on this node (limits.apply = \"auto\")".into())
         }
-        _ => Ok(()),
+        _ => None,
     }
 }
 
 /// Computes the limits plan from what the host shows now. `live`: `--root` is `/`.
 pub fn plan(snap: &Snapshot, cfg: &LimitsConfig, live: bool) -> Plan {
     let mut actions = Vec::new();
-    if let Err(why) = wanted(cfg, snap) {
+    if let Some(why) = skipped_because(cfg, snap) {
         actions.push(Action::Skip { what: "memlock/stack limits".into(), why });
         return Plan { capability: "limits", actions };
     }

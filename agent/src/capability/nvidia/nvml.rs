@@ -88,8 +88,7 @@ pub fn choose_lib(host: &Host, env: Option<OsString>) -> LibChoice {
     let mut searched = Vec::new();
     for d in lib_dirs() {
         let host_path = format!("{d}/{LIB_NAME}");
-        let p = host.path(&host_path);
-        if p.exists() {
+        if let Some(p) = host.locate(&host_path) {
             return LibChoice::Found(p);
         }
         searched.push(host_path);
@@ -375,7 +374,7 @@ fn ask(lib: &LibChoice, fabric: bool, progress: &Mutex<Progress>) -> Outcome {
     };
     let library = lib.describe();
     if let LibChoice::Env(p) = lib {
-        if !p.exists() {
+        if !crate::host::local_exists(p) {
             return Outcome::LoadFailed {
                 library,
                 error: format!("{}: no such file", p.display()),
