@@ -188,12 +188,8 @@ fn binary_discovers_instance_type_from_imds_when_dmi_is_absent() {
     let mut spec = nodeprep_fixtures::Spec::empty();
     spec.config = Some(format!("[imds]\nenabled = \"always\"\nendpoint = \"{url}\"\n"));
     spec.write(dir.path()).unwrap();
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_nodeprep"))
-        .args(["--output", "json", "check", "--only", "instance"])
-        .arg("--root")
-        .arg(dir.path())
-        .output()
-        .unwrap();
+    let out =
+        crate::common::nodeprep(dir.path(), &["--output", "json", "check", "--only", "instance"]);
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(v["instance_type"], "p5.48xlarge");
     assert_eq!(v["identity"]["source"], "imds");
@@ -212,12 +208,7 @@ fn binary_reports_no_identity_when_imds_is_down_and_dmi_absent() {
     spec.config =
         Some(format!("[imds]\nenabled = \"always\"\nendpoint = \"http://127.0.0.1:{port}\"\n"));
     spec.write(dir.path()).unwrap();
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_nodeprep"))
-        .arg("--root")
-        .arg(dir.path())
-        .arg("check")
-        .output()
-        .unwrap();
+    let out = crate::common::nodeprep(dir.path(), &["check"]);
     let text = String::from_utf8_lossy(&out.stdout);
     assert_eq!(
         out.status.code(),

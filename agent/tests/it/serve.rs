@@ -1,103 +1,28 @@
 //! `nodeprep serve` over real HTTP on 127.0.0.1, with its systemd notifications on a test socket.
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::os::unix::net::UnixDatagram;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use nodeprep_fixtures::Spec;
 
-struct Server {
-    child: Child,
-    addr: String,
-}
+use crate::common::{Nodeprep, Server};
 
-impl Server {
-    fn start(root: &Path, env: &[(&str, &str)]) -> Server {
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_nodeprep"));
-        if env.iter().any(|(k, _)| *k == "WATCHDOG_USEC") {
-            // systemd sets WATCHDOG_PID to the service's pid: exec keeps the shell's pid.
-            cmd = Command::new("sh");
-            cmd.args(["-c", "WATCHDOG_PID=$$ exec \"$0\" \"$@\"", env!("CARGO_BIN_EXE_nodeprep")]);
-        }
-        cmd.arg("--root").arg(root).args(["serve", "--listen", "127.0.0.1:0"]);
-        for k in [
-            "NODEPREP_CONFIG",
-            "NODEPREP_INSTANCE_TYPE",
-            "NODEPREP_OUTPUT",
-            "NODEPREP_ROOT",
-            "NOTIFY_SOCKET",
-            "WATCHDOG_USEC",
-            "WATCHDOG_PID",
-        ] {
-            cmd.env_remove(k);
-        }
-        // The p5 tree's GPUs, through the fake NVML (trees carry no driver library).
-        cmd.env("NODEPREP_NVML_LIB", nodeprep_fixtures::fake_nvml(&[]))
-            .env_remove("FAKE_NVML_CONFIG");
-        cmd.envs(env.iter().copied()).stdout(Stdio::piped()).stderr(Stdio::null());
-        let mut child = cmd.spawn().unwrap();
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
-        let addr = line
-            .trim()
-            .strip_prefix("nodeprep serve: listening on http://")
-            .unwrap_or_else(|| panic!("first line: {line:?}"))
-            .to_string();
-        Server { child, addr }
-    }
-
-    /// Sends one request and returns (status, headers, body).
-    fn request(&self, raw: &str) -> (u16, String, String) {
-        let mut s = TcpStream::connect(&self.addr).unwrap();
-        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-        s.write_all(raw.as_bytes()).unwrap();
-        let mut buf = Vec::new();
-        let _ = s.read_to_end(&mut buf);
-        let text = String::from_utf8_lossy(&buf).into_owned();
-        let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
-        let status = head.split_whitespace().nth(1).and_then(|c| c.parse().ok()).unwrap_or(0);
-        (status, head.to_lowercase(), body.to_string())
-    }
-
-    fn get(&self, path: &str) -> (u16, String, String) {
-        self.request(&format!(
-            "GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"
-        ))
-    }
-
-    /// Polls `path` until its status is `want` (the first run may not have finished yet).
-    fn wait_for(&self, path: &str, want: u16) -> (u16, String, String) {
-        let t0 = Instant::now();
-        loop {
-            let r = self.get(path);
-            if r.0 == want || t0.elapsed() > Duration::from_secs(15) {
-                return r;
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-
-    fn terminate(mut self) -> i32 {
-        Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status().unwrap();
-        let t0 = Instant::now();
-        loop {
-            if let Some(s) = self.child.try_wait().unwrap() {
-                return s.code().unwrap_or(-1);
-            }
-            assert!(t0.elapsed() < Duration::from_secs(10), "serve did not stop on SIGTERM");
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+/// `serve` on `root` with `env` set (a test's systemd variables); stderr dropped.
+fn start(root: &Path, env: &[(&str, &str)]) -> Server {
+    let prefix: &[&str] = if env.iter().any(|(k, _)| *k == "WATCHDOG_USEC") {
+        // systemd sets WATCHDOG_PID to the service's pid: exec keeps the shell's pid.
+        &["sh", "-c", "WATCHDOG_PID=$$ exec \"$0\" \"$@\""]
+    } else {
+        &[]
+    };
+    let mut cmd =
+        Nodeprep::through(prefix, root).args(["serve", "--listen", "127.0.0.1:0"]).command();
+    cmd.envs(env.iter().copied()).stderr(Stdio::null());
+    Server::spawn(cmd)
 }
 
 fn prepared(interval: u32) -> tempfile::TempDir {
@@ -111,7 +36,7 @@ fn prepared(interval: u32) -> tempfile::TempDir {
 #[test]
 fn endpoints_answer_with_codes_types_and_bodies() {
     let dir = prepared(30);
-    let srv = Server::start(dir.path(), &[]);
+    let srv = start(dir.path(), &[]);
     let (code, head, body) = srv.wait_for("/readyz", 200);
     assert_eq!((code, body.as_str()), (200, "ready\n"), "{head}");
     assert!(head.contains("content-type: text/plain; charset=utf-8"), "{head}");
@@ -138,7 +63,7 @@ fn endpoints_answer_with_codes_types_and_bodies() {
     assert!(head.contains("allow: get,head"), "{head}");
     assert_eq!(srv.get("/nope").0, 404);
     // Bounded headers, garbage.
-    let (code, _, _) = srv.request(&format!(
+    let (code, _, _) = srv.request(format!(
         "GET /readyz HTTP/1.1\r\nHost: x\r\nX-Big: {}\r\n\r\n",
         "a".repeat(20_000)
     ));
@@ -156,7 +81,7 @@ fn endpoints_answer_with_codes_types_and_bodies() {
 #[test]
 fn readiness_flips_when_the_host_changes_between_runs() {
     let dir = prepared(1);
-    let srv = Server::start(dir.path(), &[]);
+    let srv = start(dir.path(), &[]);
     assert_eq!(srv.wait_for("/readyz", 200).0, 200);
     let checkpoint = dir.path().join("var/lib/kubelet/device-plugins/kubelet_internal_checkpoint");
     let saved = std::fs::read(&checkpoint).unwrap();
@@ -178,7 +103,7 @@ fn status_file_failure_keeps_serving_and_counts() {
     // run/nodeprep is a file: the status file cannot be written.
     std::fs::create_dir_all(dir.path().join("run")).unwrap();
     std::fs::write(dir.path().join("run/nodeprep"), "not a directory").unwrap();
-    let srv = Server::start(dir.path(), &[]);
+    let srv = start(dir.path(), &[]);
     assert_eq!(srv.wait_for("/readyz", 200).0, 200);
     let t0 = Instant::now();
     loop {
@@ -199,7 +124,7 @@ fn systemd_notify_ready_status_watchdog_and_stopping() {
     let sock_path = sock_dir.path().join("notify.sock");
     let sock = UnixDatagram::bind(&sock_path).unwrap();
     sock.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    let srv = Server::start(
+    let srv = start(
         dir.path(),
         &[("NOTIFY_SOCKET", sock_path.to_str().unwrap()), ("WATCHDOG_USEC", "200000")],
     );
@@ -247,7 +172,7 @@ fn total(root: &Path) -> usize {
 fn slowloris_and_odd_requests_do_not_stop_readyz() {
     // Checks rerun every second during the attack.
     let dir = prepared(1);
-    let srv = Server::start(dir.path(), &[]);
+    let srv = start(dir.path(), &[]);
     assert_eq!(srv.wait_for("/readyz", 200).0, 200);
     // 300 connections held open: half never send a byte, half stop in the middle of a header.
     let mut held: Vec<TcpStream> = (0..300)
@@ -272,7 +197,7 @@ fn slowloris_and_odd_requests_do_not_stop_readyz() {
     assert!(worst < Duration::from_secs(2), "/readyz waited behind idle connections: {worst:?}");
     // Odd requests get an answer or a closed connection, never a hang or a crash.
     assert_eq!(srv.request("GET /readyz\r\n\r\n").0, 400, "HTTP/0.9 request line");
-    let (code, _, _) = srv.request(&format!(
+    let (code, _, _) = srv.request(format!(
         "GET /{} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
         "a".repeat(16_384)
     ));
@@ -283,7 +208,7 @@ fn slowloris_and_odd_requests_do_not_stop_readyz() {
     assert_eq!((code, body.as_str()), (200, "ready\n"), "a body on GET is ignored");
     for m in ["PUT", "DELETE", "PATCH"] {
         assert_eq!(
-            srv.request(&format!(
+            srv.request(format!(
                 "{m} /readyz HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
             ))
             .0,
@@ -311,12 +236,9 @@ fn slowloris_and_odd_requests_do_not_stop_readyz() {
 fn busy_port_is_a_clear_error() {
     let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = taken.local_addr().unwrap().to_string();
-    let o = Command::new(env!("CARGO_BIN_EXE_nodeprep"))
-        .arg("--root")
-        .arg(env!("CARGO_MANIFEST_DIR"))
+    let o = Nodeprep::new(Path::new(env!("CARGO_MANIFEST_DIR")))
         .args(["serve", "--listen", &addr])
-        .output()
-        .unwrap();
+        .output();
     assert_eq!(o.status.code(), Some(2));
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(err.contains(&format!("cannot listen on {addr}: Address already in use")), "{err}");
@@ -533,7 +455,7 @@ fn conditions_are_set_and_the_taint_waits_for_allocatable_devices() {
         serde_json::json!({"cpu": "192", "memory": "2000Gi"}),
     );
     let dir = kube_node(&url);
-    let srv = Server::start(dir.path(), &[]);
+    let srv = start(dir.path(), &[]);
     wait_until("three status patches", || api.lock().unwrap().status_patches.len() >= 3);
     {
         let a = api.lock().unwrap();
@@ -592,7 +514,7 @@ fn a_conflict_is_retried_on_fresh_data() {
         serde_json::json!({"nvidia.com/gpu": "8", "vpc.amazonaws.com/efa": "32"}),
     );
     let dir = kube_node(&url);
-    let _srv = Server::start(dir.path(), &[]);
+    let _srv = start(dir.path(), &[]);
     wait_until("the startup taint to go", || taint_keys(&api) == ["dedicated"]);
     assert_eq!(api.lock().unwrap().conflicts, 1);
 }
@@ -605,7 +527,7 @@ fn api_failures_never_stop_the_endpoints() {
             serde_json::json!({"nvidia.com/gpu": "8", "vpc.amazonaws.com/efa": "32"}),
         );
         let dir = kube_node(&url);
-        let srv = Server::start(dir.path(), &[]);
+        let srv = start(dir.path(), &[]);
         assert_eq!(srv.wait_for("/readyz", 200).0, 200);
         wait_until("a request to the API", || api.lock().unwrap().requests >= 1);
         // Endpoints answer at once while the API refuses or hangs; the taint is not touched.
@@ -625,14 +547,11 @@ fn kubernetes_without_credentials_is_a_clear_startup_error() {
     s.config = Some("[kubernetes]\nenabled = true\nnode_name = \"node-1\"\n".into());
     let dir = tempfile::tempdir().unwrap();
     s.write(dir.path()).unwrap();
-    let o = Command::new(env!("CARGO_BIN_EXE_nodeprep"))
-        .arg("--root")
-        .arg(dir.path())
+    let o = Nodeprep::new(dir.path())
         .args(["serve", "--listen", "127.0.0.1:0"])
         .env_remove("KUBERNETES_SERVICE_HOST")
         .env_remove("KUBERNETES_SERVICE_PORT")
-        .output()
-        .unwrap();
+        .output();
     assert_eq!(o.status.code(), Some(2));
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(

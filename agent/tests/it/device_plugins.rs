@@ -16,7 +16,7 @@ fn check(spec: &Spec, args: &[&str]) -> (i32, Value) {
 fn run(root: &Path, args: &[&str]) -> (i32, Value) {
     let mut all = vec!["--output", "json"];
     all.extend_from_slice(args);
-    let o = nodeprep_fixtures::run_nodeprep(env!("CARGO_BIN_EXE_nodeprep"), root, &all);
+    let o = crate::common::nodeprep(root, &all);
     let v: Value = serde_json::from_slice(&o.stdout)
         .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&o.stderr)));
     let c = v["checks"]

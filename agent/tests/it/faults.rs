@@ -5,46 +5,20 @@
 //! status directory that is a file, an API that hangs or refuses credentials in serve.rs; a
 //! read-only /etc in limits.rs.)
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::TcpStream;
+use std::io::Read;
 use std::path::Path;
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use nodeprep_fixtures::{Layout, Spec};
 use serde_json::Value;
 
-fn tree(spec: &Spec) -> tempfile::TempDir {
-    let dir = tempfile::tempdir().unwrap();
-    spec.write(dir.path()).unwrap();
-    dir
-}
+use crate::common::{tree, Nodeprep, Server, BIN};
 
 /// `nodeprep --root ROOT ARGS` with the fake NVML and a clean environment, run through `prefix`
 /// (e.g. `setpriv ...`) when given.
 fn command(prefix: &[&str], root: &Path, args: &[&str]) -> Command {
-    let bin = env!("CARGO_BIN_EXE_nodeprep");
-    let mut cmd = match prefix.split_first() {
-        Some((first, rest)) => {
-            let mut c = Command::new(first);
-            c.args(rest).arg(bin);
-            c
-        }
-        None => Command::new(bin),
-    };
-    cmd.arg("--root").arg(root).args(args);
-    for k in [
-        "NODEPREP_CONFIG",
-        "NODEPREP_INSTANCE_TYPE",
-        "NODEPREP_OUTPUT",
-        "NODEPREP_ROOT",
-        "NODEPREP_LOG",
-        "FAKE_NVML_CONFIG",
-    ] {
-        cmd.env_remove(k);
-    }
-    cmd.env("NODEPREP_NVML_LIB", nodeprep_fixtures::fake_nvml(&[]));
-    cmd
+    Nodeprep::through(prefix, root).args(args).command()
 }
 
 fn no_panic(o: &Output) {
@@ -308,7 +282,7 @@ fn boot_with_a_full_run_says_so_and_keeps_the_old_status_file() {
     let script = format!(
         "{} && set +e && {bin} --root {r} boot; echo \"exit=$?\"; cat {r}/run/nodeprep/status.json; ls -A {r}/run/nodeprep",
         full_run(root),
-        bin = env!("CARGO_BIN_EXE_nodeprep"),
+        bin = BIN,
         r = root.display()
     );
     let o = in_mount_namespace(&script)
@@ -332,60 +306,24 @@ fn boot_with_a_full_run_says_so_and_keeps_the_old_status_file() {
     assert!(out.ends_with("old\nstatus.json\n"), "{out}");
 }
 
-/// `serve` run by `command`, with its listening address.
-struct Server {
-    child: Child,
-    addr: String,
+/// Polls until `f` holds, at most 20 s.
+fn wait_for(what: &str, f: impl Fn() -> bool) {
+    let t0 = Instant::now();
+    while !f() {
+        assert!(t0.elapsed() < Duration::from_secs(20), "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
 }
 
-impl Server {
-    fn start(mut cmd: Command) -> Server {
-        let mut child = cmd.stdout(Stdio::piped()).stderr(Stdio::null()).spawn().unwrap();
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
-        let addr = line
-            .trim()
-            .strip_prefix("nodeprep serve: listening on http://")
-            .unwrap_or_else(|| panic!("{line:?}"))
-            .to_string();
-        Server { child, addr }
-    }
-
-    fn get(&self, path: &str) -> (u16, String) {
-        let mut s = TcpStream::connect(&self.addr).unwrap();
-        s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-        write!(s, "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").unwrap();
-        let mut buf = String::new();
-        let _ = s.read_to_string(&mut buf);
-        let code = buf.split_whitespace().nth(1).and_then(|c| c.parse().ok()).unwrap_or(0);
-        (code, buf.split_once("\r\n\r\n").map_or(String::new(), |(_, b)| b.to_string()))
-    }
-
-    fn wait_for(&self, what: &str, f: impl Fn(&Server) -> bool) {
+/// `/readyz` answers 200 five times in a row, each within a generous bound, and `/livez` 200.
+fn keeps_answering(srv: &Server) {
+    for _ in 0..5 {
         let t0 = Instant::now();
-        while !f(self) {
-            assert!(t0.elapsed() < Duration::from_secs(20), "timed out waiting for {what}");
-            std::thread::sleep(Duration::from_millis(100));
-        }
+        assert_eq!(srv.get("/readyz").0, 200);
+        assert!(t0.elapsed() < Duration::from_secs(2), "{:?}", t0.elapsed());
+        std::thread::sleep(Duration::from_millis(200));
     }
-
-    /// `/readyz` answers 200 five times in a row, each within a generous bound.
-    fn keeps_answering(&self) {
-        for _ in 0..5 {
-            let t0 = Instant::now();
-            assert_eq!(self.get("/readyz").0, 200);
-            assert!(t0.elapsed() < Duration::from_secs(2), "{:?}", t0.elapsed());
-            std::thread::sleep(Duration::from_millis(200));
-        }
-        assert_eq!(self.get("/livez").0, 200);
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+    assert_eq!(srv.get("/livez").0, 200);
 }
 
 fn with_interval(mut spec: Spec, extra: &str) -> Spec {
@@ -401,18 +339,18 @@ fn serve_with_a_full_run_keeps_answering_and_counts_the_failures() {
     let script = format!(
         "{} && exec {} --root {} serve --listen 127.0.0.1:0",
         full_run(root),
-        env!("CARGO_BIN_EXE_nodeprep"),
+        BIN,
         root.display()
     );
     let mut cmd = in_mount_namespace(&script);
-    cmd.env("NODEPREP_NVML_LIB", nodeprep_fixtures::fake_nvml(&[]));
-    let srv = Server::start(cmd);
-    srv.wait_for("two failed status writes", |s| {
-        s.get("/metrics").1.contains("nodeprep_status_file_write_errors_total 2\n")
+    cmd.env("NODEPREP_NVML_LIB", nodeprep_fixtures::fake_nvml(&[])).stderr(Stdio::null());
+    let srv = Server::spawn(cmd);
+    wait_for("two failed status writes", || {
+        srv.get("/metrics").2.contains("nodeprep_status_file_write_errors_total 2\n")
     });
-    srv.keeps_answering();
+    keeps_answering(&srv);
     // /status still has the report the file could not take.
-    let (code, body) = srv.get("/status");
+    let (code, _, body) = srv.get("/status");
     assert_eq!(code, 200);
     assert_eq!(serde_json::from_str::<Value>(&body).unwrap()["ready"], true);
 }
@@ -435,20 +373,12 @@ fn serve_with_the_api_server_down_keeps_answering() {
     let log = dir.path().join("serve.log");
     let mut cmd = command(&[], dir.path(), &["serve", "--listen", "127.0.0.1:0"]);
     cmd.stderr(std::fs::File::create(&log).unwrap());
-    let mut child = cmd.stdout(Stdio::piped()).spawn().unwrap();
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
-    let addr = line
-        .trim()
-        .strip_prefix("nodeprep serve: listening on http://")
-        .unwrap_or_else(|| panic!("{line:?}"))
-        .to_string();
-    let srv = Server { child, addr };
-    srv.wait_for("/readyz 200", |s| s.get("/readyz").0 == 200);
-    srv.wait_for("the failed update in the log", |_| {
+    let srv = Server::spawn(cmd);
+    wait_for("/readyz 200", || srv.get("/readyz").0 == 200);
+    wait_for("the failed update in the log", || {
         std::fs::read_to_string(&log).unwrap().contains("Kubernetes update failed")
     });
-    srv.keeps_answering();
+    keeps_answering(&srv);
     let text = std::fs::read_to_string(&log).unwrap();
     assert!(!text.contains("panicked"), "{text}");
     let failure = text.lines().find(|l| l.contains("Kubernetes update failed")).unwrap();

@@ -6,14 +6,12 @@ use std::process::Output;
 use nodeprep_fixtures::{base_runtime_spec, proc_limits, snapshot, Spec, UNLIMITED_RLIMIT};
 use serde_json::Value;
 
+use crate::common::{nodeprep, Nodeprep, BIN};
+
 const DROPIN: &str = "etc/systemd/system/containerd.service.d/50-nodeprep-limits.conf";
 const LIMITS_D: &str = "etc/security/limits.d/50-nodeprep.conf";
 const SPEC: &str = "etc/containerd/base-runtime-spec.json";
 const MIB8: u64 = 8 << 20;
-
-fn nodeprep(root: &Path, args: &[&str]) -> Output {
-    nodeprep_fixtures::run_nodeprep(env!("CARGO_BIN_EXE_nodeprep"), root, args)
-}
 
 fn text(o: &Output) -> String {
     format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr))
@@ -336,9 +334,8 @@ fn read_only_target_is_explained_and_nothing_half_written() {
     let dir = unprepared(None, None);
     let etc = dir.path().join("etc");
     std::fs::create_dir_all(&etc).unwrap();
-    let bin = env!("CARGO_BIN_EXE_nodeprep");
     let o = in_mount_namespace(&format!(
-        "mount --bind {etc} {etc} && mount -o remount,ro,bind {etc} && {bin} --root {root} boot",
+        "mount --bind {etc} {etc} && mount -o remount,ro,bind {etc} && {BIN} --root {root} boot",
         etc = etc.display(),
         root = dir.path().display()
     ));
@@ -358,18 +355,8 @@ fn unprivileged_run_says_it_needs_root() {
     // World-readable so that nobody can look, but not write.
     let _ = std::process::Command::new("chmod").args(["-R", "a+rX"]).arg(dir.path()).status();
     let _ = std::process::Command::new("chmod").arg("755").arg(dir.path()).status();
-    let o = std::process::Command::new("setpriv")
-        .args([
-            "--reuid=65534",
-            "--regid=65534",
-            "--clear-groups",
-            env!("CARGO_BIN_EXE_nodeprep"),
-            "--root",
-        ])
-        .arg(dir.path())
-        .arg("boot")
-        .output()
-        .expect("setpriv runs");
+    let setpriv = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"];
+    let o = Nodeprep::through(&setpriv, dir.path()).args(["boot"]).output();
     let out = text(&o);
     assert_eq!(o.status.code(), Some(1), "{out}");
     assert!(

@@ -3,18 +3,20 @@
 //! limit. Bad requests get a 4xx or a closed connection; the service stays up and `/readyz` keeps
 //! answering (the bound asserted is a generous 2 s; measured latencies are printed).
 
-use std::io::{BufRead, BufReader, ErrorKind, Read, Write};
+use std::io::{ErrorKind, Read, Write};
 use std::net::TcpStream;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use nodeprep::serve::http::{HEADER_TIMEOUT, MAX_CONNECTIONS, WRITE_TIMEOUT};
 use nodeprep_fixtures::Spec;
 
+use crate::common;
+
+/// `serve` on a healthy p5.48xlarge tree of its own.
 struct Server {
-    child: Child,
-    addr: String,
+    inner: common::Server,
     _dir: tempfile::TempDir,
 }
 
@@ -26,42 +28,14 @@ impl Server {
         let mut spec = Spec::p5_48xlarge();
         spec.config = Some("[serve]\ninterval_seconds = 30\n".into());
         spec.write(dir.path()).unwrap();
-        let bin = env!("CARGO_BIN_EXE_nodeprep");
-        let mut cmd = match prefix.split_first() {
-            Some((first, rest)) => {
-                let mut c = Command::new(first);
-                c.args(rest).arg(bin);
-                c
-            }
-            None => Command::new(bin),
-        };
-        cmd.arg("--root").arg(dir.path()).args(["serve", "--listen", "127.0.0.1:0"]);
-        for k in [
-            "NODEPREP_CONFIG",
-            "NODEPREP_INSTANCE_TYPE",
-            "NODEPREP_OUTPUT",
-            "NODEPREP_ROOT",
-            "NODEPREP_LOG",
-            "NOTIFY_SOCKET",
-            "WATCHDOG_USEC",
-        ] {
-            cmd.env_remove(k);
-        }
-        cmd.env("NODEPREP_NVML_LIB", nodeprep_fixtures::fake_nvml(&[]))
-            .env_remove("FAKE_NVML_CONFIG");
+        let mut cmd = common::Nodeprep::through(prefix, dir.path())
+            .args(["serve", "--listen", "127.0.0.1:0"])
+            .command();
         match log {
             Some(p) => cmd.stderr(std::fs::File::create(p).unwrap()),
             None => cmd.stderr(Stdio::null()),
         };
-        let mut child = cmd.stdout(Stdio::piped()).spawn().unwrap();
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
-        let addr = line
-            .trim()
-            .strip_prefix("nodeprep serve: listening on http://")
-            .unwrap_or_else(|| panic!("{line:?}"))
-            .to_string();
-        let srv = Server { child, addr, _dir: dir };
+        let srv = Server { inner: common::Server::spawn(cmd), _dir: dir };
         let t0 = Instant::now();
         while srv.readyz().ok() != Some(200) {
             assert!(t0.elapsed() < Duration::from_secs(15), "serve never became ready");
@@ -71,7 +45,7 @@ impl Server {
     }
 
     fn connect(&self) -> TcpStream {
-        TcpStream::connect(&self.addr).unwrap()
+        self.inner.connect()
     }
 
     /// Sends `raw` and reads until the server closes; returns the response's status (0 when the
@@ -88,7 +62,7 @@ impl Server {
 
     /// GET /readyz on a new connection: its status, or why there is none.
     fn readyz(&self) -> Result<u16, String> {
-        let mut s = TcpStream::connect(&self.addr).map_err(|e| e.to_string())?;
+        let mut s = TcpStream::connect(&self.inner.addr).map_err(|e| e.to_string())?;
         s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
         s.write_all(b"GET /readyz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
             .map_err(|e| e.to_string())?;
@@ -120,14 +94,7 @@ impl Server {
     }
 
     fn alive(&mut self) -> bool {
-        self.child.try_wait().unwrap().is_none()
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        self.inner.alive()
     }
 }
 

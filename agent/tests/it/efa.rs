@@ -17,7 +17,7 @@ fn efa(spec: &Spec, extra: impl FnOnce(&Path), args: &[&str]) -> (i32, Value) {
     let mut all = vec!["--output", "json"];
     all.extend_from_slice(args);
     all.extend_from_slice(&["check", "--only", "efa"]);
-    let o = nodeprep_fixtures::run_nodeprep(env!("CARGO_BIN_EXE_nodeprep"), dir.path(), &all);
+    let o = crate::common::nodeprep(dir.path(), &all);
     let v: Value = serde_json::from_slice(&o.stdout)
         .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&o.stderr)));
     assert_eq!(v["checks"].as_array().map(Vec::len), Some(1), "{v}");
@@ -138,11 +138,7 @@ fn the_text_report_shows_the_failure_and_its_remedy() {
     s.efa[0].phys_state = "3: Disabled".into();
     let dir = tempfile::tempdir().unwrap();
     s.write(dir.path()).unwrap();
-    let o = nodeprep_fixtures::run_nodeprep(
-        env!("CARGO_BIN_EXE_nodeprep"),
-        dir.path(),
-        &["check", "--only", "efa"],
-    );
+    let o = crate::common::nodeprep(dir.path(), &["check", "--only", "efa"]);
     let out = String::from_utf8_lossy(&o.stdout);
     assert_eq!(o.status.code(), Some(1), "{out}");
     assert!(out.starts_with("nodeprep: p5.48xlarge: NOT READY (1 required check failed)"), "{out}");

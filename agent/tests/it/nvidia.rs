@@ -9,6 +9,8 @@ use std::time::{Duration, Instant};
 use nodeprep_fixtures::{fake_nvml, Spec};
 use serde_json::{json, Value};
 
+use crate::common::{tree, Nodeprep};
+
 /// The p5 fixture's GPU bus ids, as NVML writes them.
 const P5_BUSES: [&str; 8] = [
     "00000000:53:00.0",
@@ -39,32 +41,17 @@ struct Run {
     elapsed: Duration,
 }
 
-fn tree(spec: &Spec) -> tempfile::TempDir {
-    let dir = tempfile::tempdir().unwrap();
-    spec.write(dir.path()).unwrap();
-    dir
-}
-
 /// Runs `nodeprep [args] check --only nvidia` on `root` with NVML from `lib` answering as
 /// `control` says (None: the fake's default, a healthy p5.48xlarge).
 fn run(root: &Path, lib: Lib, control: Option<&str>, args: &[&str], json: bool) -> Run {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_nodeprep"));
-    cmd.arg("--root").arg(root).args(args);
+    let mut cmd = Nodeprep::bare()
+        .args([std::ffi::OsStr::new("--root"), root.as_os_str()])
+        .args(args)
+        .command();
     if json {
         cmd.args(["--output", "json"]);
     }
     cmd.args(["check", "--only", "nvidia"]);
-    for k in [
-        "NODEPREP_CONFIG",
-        "NODEPREP_INSTANCE_TYPE",
-        "NODEPREP_OUTPUT",
-        "NODEPREP_LOG",
-        "NODEPREP_ROOT",
-        "NODEPREP_NVML_LIB",
-        "FAKE_NVML_CONFIG",
-    ] {
-        cmd.env_remove(k);
-    }
     match lib {
         Lib::Fake(omit) => {
             cmd.env("NODEPREP_NVML_LIB", fake_nvml(omit));

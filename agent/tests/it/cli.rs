@@ -1,13 +1,11 @@
 //! The binary as a user runs it: exit codes, messages, the report in both formats, the example tree.
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Command;
 
 use nodeprep_fixtures::{snapshot, Spec};
 
-fn nodeprep(root: &Path, args: &[&str]) -> Output {
-    nodeprep_fixtures::run_nodeprep(env!("CARGO_BIN_EXE_nodeprep"), root, args)
-}
+use crate::common::{example, nodeprep, stderr, stdout, tree, Nodeprep};
 
 /// The table row of a check, e.g. "pass    instance  p5.48xlarge ...".
 fn row(out: &str, check: &str) -> String {
@@ -15,24 +13,6 @@ fn row(out: &str, check: &str) -> String {
         .find(|l| l.split_whitespace().nth(1) == Some(check))
         .unwrap_or_else(|| panic!("no row for {check}:\n{out}"))
         .to_string()
-}
-
-fn stdout(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stdout).into_owned()
-}
-
-fn stderr(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
-}
-
-fn example() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/p5.48xlarge")
-}
-
-fn tree(spec: &Spec) -> tempfile::TempDir {
-    let dir = tempfile::tempdir().unwrap();
-    spec.write(dir.path()).unwrap();
-    dir
 }
 
 #[test]
@@ -86,12 +66,12 @@ fn json_report_has_the_design_schema() {
     assert_eq!(inst["expected"]["efa"], 32);
     assert_eq!(inst["expected"]["gpus"], 8);
     // The env var does the same as the flag.
-    let o2 = Command::new(env!("CARGO_BIN_EXE_nodeprep"))
+    let o2 = Nodeprep::bare()
+        .env("NODEPREP_NVML_LIB", nodeprep_fixtures::fake_nvml(&[]))
         .env("NODEPREP_ROOT", example())
         .env("NODEPREP_OUTPUT", "json")
-        .arg("check")
-        .output()
-        .unwrap();
+        .args(["check"])
+        .output();
     let v2: serde_json::Value = serde_json::from_slice(&o2.stdout).unwrap();
     assert_eq!(v2["instance_type"], "p5.48xlarge");
 }
@@ -209,10 +189,7 @@ fn usage_errors_exit_2() {
         assert_eq!(o.status.code(), Some(2), "{args:?}");
         assert!(stderr(&o).contains(want), "{args:?}: {}", stderr(&o));
     }
-    let o = Command::new(env!("CARGO_BIN_EXE_nodeprep"))
-        .args(["--root", "/nonexistent/root", "check"])
-        .output()
-        .unwrap();
+    let o = Nodeprep::bare().args(["--root", "/nonexistent/root", "check"]).output();
     assert_eq!(o.status.code(), Some(2));
     assert!(stderr(&o).contains("--root /nonexistent/root: not a directory"), "{}", stderr(&o));
 }
@@ -306,6 +283,34 @@ fn readme_documents_every_config_key_and_exit_code() {
     }
 }
 
+/// The README's table of checks is the registry: the same checks, in report order, each with
+/// when it runs and what it checks.
+#[test]
+fn readme_check_table_is_the_registry() {
+    let readme =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../README.md"))
+            .unwrap();
+    let start = readme.find("| check | runs | what it checks |").expect("README's check table");
+    let rows: Vec<Vec<String>> = readme[start..]
+        .lines()
+        .skip(2)
+        .take_while(|l| l.starts_with('|'))
+        .map(|l| {
+            l.trim_matches('|').split('|').map(|c| c.trim().trim_matches('`').to_string()).collect()
+        })
+        .collect();
+    let want: Vec<Vec<String>> = nodeprep::capability::REGISTRY
+        .iter()
+        .map(|r| vec![r.name.to_string(), r.when.describe().to_string(), r.about.to_string()])
+        .collect();
+    assert_eq!(rows, want, "README's check table differs from capability::REGISTRY");
+    // And --help lists the same checks, from the same registry.
+    let help = stdout(&Nodeprep::bare().args(["check", "--help"]).output());
+    for r in nodeprep::capability::REGISTRY {
+        assert!(help.contains(r.name) && help.contains(r.about), "{help}");
+    }
+}
+
 #[test]
 fn logs_go_to_stderr_with_structured_fields_and_verbosity() {
     let dir = tree(&Spec::empty());
@@ -335,14 +340,7 @@ fn logs_go_to_stderr_with_structured_fields_and_verbosity() {
 /// Runs nodeprep through `sh`, with stdout and stderr closed (`>&- 2>&-`), as a unit or script
 /// may start it.
 fn closed_fds(root: &Path, args: &[&str]) -> Command {
-    let mut c = Command::new("sh");
-    c.args(["-c", "exec \"$0\" \"$@\" >&- 2>&-", env!("CARGO_BIN_EXE_nodeprep"), "--root"]);
-    c.arg(root).args(args);
-    c.env("NODEPREP_NVML_LIB", nodeprep_fixtures::fake_nvml(&[]));
-    for k in ["NODEPREP_CONFIG", "NODEPREP_INSTANCE_TYPE", "NODEPREP_OUTPUT", "NODEPREP_ROOT"] {
-        c.env_remove(k);
-    }
-    c
+    Nodeprep::through(&["sh", "-c", "exec \"$0\" \"$@\" >&- 2>&-"], root).args(args).command()
 }
 
 /// Without std's start-up (a C `main`), a closed stdout or stderr is the first file nodeprep

@@ -10,17 +10,18 @@ use std::process::Output;
 use nodeprep_fixtures::{ext4_superblock, md_superblock, snapshot, xfs_superblock, Disk, Spec};
 use serde_json::Value;
 
+use crate::common::nodeprep;
+
 const MODEL: &str = "Amazon EC2 NVMe Instance Storage";
 const NO_LIMITS: &str = "[limits]\napply = \"never\"\n";
-
-fn nodeprep(root: &Path, args: &[&str]) -> Output {
-    nodeprep_fixtures::run_nodeprep(env!("CARGO_BIN_EXE_nodeprep"), root, args)
-}
 
 fn out(o: &Output) -> String {
     format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr))
 }
 
+/// `boot --dry-run`: (exit code, the storage lines).
+/// A fixture tree; limits are not applied unless the spec's config says so (storage tests see only
+/// storage actions).
 fn tree(spec: &Spec) -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
     let mut spec = spec.clone();
@@ -29,7 +30,6 @@ fn tree(spec: &Spec) -> tempfile::TempDir {
     dir
 }
 
-/// `boot --dry-run`: (exit code, the storage lines).
 fn dry_run(root: &Path) -> (i32, Vec<String>) {
     let o = nodeprep(root, &["boot", "--dry-run"]);
     let lines = String::from_utf8_lossy(&o.stdout)

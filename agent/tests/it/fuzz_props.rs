@@ -7,7 +7,7 @@
 //! `PROPTEST_CASES=4000` (CI) or more runs every property longer. A failing case is shrunk and
 //! printed: keep it as a file under `fuzz/regressions/<target>/`.
 
-#[path = "../../fuzz/src/lib.rs"]
+#[path = "../../../fuzz/src/lib.rs"]
 mod targets;
 
 use std::io::{Read, Write};
