@@ -3,8 +3,8 @@
 # cargo test): proc macros cannot be linked non-PIE.
 #
 # relocation-model=static: a non-PIE executable (as kubelet and containerd ship). A PIE nodeprep
-# spends its start-up relocating ~22,000 pointers and copy-on-write faulting the ~400 KB they sit
-# in: 0.5-0.8 ms of every `nodeprep check` on a small VM, a sixth of the whole run. The stack, heap,
-# shared libraries (and NVML) stay randomized; only the executable's own addresses are fixed.
+# spends its start-up relocating its pointers and copy-on-write faulting the pages they sit in (what
+# that costs: bench/README.md). The stack, heap, shared libraries (and NVML) stay randomized; only
+# the executable's own addresses are fixed.
 export CARGO_TARGET_X86_64_UNKNOWN_LINUX_GNU_RUSTFLAGS="-C relocation-model=static"
 export CARGO_TARGET_AARCH64_UNKNOWN_LINUX_GNU_RUSTFLAGS="-C relocation-model=static"

@@ -39,8 +39,8 @@ impl Queue {
 }
 
 /// Workers started at first. Thread start-up is a real cost for a whole `nodeprep check` process
-/// (about 0.1 ms each on a small VM, more than most checks take), and two workers keep two cores
-/// busy; more are started only when checks wait while every worker is held (see [`STALL`]).
+/// (more than most checks take; figures in bench/README.md), and two workers keep two cores busy;
+/// more are started only when checks wait while every worker is held (see [`STALL`]).
 const FIRST_WORKERS: usize = 2;
 
 /// When no check has finished for this long while some checks have not started, every worker is
