@@ -7,9 +7,9 @@
 //! (root-prefixed reads, typed readers, commands, IMDS); [`serve`] is the long-running service.
 //! [`config`], [`catalog`] and [`identity`] say what the node must have.
 
-pub mod apply;
+pub(crate) mod apply;
 pub mod capability;
-pub mod catalog;
+pub(crate) mod catalog;
 pub mod cli;
 pub mod commands;
 pub mod config;
@@ -17,7 +17,7 @@ pub mod host;
 pub mod identity;
 pub(crate) mod logging;
 pub mod report;
-pub mod run;
+pub(crate) mod run;
 pub mod serve;
 
 /// An error and all its causes on one line (`a: b: c`), as logs and reports need them: the top

@@ -560,3 +560,46 @@ fn kubernetes_without_credentials_is_a_clear_startup_error() {
         "{err}"
     );
 }
+
+/// boot and serve write the status file at once (serve every second, four boots back to back):
+/// every read of it is one whole report, and no temporary file is left behind. With a temporary
+/// name shared by both writers, one truncated the other's file before the rename.
+#[test]
+fn boot_and_serve_writing_the_status_file_at_once_never_tear_it() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let dir = prepared(1);
+    let status = dir.path().join("run/nodeprep/status.json");
+    let srv = start(dir.path(), &[]);
+    assert_eq!(srv.wait_for("/readyz", 200).0, 200);
+    let stop = AtomicBool::new(false);
+    let reads = std::thread::scope(|s| {
+        let reader = s.spawn(|| {
+            let mut reads = 0;
+            while !stop.load(Ordering::Relaxed) {
+                if let Ok(text) = std::fs::read_to_string(&status) {
+                    let v: serde_json::Value = serde_json::from_str(&text)
+                        .unwrap_or_else(|e| panic!("a torn status file ({e}): {text:?}"));
+                    assert_eq!(v["schema"], "nodeprep.report/v1");
+                    reads += 1;
+                }
+            }
+            reads
+        });
+        let boots: Vec<_> = (0..4)
+            .map(|_| s.spawn(|| crate::common::nodeprep(dir.path(), &["boot"]).status.code()))
+            .collect();
+        let codes: Vec<Option<i32>> = boots.into_iter().map(|b| b.join().unwrap()).collect();
+        // serve rewrites the file every second: let it write while nothing else does, too.
+        std::thread::sleep(Duration::from_millis(1500));
+        stop.store(true, Ordering::Relaxed);
+        assert!(codes.iter().all(|c| *c == Some(0)), "{codes:?}");
+        reader.join().unwrap()
+    });
+    assert!(reads > 10, "{reads} reads");
+    drop(srv);
+    let left: Vec<String> = std::fs::read_dir(dir.path().join("run/nodeprep"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(left, ["status.json"], "temporary files left behind");
+}
