@@ -103,11 +103,15 @@ pub struct MdArray {
 impl MdArray {
     /// Running with every member: usable.
     pub fn is_running(&self) -> bool {
-        matches!(
-            self.state.as_str(),
-            "clean" | "active" | "active-idle" | "read-auto" | "write-pending"
-        ) && self.members.len() as u32 >= self.raid_disks
+        md_running(&self.state, self.members.len(), self.raid_disks)
     }
+}
+
+/// Whether an md array in `state` (`md/array_state`) with `members` of its `raid_disks` runs with
+/// every member.
+pub fn md_running(state: &str, members: usize, raid_disks: u32) -> bool {
+    matches!(state, "clean" | "active" | "active-idle" | "read-auto" | "write-pending")
+        && members as u32 >= raid_disks
 }
 
 /// The member devices of md array `name`.

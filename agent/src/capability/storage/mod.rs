@@ -23,7 +23,7 @@ use self::probe::{Content, MdMember};
 use super::{Check, Context, Registration, When};
 use crate::config::{Mode, StorageConfig};
 use crate::host::mountinfo::{self, Mount};
-use crate::host::{HostError, Space};
+use crate::host::{block, HostError, Space};
 use crate::report::CheckResult;
 
 /// The NVMe model string of EC2 instance-store disks (`sys/block/<dev>/device/model`).
@@ -111,10 +111,7 @@ impl Array {
 
     /// Running with every member: usable.
     pub fn is_running(&self) -> bool {
-        matches!(
-            self.state.as_str(),
-            "clean" | "active" | "active-idle" | "read-auto" | "write-pending"
-        ) && self.members.len() as u32 >= self.raid_disks
+        block::md_running(&self.state, self.members.len(), self.raid_disks)
     }
 }
 
