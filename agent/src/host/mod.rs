@@ -172,6 +172,11 @@ impl Host {
         Some(self.path(host_path)).filter(|p| p.exists())
     }
 
+    /// A host path whose content is not in its format: `why` says what is wrong.
+    pub fn malformed(&self, host_path: impl AsRef<Path>, why: impl Into<String>) -> HostError {
+        HostError::malformed(self.path(host_path), why)
+    }
+
     /// Runs `program args...` on the host with a deadline; its stdout. Under a root other than
     /// `/` the live runner refuses ([`CmdError::NotLive`]).
     pub fn run(&self, program: &str, args: &[&str], timeout: Duration) -> Result<String, CmdError> {

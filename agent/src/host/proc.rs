@@ -19,7 +19,7 @@ use std::time::{Duration, SystemTime};
 use procfs_core::process::{LimitValue, Limits, Stat};
 use procfs_core::{FromBufRead, FromRead};
 
-use super::{FormatError, Host, HostError, HostResult};
+use super::{FormatError, Host, HostResult};
 
 /// Where systemd keeps `system.slice`: the unified (v2) hierarchy, then the v1 `systemd` one.
 const SLICES: &[&str] = &["/sys/fs/cgroup/system.slice", "/sys/fs/cgroup/systemd/system.slice"];
@@ -130,7 +130,7 @@ pub fn parse_limits(text: &str) -> Result<SoftLimits, FormatError> {
 pub fn limits(host: &Host, pid: u32) -> HostResult<SoftLimits> {
     let file = format!("/proc/{pid}/limits");
     let text = host.read_string(&file)?;
-    parse_limits(&text).map_err(|why| HostError::malformed(host.path(&file), why.0))
+    parse_limits(&text).map_err(|why| host.malformed(&file, why.0))
 }
 
 /// Clock ticks per second of `/proc/<pid>/stat` times (USER_HZ: 100 on every Linux architecture
@@ -153,14 +153,14 @@ pub fn parse_start_ticks(stat: &str) -> Result<u64, FormatError> {
 /// clock ticks after boot.
 pub fn start_time(host: &Host, pid: u32) -> HostResult<SystemTime> {
     let file = format!("/proc/{pid}/stat");
-    let ticks = parse_start_ticks(&host.read_string(&file)?)
-        .map_err(|why| HostError::malformed(host.path(&file), why.0))?;
+    let ticks =
+        parse_start_ticks(&host.read_string(&file)?).map_err(|why| host.malformed(&file, why.0))?;
     let stat = host.read_string("/proc/stat")?;
     let btime: u64 = stat
         .lines()
         .find_map(|l| l.strip_prefix("btime "))
         .and_then(|v| v.trim().parse().ok())
-        .ok_or_else(|| HostError::malformed(host.path("/proc/stat"), "no \"btime N\" line"))?;
+        .ok_or_else(|| host.malformed("/proc/stat", "no \"btime N\" line"))?;
     let since_boot = Duration::from_millis(ticks.saturating_mul(1000 / TICKS_PER_SECOND));
     Ok(SystemTime::UNIX_EPOCH + Duration::from_secs(btime) + since_boot)
 }

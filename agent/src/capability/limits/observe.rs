@@ -213,10 +213,9 @@ fn unit_limits(host: &Host, errors: &mut Vec<HostError>) -> (Option<UnitLimit>, 
         };
         match parse_systemd_limit(&s.value) {
             Some(l) => *slot = Some((l, s.file)),
-            None => errors.push(HostError::malformed(
-                host.display(&s.file).into(),
-                format!("cannot parse {}={}", s.key, s.value),
-            )),
+            None => {
+                errors.push(host.malformed(&s.file, format!("cannot parse {}={}", s.key, s.value)))
+            }
         }
     }
     (memlock, stack)
@@ -234,9 +233,7 @@ pub fn observe(host: &Host) -> Snapshot {
         Err(e) if e.is_not_found() => SpecState::Absent,
         Err(error) => SpecState::Invalid { error },
         Ok(text) => match parse_spec(&text) {
-            Err(why) => SpecState::Invalid {
-                error: HostError::malformed(host.display(&spec_path).into(), why.to_string()),
-            },
+            Err(why) => SpecState::Invalid { error: host.malformed(&spec_path, why.to_string()) },
             Ok(value) => SpecState::Valid {
                 text,
                 value,

@@ -66,10 +66,9 @@ pub fn pci_scan(host: &Host, errors: &mut Vec<HostError>) -> (Vec<PciGpu>, usize
             (0x0300 | 0x0302, Some(addr)) => {
                 gpus.push(PciGpu { addr, bdf: f.bdf, device: f.device })
             }
-            (0x0300 | 0x0302, None) => errors.push(HostError::malformed(
-                host.display(format!("{PCI_DEVICES}/{}", f.bdf)).into(),
-                "not a PCI address",
-            )),
+            (0x0300 | 0x0302, None) => {
+                errors.push(host.malformed(format!("{PCI_DEVICES}/{}", f.bdf), "not a PCI address"))
+            }
             (0x0680, _) => switches += 1,
             _ => {}
         }

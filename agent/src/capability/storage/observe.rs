@@ -8,7 +8,7 @@ use super::probe::{self, Content, Sample};
 use super::{storage_device, Array, Disk, ObserveError, Snapshot, INSTANCE_STORE_MODEL, USERS};
 use crate::config::StorageConfig;
 use crate::host::mountinfo::{self, Mount};
-use crate::host::{block, natural_cmp, proc, Host, HostError, Space};
+use crate::host::{block, natural_cmp, proc, Host, Space};
 
 /// What the device carries, and for a first md member what the array's data starts with.
 fn probe_device(
@@ -122,9 +122,7 @@ pub fn observe(host: &Host, cfg: &StorageConfig, probe: bool) -> Snapshot {
     match host.read_string(table) {
         Ok(text) => match mountinfo::parse(&text) {
             Ok(m) => snap.mounts = m,
-            Err(e) => snap
-                .errors
-                .push(HostError::malformed(host.display(table).into(), e.to_string()).into()),
+            Err(e) => snap.errors.push(host.malformed(table, e.to_string()).into()),
         },
         Err(e) => snap.errors.push(e.into()),
     }
