@@ -49,22 +49,33 @@ pub struct CheckResult {
 }
 
 /// A metric a check reports (`serve` exports it as `nodeprep_<name>`): declared by the check's
-/// registration, so it exists from the first scrape on.
+/// registration, so its help and type are there from the first scrape on.
 #[derive(Debug, PartialEq, Eq)]
 pub struct MetricDef {
     pub name: &'static str,
     pub help: &'static str,
-    /// The label that tells its series apart, if it has several.
-    pub label: Option<&'static str>,
+    pub kind: MetricKind,
+    /// The labels that tell its series apart, in order (none: one series).
+    pub labels: &'static [&'static str],
 }
 
-/// One value of a [`MetricDef`] from one check run. Values with the same label are added up; a
-/// metric the run gave no value for reads 0.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// How Prometheus reads a metric's values.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MetricKind {
+    /// A value now.
+    Gauge,
+    /// A total that only grows (until its source restarts); exported with `_total`.
+    Counter,
+}
+
+/// One value of a [`MetricDef`] from one check run, with its label values in the order the def
+/// names them. Values of the same series add up. A metric the run gave no value for has no series:
+/// what was not seen is not exported as 0.
+#[derive(Debug, Clone, PartialEq)]
 pub struct Sample {
     pub metric: &'static MetricDef,
-    pub label: Option<String>,
-    pub value: i64,
+    pub labels: Vec<String>,
+    pub value: f64,
 }
 
 impl CheckResult {
@@ -82,15 +93,16 @@ impl CheckResult {
         }
     }
 
-    /// Adds a value of `metric` (one without a label).
-    pub fn metric(mut self, metric: &'static MetricDef, value: i64) -> Self {
-        self.metrics.push(Sample { metric, label: None, value });
-        self
-    }
-
-    /// Adds a value of `metric` for one of its series.
-    pub fn metric_for(mut self, metric: &'static MetricDef, label: String, value: i64) -> Self {
-        self.metrics.push(Sample { metric, label: Some(label), value });
+    /// Adds a value of `metric`; `labels` are its label values, in the def's order.
+    pub fn metric<const N: usize>(
+        mut self,
+        metric: &'static MetricDef,
+        labels: [&str; N],
+        value: f64,
+    ) -> Self {
+        debug_assert_eq!(metric.labels.len(), N, "{}: label values", metric.name);
+        let labels = labels.iter().map(|l| l.to_string()).collect();
+        self.metrics.push(Sample { metric, labels, value });
         self
     }
 

@@ -22,6 +22,8 @@
  *     memory_total <bytes>         nvmlDeviceGetMemoryInfo(_v2)
  *     ecc_uncorrected <n>          volatile uncorrected ECC errors (nvmlDeviceGetTotalEccErrors)
  *     retired_pending <0|1>        nvmlDeviceGetRetiredPagesPendingStatus
+ *     minor <n>                    nvmlDeviceGetMinorNumber (the N of /dev/nvidia<N>; default: its
+ *                                  position among the GPUs, as the driver numbers them)
  *     remapped_rows <corr> <unc> <pending> <failure>   nvmlDeviceGetRemappedRows
  *     fabric <state> <status>      nvmlDeviceGetGpuFabricInfo (state 0..3, status an nvmlReturn_t)
  *     error <function> <code>      that call on this GPU returns <code> (15: GPU is lost,
@@ -102,6 +104,7 @@ struct fake_gpu {
     unsigned long long memory_total;
     unsigned long long ecc_uncorrected;
     unsigned int retired_pending;
+    unsigned int minor;
     unsigned int remap[4];
     unsigned char fabric_state;
     nvmlReturn_t fabric_status;
@@ -148,6 +151,7 @@ static void gpu_defaults(struct fake_gpu *g, const char *bus_id, int index) {
     snprintf(g->name, sizeof g->name, "NVIDIA H100 80GB HBM3");
     snprintf(g->uuid, sizeof g->uuid, "GPU-6a1f3c2e-0b7d-4d2a-9c1e-5f8a2b3c4d%02d", index);
     g->memory_total = 85520809984ULL;
+    g->minor = (unsigned)index;
     g->fabric_state = 3; /* NVML_GPU_FABRIC_STATE_COMPLETED */
     g->fabric_status = NVML_SUCCESS;
 }
@@ -208,6 +212,8 @@ static int load_config(const char *path) {
             g->memory_total = strtoull(rest, NULL, 10);
         } else if (g && !strcmp(key, "ecc_uncorrected")) {
             g->ecc_uncorrected = strtoull(rest, NULL, 10);
+        } else if (g && !strcmp(key, "minor")) {
+            g->minor = (unsigned)strtoul(rest, NULL, 10);
         } else if (g && !strcmp(key, "retired_pending")) {
             g->retired_pending = (unsigned)strtoul(rest, NULL, 10);
         } else if (g && !strcmp(key, "remapped_rows")) {
@@ -374,6 +380,16 @@ EXPORT nvmlReturn_t nvmlDeviceGetTotalEccErrors(nvmlDevice_t d, unsigned int err
     if (!count || errorType > 1 || counterType > 1) return NVML_ERROR_INVALID_ARGUMENT;
     /* Only volatile uncorrected errors are modelled; the others are zero. */
     *count = (errorType == 1 && counterType == 0) ? d->ecc_uncorrected : 0;
+    return NVML_SUCCESS;
+}
+#endif
+
+#ifndef OMIT_nvmlDeviceGetMinorNumber
+EXPORT nvmlReturn_t nvmlDeviceGetMinorNumber(nvmlDevice_t d, unsigned int *minorNumber) {
+    nvmlReturn_t r = device_call("nvmlDeviceGetMinorNumber", d);
+    if (r) return r;
+    if (!minorNumber) return NVML_ERROR_INVALID_ARGUMENT;
+    *minorNumber = d->minor;
     return NVML_SUCCESS;
 }
 #endif
@@ -562,7 +578,6 @@ STUB(nvmlDeviceGetMigDeviceHandleByIndex)
 STUB(nvmlDeviceGetMigMode)
 STUB(nvmlDeviceGetMinMaxClockOfPState)
 STUB(nvmlDeviceGetMinMaxFanSpeed)
-STUB(nvmlDeviceGetMinorNumber)
 STUB(nvmlDeviceGetModuleId)
 STUB(nvmlDeviceGetMultiGpuBoard)
 STUB(nvmlDeviceGetNumFans)

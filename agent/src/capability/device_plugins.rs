@@ -8,7 +8,7 @@
 use serde_json::Value;
 
 use super::{Check, Context, Registration, When};
-use crate::report::{CheckResult, Status};
+use crate::report::{CheckResult, MetricDef, MetricKind, Sample, Status};
 
 pub const CHECKPOINT: &str = "/var/lib/kubelet/device-plugins/kubelet_internal_checkpoint";
 pub const GPU: &str = "nvidia.com/gpu";
@@ -49,13 +49,26 @@ pub fn parse_checkpoint(text: &str) -> Result<Vec<(String, usize)>, CheckpointEr
     Ok(out)
 }
 
+pub static DEVICES_REGISTERED: MetricDef = MetricDef {
+    name: "device_plugin_devices",
+    help: "Devices registered with kubelet per resource (the device-plugins check's found)",
+    kind: MetricKind::Gauge,
+    labels: &["resource"],
+};
+pub static DEVICES_EXPECTED: MetricDef = MetricDef {
+    name: "device_plugin_devices_expected",
+    help: "Devices this node must register per resource (the device-plugins check's expected)",
+    kind: MetricKind::Gauge,
+    labels: &["resource"],
+};
+
 /// The `device-plugins` check's line in the registry.
 pub static REGISTRATION: Registration = Registration {
     name: "device-plugins",
     when: When::AfterKubelet,
     start_rank: 4,
     about: "GPUs and EFA registered with kubelet by their device plugins",
-    metrics: &[],
+    metrics: &[&DEVICES_REGISTERED, &DEVICES_EXPECTED],
     check: &DevicePlugins,
 };
 
@@ -74,6 +87,21 @@ impl Check for DevicePlugins {
     }
 
     fn run(&self, ctx: &Context) -> CheckResult {
+        // The metrics are the verdict's own numbers.
+        let mut r = self.verdict(ctx);
+        for res in [GPU, EFA] {
+            for (def, map) in [(&DEVICES_REGISTERED, &r.found), (&DEVICES_EXPECTED, &r.expected)] {
+                if let Some(n) = map.get(res).and_then(Value::as_f64) {
+                    r.metrics.push(Sample { metric: def, labels: vec![res.to_string()], value: n });
+                }
+            }
+        }
+        r
+    }
+}
+
+impl DevicePlugins {
+    fn verdict(&self, ctx: &Context) -> CheckResult {
         let required = self.required(ctx);
         let expected = Self::expected(ctx);
         let mut r = CheckResult::new("device-plugins", Status::Pass, "").required(required);

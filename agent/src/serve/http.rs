@@ -21,6 +21,7 @@ use axum::Router;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::service::TowerToHyperService;
 
+use super::metrics::Format;
 use super::Shared;
 
 pub const MAX_CONNECTIONS: usize = 512;
@@ -73,17 +74,12 @@ async fn status(State(s): State<Arc<Shared>>) -> Response {
     }
 }
 
-async fn metrics(State(s): State<Arc<Shared>>) -> Response {
-    let body = match s.published() {
-        Some(p) => p.metrics.clone(),
-        None => s.metrics.encode(),
-    };
-    (
-        StatusCode::OK,
-        [(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")],
-        body,
-    )
-        .into_response()
+/// `/metrics` in the format the scraper asks for (`Accept`): text 0.0.4 unless OpenMetrics.
+async fn metrics(State(s): State<Arc<Shared>>, headers: axum::http::HeaderMap) -> Response {
+    let accept = headers.get(header::ACCEPT).and_then(|v| v.to_str().ok());
+    let format = Format::negotiate(accept);
+    let body = s.metrics.encode(format);
+    (StatusCode::OK, [(header::CONTENT_TYPE, format.content_type())], body).into_response()
 }
 
 async fn not_found() -> Response {

@@ -215,7 +215,9 @@ impl Sync {
     }
 
     /// Publishes the conditions for `report` and removes the startup taint when allowed.
-    pub async fn update(&self, report: &Report) -> Result<(), KubeError> {
+    /// Publishes the conditions; removes the startup taint when allowed. Whether the taint is on
+    /// the Node afterwards (`None`: no taint is configured).
+    pub async fn update(&self, report: &Report) -> Result<Option<bool>, KubeError> {
         let node = self.nodes.get(&self.name).await.map_err(|e| self.error("reading node", e))?;
         let existing: Vec<Value> = node
             .status
@@ -230,10 +232,15 @@ impl Sync {
             .await
             .map_err(|e| self.error("updating conditions of node", e))?;
         tracing::debug!(node = %self.name, ready = report.ready, "node conditions updated");
-        if let Some(key) = &self.taint {
-            self.remove_taint(key, report, node).await?;
+        match &self.taint {
+            Some(key) => self.remove_taint(key, report, node).await.map(Some),
+            None => Ok(None),
         }
-        Ok(())
+    }
+
+    /// The startup taint's key, if one is configured.
+    pub fn taint(&self) -> Option<&str> {
+        self.taint.as_deref()
     }
 
     async fn remove_taint(
@@ -241,19 +248,19 @@ impl Sync {
         key: &str,
         report: &Report,
         mut node: Node,
-    ) -> Result<(), KubeError> {
+    ) -> Result<bool, KubeError> {
         for attempt in 1..=5 {
             let taints = node.spec.as_ref().and_then(|s| s.taints.clone()).unwrap_or_default();
             if !taints.iter().any(|t| t.key == key) {
-                return Ok(());
+                return Ok(false);
             }
             if !report.ready {
                 tracing::info!(node = %self.name, taint = key, "startup taint kept: node not ready");
-                return Ok(());
+                return Ok(true);
             }
             if let Some(why) = allocatable_shortfall(&node, &self.expected) {
                 tracing::info!(node = %self.name, taint = key, reason = %why, "startup taint kept: devices not allocatable yet");
-                return Ok(());
+                return Ok(true);
             }
             let kept: Vec<_> = taints.into_iter().filter(|t| t.key != key).collect();
             let rv = node.metadata.resource_version.clone();
@@ -262,7 +269,7 @@ impl Sync {
             {
                 Ok(_) => {
                     tracing::info!(node = %self.name, taint = key, "startup taint removed: node ready and devices allocatable");
-                    return Ok(());
+                    return Ok(false);
                 }
                 Err(e) if api_code(&e) == Some(409) => {
                     tracing::info!(node = %self.name, attempt, "node changed while removing the taint (409); retrying on fresh data");
@@ -293,8 +300,13 @@ impl Sync {
     }
 }
 
-/// Applies every new report, retrying failures with backoff, until the sender is dropped.
-pub async fn run(sync: Arc<Sync>, mut reports: watch::Receiver<Option<Arc<Report>>>) {
+/// Applies every new report, retrying failures with backoff, until the sender is dropped; tells
+/// `taint_seen` whether the startup taint is on the Node after each update.
+pub async fn run(
+    sync: Arc<Sync>,
+    mut reports: watch::Receiver<Option<Arc<Report>>>,
+    taint_seen: impl Fn(&str, Option<bool>),
+) {
     let mut backoff: Option<Duration> = None;
     loop {
         match backoff {
@@ -313,7 +325,12 @@ pub async fn run(sync: Arc<Sync>, mut reports: watch::Receiver<Option<Arc<Report
         }
         let Some(report) = reports.borrow_and_update().clone() else { continue };
         match sync.update(&report).await {
-            Ok(()) => backoff = None,
+            Ok(present) => {
+                if let Some(key) = sync.taint() {
+                    taint_seen(key, present);
+                }
+                backoff = None;
+            }
             Err(e) => {
                 let next = backoff.map_or(Duration::from_secs(1), |b| (b * 2).min(MAX_BACKOFF));
                 tracing::warn!(error = %e, retry_in_s = next.as_secs(), "Kubernetes update failed; endpoints keep serving");

@@ -49,7 +49,6 @@ pub struct Published {
     /// Body of `/readyz`: "ready" or the failing required checks.
     pub readyz: String,
     pub status_json: String,
-    pub metrics: String,
 }
 
 /// State shared by the check loop and the endpoints.
@@ -61,7 +60,7 @@ pub struct Shared {
     /// the check deadline, plus slack.
     stuck_after: Duration,
     interval: Duration,
-    metrics: metrics::Metrics,
+    pub(crate) metrics: metrics::Metrics,
 }
 
 impl Shared {
@@ -113,12 +112,7 @@ impl Shared {
                 .collect();
             format!("not ready\n{}\n", failing.join("\n"))
         };
-        let p = Published {
-            ready: report.ready,
-            readyz,
-            status_json: report.to_json(),
-            metrics: self.metrics.encode(),
-        };
+        let p = Published { ready: report.ready, readyz, status_json: report.to_json() };
         *self.published.write().expect("published lock") = Some(Arc::new(p));
     }
 }
@@ -203,7 +197,10 @@ pub fn run(ctx: Arc<Context>, addr: SocketAddr) -> Result<(), ServeError> {
         tracing::info!(node = %name, %server, credentials = %kube::describe(&kube_cfg, &ctx.host), taint = %kube_cfg.startup_taint, "Kubernetes updates enabled");
         let sync = Arc::new(kube::Sync::new(client, server, name, &kube_cfg, &ctx));
         let (tx, rx) = tokio::sync::watch::channel(None);
-        rt.spawn(kube::run(sync, rx));
+        let metrics_shared = Arc::clone(&shared);
+        rt.spawn(kube::run(sync, rx, move |taint, present| {
+            metrics_shared.metrics.set_startup_taint(taint, present)
+        }));
         Some(tx)
     } else {
         None

@@ -493,7 +493,14 @@ fn dev_nodes_missing_fail() {
     let dir = tree(&spec);
     let r = run(dir.path(), Lib::Fake(&[]), None, &[], true);
     assert_eq!(r.code, 1);
-    assert_eq!(summary(&r.check), "6 of 8 /dev/nvidia<N> device nodes");
+    // The count, and each GPU without its node: those two are not healthy.
+    assert_eq!(
+        summary(&r.check),
+        "6 of 8 /dev/nvidia<N> device nodes, GPU 6 (0001:b9:00.0): no /dev/nvidia6 device node, \
+         GPU 7 (0001:ca:00.0): no /dev/nvidia7 device node"
+    );
+    assert_eq!(r.check["found"]["gpus"], 6, "{}", r.check);
+    assert_eq!(r.check["found"]["devices"][6]["healthy"], false, "{}", r.check);
     assert!(r.check["remedy"].as_str().unwrap().contains("nvidia-persistenced"), "{}", r.check);
 }
 

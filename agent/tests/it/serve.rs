@@ -48,11 +48,26 @@ fn endpoints_answer_with_codes_types_and_bodies() {
     let v: serde_json::Value = serde_json::from_str(&body).unwrap();
     assert_eq!(v["schema"], "nodeprep.report/v1");
     assert_eq!(v["ready"], true);
+    // Text 0.0.4 by default (curl, promtool); OpenMetrics when asked for, as Prometheus does.
     let (code, head, body) = srv.get("/metrics");
     assert_eq!(code, 200);
-    assert!(head.contains("content-type: application/openmetrics-text"), "{head}");
+    assert!(head.contains("content-type: text/plain; version=0.0.4"), "{head}");
     assert!(
-        body.contains("nodeprep_ready 1\n") && body.contains("nodeprep_check_runs_total 1\n"),
+        body.contains("nodeprep_ready 1\n")
+            && body.contains(
+                "# TYPE nodeprep_check_runs_total counter\nnodeprep_check_runs_total 1\n"
+            )
+            && !body.contains("# EOF"),
+        "{body}"
+    );
+    let (code, head, body) = srv.request(
+        "GET /metrics HTTP/1.1\r\nHost: x\r\nAccept: application/openmetrics-text;version=1.0.0,\
+         text/plain;version=0.0.4;q=0.5\r\nConnection: close\r\n\r\n",
+    );
+    assert_eq!(code, 200);
+    assert!(head.contains("content-type: application/openmetrics-text; version=1.0.0"), "{head}");
+    assert!(
+        body.contains("# TYPE nodeprep_check_runs counter\n") && body.ends_with("# EOF\n"),
         "{body}"
     );
     // Other methods and paths.

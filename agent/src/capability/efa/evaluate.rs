@@ -3,7 +3,7 @@
 
 use serde_json::{Map, Value};
 
-use super::{Device, Snapshot};
+use super::{Device, Snapshot, EFA_DEVICES_EXPECTED, EFA_DEVICES_UP, EFA_DEVICE_USABLE};
 use crate::capability::{error_lines, read_failure_remedy};
 use crate::host::rdma;
 use crate::identity::Identity;
@@ -31,8 +31,14 @@ pub fn evaluate(snap: &Snapshot, expected: Option<u32>, identity: &Identity) -> 
             (d.name.clone(), serde_json::json!({"state": d.state, "phys_state": d.phys_state}))
         })
         .collect();
+    r = r.metric(&EFA_DEVICES_UP, [], usable as f64);
+    if let Some(n) = expected {
+        r = r.metric(&EFA_DEVICES_EXPECTED, [], f64::from(n));
+    }
+    for d in &snap.devices {
+        r = r.metric(&EFA_DEVICE_USABLE, [&d.name], f64::from(u8::from(d.usable())));
+    }
     r = r
-        .metric(&super::EFA_DEVICES_UP, usable as i64)
         .found("devices", usable)
         .found("total", total)
         .found("down", down.iter().map(|d| d.name.clone()).collect::<Vec<_>>())

@@ -12,7 +12,7 @@ pub use evaluate::evaluate;
 use super::{Check, Context, Registration, When};
 pub use crate::host::rdma::{Device, Scan as Snapshot};
 use crate::host::{rdma, Host};
-use crate::report::{CheckResult, MetricDef};
+use crate::report::{CheckResult, MetricDef, MetricKind};
 
 /// Reads the EFA devices under the root.
 pub fn observe(host: &Host) -> Snapshot {
@@ -21,8 +21,22 @@ pub fn observe(host: &Host) -> Snapshot {
 
 pub static EFA_DEVICES_UP: MetricDef = MetricDef {
     name: "efa_devices_up",
-    help: "EFA devices with port ACTIVE, LinkUp and a uverbs device",
-    label: None,
+    help:
+        "EFA devices with port ACTIVE, LinkUp and a uverbs device (the efa check's found.devices)",
+    kind: MetricKind::Gauge,
+    labels: &[],
+};
+pub static EFA_DEVICES_EXPECTED: MetricDef = MetricDef {
+    name: "efa_devices_expected",
+    help: "EFA devices this node must have (the efa check's expected.devices; absent when unknown)",
+    kind: MetricKind::Gauge,
+    labels: &[],
+};
+pub static EFA_DEVICE_USABLE: MetricDef = MetricDef {
+    name: "efa_device_usable",
+    help: "1 for each EFA device that is usable, 0 for one that is not",
+    kind: MetricKind::Gauge,
+    labels: &["device"],
 };
 
 /// The `efa` check's line in the registry.
@@ -31,7 +45,7 @@ pub static REGISTRATION: Registration = Registration {
     when: When::EveryRun,
     start_rank: 1,
     about: "EFA devices present, up and usable through uverbs",
-    metrics: &[&EFA_DEVICES_UP],
+    metrics: &[&EFA_DEVICES_UP, &EFA_DEVICES_EXPECTED, &EFA_DEVICE_USABLE],
     check: &Efa,
 };
 

@@ -2,7 +2,7 @@
 
 use serde_json::Value;
 
-use super::{Kind, Snapshot};
+use super::{Kind, Snapshot, POD_RLIMIT_BYTES};
 use crate::capability::error_lines;
 use crate::config::{Limit, LimitsConfig};
 use crate::report::{CheckResult, Status};
@@ -16,6 +16,13 @@ pub fn evaluate(snap: &Snapshot, cfg: &LimitsConfig, required: bool) -> CheckRes
     for k in Kind::ALL {
         let want = k.wanted(cfg);
         let (have, source) = snap.effective(k);
+        if let Some(h) = have {
+            let bytes = match h {
+                Limit::Unlimited => f64::INFINITY,
+                Limit::Bytes(b) => b as f64,
+            };
+            r = r.metric(&POD_RLIMIT_BYTES, [k.key()], bytes);
+        }
         r = r
             .expect(k.key(), show(Some(want)))
             .found(k.key(), show(have))

@@ -22,7 +22,7 @@ pub use plan::{dropin_content, limits_d_content, plan, skipped_because, updated_
 use super::{Check, Context, Registration, When};
 use crate::config::{Limit, LimitsConfig, Mode};
 use crate::host::rdma;
-use crate::report::CheckResult;
+use crate::report::{CheckResult, MetricDef, MetricKind};
 
 /// Where EKS AMIs keep containerd's base runtime spec; used when containerd's config names none.
 pub const BASE_RUNTIME_SPEC: &str = "/etc/containerd/base-runtime-spec.json";
@@ -67,13 +67,20 @@ impl Kind {
     }
 }
 
+pub static POD_RLIMIT_BYTES: MetricDef = MetricDef {
+    name: "pod_rlimit_bytes",
+    help: "The memlock and stack limits new pods get, in bytes (+Inf: unlimited; absent: unknown)",
+    kind: MetricKind::Gauge,
+    labels: &["limit"],
+};
+
 /// The `limits` check's line in the registry.
 pub static REGISTRATION: Registration = Registration {
     name: "limits",
     when: When::EveryRun,
     start_rank: 3,
     about: "memlock/stack limits that new pods get from containerd",
-    metrics: &[],
+    metrics: &[&POD_RLIMIT_BYTES],
     check: &Limits,
 };
 

@@ -6,7 +6,10 @@ use std::collections::BTreeMap;
 use serde_json::{json, Value};
 
 use super::nvml::{self, FabricInfo, Field, GpuInfo, NvmlErrorKind, NvmlReport, Outcome};
-use super::{Expect, FabricUnit, Snapshot, GPUS_HEALTHY, PCI_DEVICES, PROC_VERSION, XID_ERRORS};
+use super::{
+    Expect, FabricUnit, Snapshot, GPUS_EXPECTED, GPUS_HEALTHY, GPU_HEALTHY, PCI_DEVICES,
+    PROC_VERSION, XID_ERRORS,
+};
 use crate::capability::{error_lines, read_failure_remedy};
 use crate::host::pci::PciAddr;
 use crate::report::{CheckResult, Status};
@@ -43,6 +46,7 @@ enum Remedy {
     Hung,
     PciMissing,
     DevNodes,
+    GpuMissing,
     GpuFault,
     Model,
     Fabric,
@@ -61,6 +65,7 @@ impl Remedy {
             Remedy::Hung => "a GPU or the driver is hung: look for XID errors (`dmesg | grep -i xid`), drain the node and reboot it; replace the instance if it happens again",
             Remedy::PciMissing => "a GPU is missing from the PCI bus: stop and start the instance (it moves to other hardware) or replace it",
             Remedy::DevNodes => "the driver has not created a /dev/nvidia<N> node for every GPU: check `dmesg | grep NVRM`; nvidia-persistenced (or one run of nvidia-smi) creates them",
+            Remedy::GpuMissing => "a GPU on the PCI bus is not seen by NVML (it fell off the bus or failed to initialise): drain the node and reboot it; if it stays missing, stop and start the instance to move to other hardware, or replace it",
             Remedy::GpuFault => "drain the node (`kubectl drain`) and reboot it; if the error comes back, stop and start the instance to move to other hardware, or replace it",
             Remedy::Model => "the GPUs are not the model this instance type has: check the instance type, or set expect.gpu_model in the config",
             Remedy::Fabric => "start the fabric manager: `systemctl enable --now nvidia-fabricmanager` (its version must match the driver's exactly); GPUs of NVSwitch instances cannot run CUDA until it has registered them",
@@ -111,6 +116,8 @@ struct Findings<'a> {
     problems: Vec<(String, Remedy)>,
     warnings: Vec<String>,
     per_gpu: BTreeMap<u32, Vec<(String, Remedy)>>,
+    /// A problem of the whole node that stops every GPU, once the steps have looked.
+    node_fault: Option<String>,
 }
 
 impl Findings<'_> {
@@ -122,8 +129,9 @@ impl Findings<'_> {
         self.per_gpu.entry(index).or_default().push((text, remedy));
     }
 
+    /// No problem of its own and no fault of the node.
     fn healthy(&self, g: &GpuInfo) -> bool {
-        self.per_gpu.get(&g.index).is_none_or(Vec::is_empty)
+        self.node_fault.is_none() && self.per_gpu.get(&g.index).is_none_or(Vec::is_empty)
     }
 }
 
@@ -186,6 +194,7 @@ pub fn evaluate(snap: &Snapshot, want: &Expect) -> CheckResult {
         problems: Vec::new(),
         warnings: Vec::new(),
         per_gpu: BTreeMap::new(),
+        node_fault: None,
     };
     nvml_itself(&mut f, driver_version.is_some());
     if let Some(rep) = report {
@@ -205,6 +214,16 @@ pub fn evaluate(snap: &Snapshot, want: &Expect) -> CheckResult {
     let fabric_state = (want.nvswitch == Some(true)).then(|| fabric(&mut f));
     let groups = xids(&mut f);
 
+    // A fault of the node (the driver, NVML, the fabric, what could not be read) stops every GPU:
+    // none counts as healthy then. Counting GPUs (one missing from PCI or NVML, one too many, a
+    // device node missing: each named on its GPU where it can be) does not.
+    f.node_fault = f
+        .problems
+        .iter()
+        .find(|(_, r)| {
+            !matches!(r, Remedy::PciMissing | Remedy::Model | Remedy::DevNodes | Remedy::GpuMissing)
+        })
+        .map(|(t, _)| t.clone());
     // Per-GPU problems into the list, and healthy GPUs.
     let healthy = gpus.iter().filter(|g| f.healthy(g)).count();
     for g in gpus {
@@ -213,9 +232,21 @@ pub fn evaluate(snap: &Snapshot, want: &Expect) -> CheckResult {
             f.problem(format!("{}: {text}", label(g)), remedy);
         }
     }
-    r = r.metric(&GPUS_HEALTHY, healthy as i64);
+    r = r.metric(&GPUS_HEALTHY, [], healthy as f64);
+    if let Some(n) = want.gpus {
+        r = r.metric(&GPUS_EXPECTED, [], f64::from(n));
+    }
+    for g in gpus {
+        let pci = addr_of(g).map(|a| a.to_string()).unwrap_or_default();
+        let one = f64::from(u8::from(f.healthy(g)));
+        r = r.metric(&GPU_HEALTHY, [&g.index.to_string(), &pci], one);
+    }
     for x in &groups {
-        r = r.metric_for(&XID_ERRORS, x.xid.to_string(), x.count as i64);
+        let fatal = if x.fatal { "true" } else { "false" };
+        r = r.metric(&XID_ERRORS, [&x.xid.to_string(), &x.pci, fatal], x.count as f64);
+    }
+    if let Some(fault) = &f.node_fault {
+        r = r.found("gpus_stopped_by", fault.clone());
     }
     let xid_errors: Vec<Value> = groups
         .iter()
@@ -308,8 +339,13 @@ fn counts(f: &mut Findings) -> Option<usize> {
     for g in gpus {
         if let Some(a) = addr_of(g) {
             if !snap.pci_gpus.iter().any(|pg| pg.addr.same_slot(&a)) {
-                f.warnings.push(format!("{} is not under {PCI_DEVICES}", label(g)));
+                f.gpu_problem(g.index, format!("not under {PCI_DEVICES}"), Remedy::PciMissing);
             }
+        }
+        // Each GPU's own device node, by its minor number (its index where NVML cannot tell).
+        let minor = g.minor.value().copied().unwrap_or(g.index);
+        if g.handle_error.is_none() && !snap.dev_nodes.contains(&minor) {
+            f.gpu_problem(g.index, format!("no /dev/nvidia{minor} device node"), Remedy::DevNodes);
         }
     }
     let missing_text = match missing.is_empty() {
@@ -328,12 +364,14 @@ fn counts(f: &mut Findings) -> Option<usize> {
                 f.problem(format!("{d} of {e} /dev/nvidia<N> device nodes"), Remedy::DevNodes);
             }
             match n {
-                Some(n) if n != e => {
-                    f.problem(format!("NVML sees {n} of {e} GPUs{missing_text}"), Remedy::GpuFault)
-                }
-                Some(_) if !missing.is_empty() => {
-                    f.problem(format!("NVML GPUs differ from PCI{missing_text}"), Remedy::GpuFault)
-                }
+                Some(n) if n != e => f.problem(
+                    format!("NVML sees {n} of {e} GPUs{missing_text}"),
+                    Remedy::GpuMissing,
+                ),
+                Some(_) if !missing.is_empty() => f.problem(
+                    format!("NVML GPUs differ from PCI{missing_text}"),
+                    Remedy::GpuMissing,
+                ),
                 _ => {}
             }
         }
@@ -648,6 +686,7 @@ mod tests {
             name: Field::Value("NVIDIA H100 80GB HBM3".into()),
             uuid: Field::Value(format!("GPU-{index}")),
             pci: Field::Value(format!("00000000:{bus}:00.0")),
+            minor: Field::Value(index),
             memory_total: Field::Value(85520809984),
             ecc_uncorrected_volatile: Field::Value(0),
             retired_pages_pending: Field::Unknown(

@@ -32,7 +32,7 @@ pub use observe::{
 
 use super::{Check, Context, Registration, When};
 pub use crate::host::pci::{PciAddr, PCI_DEVICES};
-use crate::report::{CheckResult, MetricDef};
+use crate::report::{CheckResult, MetricDef, MetricKind};
 
 pub const PROC_VERSION: &str = "/proc/driver/nvidia/version";
 pub const FM_PID_FILE: &str = "/run/nvidia-fabricmanager/nv-fabricmanager.pid";
@@ -49,12 +49,29 @@ pub struct Expect {
     pub fatal_xids: Vec<u32>,
 }
 
-pub static GPUS_HEALTHY: MetricDef =
-    MetricDef { name: "gpus_healthy", help: "Healthy NVIDIA GPUs", label: None };
+pub static GPUS_HEALTHY: MetricDef = MetricDef {
+    name: "gpus_healthy",
+    help: "Healthy NVIDIA GPUs (the nvidia check's found.gpus; 0 while a node-wide fault stops them all)",
+    kind: MetricKind::Gauge,
+    labels: &[],
+};
+pub static GPUS_EXPECTED: MetricDef = MetricDef {
+    name: "gpus_expected",
+    help: "NVIDIA GPUs this node must have (the nvidia check's expected.gpus; absent when unknown)",
+    kind: MetricKind::Gauge,
+    labels: &[],
+};
+pub static GPU_HEALTHY: MetricDef = MetricDef {
+    name: "gpu_healthy",
+    help: "1 for each GPU NVML answered for that is healthy, 0 for one that is not",
+    kind: MetricKind::Gauge,
+    labels: &["gpu", "pci"],
+};
 pub static XID_ERRORS: MetricDef = MetricDef {
     name: "xid_errors",
-    help: "NVIDIA XID errors seen in the kernel log this boot, by XID",
-    label: Some("xid"),
+    help: "NVIDIA XID errors in the kernel log this boot, by XID and GPU PCI address",
+    kind: MetricKind::Gauge,
+    labels: &["xid", "pci", "fatal"],
 };
 
 /// The `nvidia` check's line in the registry.
@@ -63,7 +80,7 @@ pub static REGISTRATION: Registration = Registration {
     when: When::EveryRun,
     start_rank: 0,
     about: "NVIDIA driver, GPUs, NVSwitch fabric and XID errors",
-    metrics: &[&GPUS_HEALTHY, &XID_ERRORS],
+    metrics: &[&GPUS_HEALTHY, &GPUS_EXPECTED, &GPU_HEALTHY, &XID_ERRORS],
     check: &Nvidia,
 };
 

@@ -161,6 +161,8 @@ pub struct GpuInfo {
     pub uuid: Field<String>,
     /// NVML's bus id, e.g. `00000000:53:00.0`.
     pub pci: Field<String>,
+    /// The N of its `/dev/nvidia<N>` device node.
+    pub minor: Field<u32>,
     pub memory_total: Field<u64>,
     pub ecc_uncorrected_volatile: Field<u64>,
     pub retired_pages_pending: Field<bool>,
@@ -429,6 +431,7 @@ fn ask(lib: &LibChoice, fabric: bool, progress: &Mutex<Progress>) -> Outcome {
                     name: no_handle(),
                     uuid: no_handle(),
                     pci: no_handle(),
+                    minor: no_handle(),
                     memory_total: no_handle(),
                     ecc_uncorrected_volatile: no_handle(),
                     retired_pages_pending: no_handle(),
@@ -445,6 +448,8 @@ fn ask(lib: &LibChoice, fabric: bool, progress: &Mutex<Progress>) -> Outcome {
         say(on("nvmlDeviceGetPciInfo_v3"));
         let pci =
             Field::from_result("nvmlDeviceGetPciInfo_v3", device.pci_info().map(|p| p.bus_id));
+        say(on("nvmlDeviceGetMinorNumber"));
+        let minor = Field::from_result("nvmlDeviceGetMinorNumber", device.minor_number());
         say(on("nvmlDeviceGetMemoryInfo_v2"));
         let memory_total =
             Field::from_result("nvmlDeviceGetMemoryInfo_v2", device.memory_info().map(|m| m.total));
@@ -471,6 +476,7 @@ fn ask(lib: &LibChoice, fabric: bool, progress: &Mutex<Progress>) -> Outcome {
             name,
             uuid,
             pci,
+            minor,
             memory_total,
             ecc_uncorrected_volatile,
             retired_pages_pending,

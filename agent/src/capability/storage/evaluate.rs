@@ -1,14 +1,42 @@
 //! The `storage` verdict: disks against what the type has, the array, the mount, the binds and the
 //! space they give.
 
-use super::{bind_in_place, bind_order, human, storage_device, ObserveError, Snapshot};
+use super::{
+    bind_in_place, bind_order, human, storage_device, ObserveError, Snapshot,
+    STORAGE_AVAILABLE_BYTES, STORAGE_DISKS, STORAGE_DISKS_EXPECTED, STORAGE_MOUNTED,
+    STORAGE_USABLE_BYTES,
+};
 use crate::capability::read_failure_remedy;
 use crate::config::{Mode, StorageConfig};
 use crate::host::{mountinfo, HostError};
 use crate::report::{CheckResult, Status};
 
-/// The check's verdict on a snapshot.
+/// The check's verdict on a snapshot, with its metrics taken from the verdict itself (so a gauge
+/// cannot say what the report does not).
 pub fn evaluate(snap: &Snapshot, cfg: &StorageConfig, expected: Option<u32>) -> CheckResult {
+    with_metrics(verdict(snap, cfg, expected))
+}
+
+fn with_metrics(mut r: CheckResult) -> CheckResult {
+    let num = |v: Option<&serde_json::Value>| v.and_then(serde_json::Value::as_f64);
+    for (def, value) in [
+        (&STORAGE_DISKS, num(r.found.get("disks"))),
+        (&STORAGE_DISKS_EXPECTED, num(r.expected.get("disks"))),
+        (
+            &STORAGE_MOUNTED,
+            r.found.get("mounted").and_then(|m| m.as_bool()).map(|m| f64::from(u8::from(m))),
+        ),
+        (&STORAGE_USABLE_BYTES, num(r.found.get("usable_bytes"))),
+        (&STORAGE_AVAILABLE_BYTES, num(r.found.get("available_bytes"))),
+    ] {
+        if let Some(v) = value {
+            r = r.metric(def, [], v);
+        }
+    }
+    r
+}
+
+fn verdict(snap: &Snapshot, cfg: &StorageConfig, expected: Option<u32>) -> CheckResult {
     let mp = cfg.mount_point.as_str();
     let found = snap.disks.len() as u32;
     let mk = |status, summary: String| {

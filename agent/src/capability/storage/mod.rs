@@ -24,7 +24,7 @@ use super::{Check, Context, Registration, When};
 use crate::config::{Mode, StorageConfig};
 use crate::host::mountinfo::{self, Mount};
 use crate::host::{block, HostError, Space};
-use crate::report::CheckResult;
+use crate::report::{CheckResult, MetricDef, MetricKind};
 
 /// The NVMe model string of EC2 instance-store disks (`sys/block/<dev>/device/model`).
 pub const INSTANCE_STORE_MODEL: &str = "Amazon EC2 NVMe Instance Storage";
@@ -190,13 +190,41 @@ pub fn bind_in_place(snap: &Snapshot, devnum: Option<(u32, u32)>, target: &str) 
     }
 }
 
+const fn gauge(name: &'static str, help: &'static str) -> MetricDef {
+    MetricDef { name, help, kind: MetricKind::Gauge, labels: &[] }
+}
+pub static STORAGE_DISKS: MetricDef =
+    gauge("storage_disks", "Instance-store disks found (the storage check's found.disks)");
+pub static STORAGE_DISKS_EXPECTED: MetricDef = gauge(
+    "storage_disks_expected",
+    "Instance-store disks this node must have (the storage check's expected.disks; absent when unknown)",
+);
+pub static STORAGE_MOUNTED: MetricDef = gauge(
+    "storage_mounted",
+    "1 when the instance store is mounted at storage.mount_point (the storage check's found.mounted)",
+);
+pub static STORAGE_USABLE_BYTES: MetricDef = gauge(
+    "storage_usable_bytes",
+    "Size of the instance-store filesystem (absent unless the mount point shows it)",
+);
+pub static STORAGE_AVAILABLE_BYTES: MetricDef = gauge(
+    "storage_available_bytes",
+    "Free space on the instance-store filesystem (absent unless the mount point shows it)",
+);
+
 /// The `storage` check's line in the registry.
 pub static REGISTRATION: Registration = Registration {
     name: "storage",
     when: When::EveryRun,
     start_rank: 2,
     about: "instance-store NVMe RAID0, its mount and the bind mounts",
-    metrics: &[],
+    metrics: &[
+        &STORAGE_DISKS,
+        &STORAGE_DISKS_EXPECTED,
+        &STORAGE_MOUNTED,
+        &STORAGE_USABLE_BYTES,
+        &STORAGE_AVAILABLE_BYTES,
+    ],
     check: &Storage,
 };
 
