@@ -25,11 +25,24 @@ pub enum Phase {
     Running,
 }
 
+/// Who runs the checks: `serve` samples counters every interval, a one-shot run does not.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Purpose {
+    Once,
+    Serve,
+}
+
 /// Identifies the node and what it must have: the context every check run uses.
-pub fn prepare(host: Host, config: Config, instance_type: Option<&str>) -> Arc<Context> {
+pub fn prepare(
+    host: Host,
+    config: Config,
+    instance_type: Option<&str>,
+    purpose: Purpose,
+) -> Arc<Context> {
     let identity = identity::discover(&host, &config, instance_type);
     let expected = Expected::new(identity.instance_type.as_deref(), &config.expect);
-    Arc::new(Context { host, config, identity, expected })
+    let sample_counters = purpose == Purpose::Serve;
+    Arc::new(Context { host, config, identity, expected, sample_counters })
 }
 
 /// Runs the selected checks against a prepared context and builds the report (results in report

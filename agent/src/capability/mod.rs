@@ -30,6 +30,9 @@ pub struct Context {
     pub config: Config,
     pub identity: Identity,
     pub expected: Expected,
+    /// Also read what only a series over time makes sense of (EFA error counters): `serve` does;
+    /// a one-shot `check` does not spend the reads.
+    pub sample_counters: bool,
 }
 
 /// A check: a read-only look at the host that ends in a verdict.

@@ -242,6 +242,7 @@ mod tests {
             config: Config::default(),
             identity: Identity::default(),
             expected: Expected::new(None, &Expect::default()),
+            sample_counters: false,
         })
     }
 

@@ -15,7 +15,7 @@ pub(super) fn boot(g: &Global, host: Host, dry_run: bool) -> Result<u8, UsageErr
     let started = Instant::now();
     let cfg = load_config(g, &host)?;
     let selected = crate::capability::select(&[])?;
-    let ctx = run::prepare(host, cfg, g.instance_type.as_deref());
+    let ctx = run::prepare(host, cfg, g.instance_type.as_deref(), crate::run::Purpose::Once);
     let (host, cfg) = (&ctx.host, &ctx.config);
     let limits = limits::plan(&limits::observe(host), &cfg.limits, host.is_live());
     let t0 = Instant::now();

@@ -25,7 +25,7 @@ fn fresh_report(
     selected: &[&'static crate::capability::Registration],
 ) -> Report {
     let started = Instant::now();
-    let ctx = run::prepare(host, cfg, g.instance_type.as_deref());
+    let ctx = run::prepare(host, cfg, g.instance_type.as_deref(), crate::run::Purpose::Once);
     let mut report = run::checks(&ctx, selected, Phase::Running);
     report.duration_ms = started.elapsed().as_millis() as u64;
     report

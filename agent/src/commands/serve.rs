@@ -16,7 +16,8 @@ pub(super) fn serve(g: &Global, host: Host, listen: Option<SocketAddr>) -> Resul
             cause: "not an address:port".into(),
         })?,
     };
-    let ctx = crate::run::prepare(host, cfg, g.instance_type.as_deref());
+    let ctx =
+        crate::run::prepare(host, cfg, g.instance_type.as_deref(), crate::run::Purpose::Serve);
     crate::serve::run(ctx, addr)?;
     Ok(EXIT_READY)
 }

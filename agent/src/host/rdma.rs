@@ -158,6 +158,24 @@ pub fn efa_present(host: &Host) -> bool {
         .any(|name| matches!(is_efa(host, name), Ok(Some(_))))
 }
 
+/// The values of the counters `names` under `ports/1/hw_counters/` of EFA device `device`, in the
+/// order asked; a counter this driver does not have is left out. (The efa driver exports them
+/// since 2.x; they only grow until it reloads.)
+pub fn port_counters(host: &Host, device: &str, names: &[&str]) -> HostResult<Vec<(String, u64)>> {
+    let dir = format!("{CLASS}/{device}/ports/1/hw_counters");
+    let mut out = Vec::new();
+    for name in names {
+        let file = format!("{dir}/{name}");
+        if let Some(text) = host.read_attr_opt(&file)? {
+            let value = text
+                .parse()
+                .map_err(|_| host.malformed(&file, format!("{text:?} is not a count")))?;
+            out.push((name.to_string(), value));
+        }
+    }
+    Ok(out)
+}
+
 /// `1: DOWN` → `DOWN`.
 fn state_word(s: &str) -> &str {
     s.split_once(':').map_or(s, |(_, w)| w.trim())

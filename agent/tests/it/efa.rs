@@ -374,3 +374,71 @@ fn outside_a_cluster_placement_group_warns_when_imds_says_so() {
     assert_eq!(summary(&c), "32 of 32 EFA devices usable");
     assert_eq!(c["found"]["placement_group"], "training-cpg");
 }
+
+/// `serve` reads each device's port error counters every run: their sums in the report, one
+/// series per device and counter; a counter that is not a number is named with its file, the
+/// verdict stays on the devices. A one-shot `check` does not read them.
+#[test]
+fn serve_samples_port_error_counters_and_names_an_unreadable_one() {
+    use std::process::Stdio;
+    let dir = crate::common::tree(&Spec::p5_48xlarge());
+    let root = dir.path();
+    let counters = |dev: &str| root.join(format!("sys/class/infiniband/{dev}/ports/1/hw_counters"));
+    std::fs::write(counters("rdmap79s0").join("rx_drops"), "7\n").unwrap();
+    std::fs::write(counters("rdmap80s0").join("rx_drops"), "5\n").unwrap();
+    std::fs::write(counters("rdmap81s0").join("retrans_pkts"), "lots\n").unwrap();
+    std::fs::remove_file(counters("rdmap82s0").join("retrans_bytes")).unwrap();
+
+    let (_, c) = efa(
+        &Spec::p5_48xlarge(),
+        |r| {
+            std::fs::write(
+                r.join("sys/class/infiniband/rdmap79s0/ports/1/hw_counters/rx_drops"),
+                "7\n",
+            )
+            .unwrap()
+        },
+        &[],
+    );
+    assert!(c["found"].get("port_errors").is_none(), "check read the counters: {c}");
+
+    let mut cmd =
+        crate::common::Nodeprep::new(root).args(["serve", "--listen", "127.0.0.1:0"]).command();
+    cmd.stderr(Stdio::null());
+    let srv = crate::common::Server::spawn(cmd);
+    let (_, _, body) = srv.wait_for("/status", 200);
+    let report: Value = serde_json::from_str(&body).unwrap();
+    let efa = report["checks"].as_array().unwrap().iter().find(|c| c["name"] == "efa").unwrap();
+    assert_eq!(efa["status"], "pass", "{efa}");
+    assert_eq!(efa["found"]["port_errors"]["rx_drops"], 12, "{efa}");
+    let errors = efa["found"]["counter_errors"].to_string();
+    assert!(
+        errors.contains("rdmap81s0/ports/1/hw_counters/retrans_pkts")
+            && errors.contains("\\\"lots\\\""),
+        "{errors}"
+    );
+    let (_, _, m) = srv.get("/metrics");
+    let line = |s: &str| m.lines().any(|l| l == s);
+    assert!(
+        line("nodeprep_efa_port_errors_total{device=\"rdmap79s0\",counter=\"rx_drops\"} 7"),
+        "{m}"
+    );
+    assert!(
+        line("nodeprep_efa_port_errors_total{device=\"rdmap82s0\",counter=\"retrans_pkts\"} 0"),
+        "{m}"
+    );
+    // The device whose counter is unreadable has no series; the one without retrans_bytes lacks that one.
+    assert!(!m.contains("nodeprep_efa_port_errors_total{device=\"rdmap81s0\""), "{m}");
+    assert!(
+        !m.contains(
+            "nodeprep_efa_port_errors_total{device=\"rdmap82s0\",counter=\"retrans_bytes\"}"
+        ),
+        "{m}"
+    );
+    assert!(
+        m.contains(
+            "nodeprep_efa_port_errors_total{device=\"rdmap96s0\",counter=\"retrans_bytes\"}"
+        ),
+        "{m}"
+    );
+}
