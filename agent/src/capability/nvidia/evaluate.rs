@@ -177,8 +177,12 @@ pub fn evaluate(snap: &Snapshot, want: &Expect) -> CheckResult {
     if !snap.errors.is_empty() {
         r = r.found("errors", error_lines(&snap.errors));
     }
+    if let Some(n) = want.gpus {
+        r = r.metric(&GPUS_EXPECTED, [], f64::from(n));
+    }
     if snap.nvml.is_none() {
         r.status = Status::Skip;
+        r = r.metric(&GPUS_HEALTHY, [], 0.0);
         r.summary = match (&want.gpus, &want.instance_type) {
             (Some(_), Some(t)) => format!("{t} has no NVIDIA GPUs and none are present"),
             _ => "no NVIDIA GPUs on this node".into(),
@@ -233,9 +237,6 @@ pub fn evaluate(snap: &Snapshot, want: &Expect) -> CheckResult {
         }
     }
     r = r.metric(&GPUS_HEALTHY, [], healthy as f64);
-    if let Some(n) = want.gpus {
-        r = r.metric(&GPUS_EXPECTED, [], f64::from(n));
-    }
     for g in gpus {
         let pci = addr_of(g).map(|a| a.to_string()).unwrap_or_default();
         let one = f64::from(u8::from(f.healthy(g)));
