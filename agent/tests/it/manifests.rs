@@ -17,13 +17,15 @@ fn packaging() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../packaging")
 }
 
+/// The Kubernetes manifests under `dir`: every `.yaml`. Prometheus' own files (rules and their
+/// unit tests in packaging/monitoring) are `.yml`, and prometheus.rs checks them with promtool.
 fn yaml_files(dir: &Path, out: &mut Vec<PathBuf>) {
     let mut entries: Vec<_> = std::fs::read_dir(dir).unwrap().map(|e| e.unwrap().path()).collect();
     entries.sort();
     for p in entries {
         if p.is_dir() {
             yaml_files(&p, out);
-        } else if p.extension().is_some_and(|e| e == "yaml" || e == "yml") {
+        } else if p.extension().is_some_and(|e| e == "yaml") {
             out.push(p);
         }
     }
