@@ -100,8 +100,18 @@ pub enum Command {
     Serve {
         /// Address to listen on [default: serve.listen, 127.0.0.1:9477]; port 0 picks a free port
         /// (printed on stdout).
-        #[arg(long, value_name = "ADDR:PORT")]
+        #[arg(long, value_name = "ADDR:PORT", value_parser = crate::config::parse_listen)]
         listen: Option<std::net::SocketAddr>,
+        /// A second address that serves only /metrics [default: serve.metrics_listen, none], for a
+        /// cluster Prometheus: the node's IP (the DaemonSet passes the downward API's
+        /// status.hostIP). /livez, /readyz and /status stay on --listen.
+        #[arg(
+            long,
+            value_name = "ADDR:PORT",
+            env = "NODEPREP_METRICS_LISTEN",
+            value_parser = crate::config::parse_listen
+        )]
+        metrics_listen: Option<std::net::SocketAddr>,
     },
     /// Print the last report (from boot or serve) with its age.
     Status {

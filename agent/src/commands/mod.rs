@@ -86,7 +86,9 @@ fn dispatch(cli: &Cli) -> Result<u8, UsageError> {
         Command::Config(ConfigCommand::Show) => config::show(g, &host),
         Command::Catalog { instance_type } => catalog::catalog(g, instance_type.as_deref()),
         Command::Boot { dry_run } => boot::boot(g, host, *dry_run),
-        Command::Serve { listen } => serve::serve(g, host, *listen),
+        Command::Serve { listen, metrics_listen } => {
+            serve::serve(g, host, *listen, *metrics_listen)
+        }
     }
 }
 

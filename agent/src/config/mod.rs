@@ -23,6 +23,20 @@ pub const DEFAULT_PATH: &str = "/etc/nodeprep/config.toml";
 /// Default address of the health endpoint: loopback only.
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:9477";
 
+/// An `address:port` to listen on. Besides Rust's forms (`1.2.3.4:80`, `[::1]:80`) a bare IPv6
+/// address before the last colon (`2600:1f14::5:9478`): what `$(NODE_IP):9478` gives from the
+/// downward API on an IPv6 cluster.
+pub fn parse_listen(s: &str) -> Result<std::net::SocketAddr, String> {
+    if let Ok(a) = s.parse() {
+        return Ok(a);
+    }
+    let bare = s.rsplit_once(':').and_then(|(ip, port)| {
+        let ip: std::net::Ipv6Addr = ip.parse().ok()?;
+        Some(std::net::SocketAddr::from((ip, port.parse::<u16>().ok()?)))
+    });
+    bare.ok_or_else(|| format!("\"{s}\" is not an address:port"))
+}
+
 /// The effective configuration.
 #[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
@@ -191,12 +205,18 @@ impl Default for StorageConfig {
 #[serde(deny_unknown_fields, default)]
 pub struct ServeConfig {
     pub listen: String,
+    /// A second address that serves only `/metrics` (for a cluster Prometheus); empty: none.
+    pub metrics_listen: String,
     pub interval_seconds: u64,
 }
 
 impl Default for ServeConfig {
     fn default() -> Self {
-        ServeConfig { listen: DEFAULT_LISTEN.into(), interval_seconds: 30 }
+        ServeConfig {
+            listen: DEFAULT_LISTEN.into(),
+            metrics_listen: String::new(),
+            interval_seconds: 30,
+        }
     }
 }
 
@@ -416,6 +436,20 @@ mod tests {
 
     fn p(text: &str) -> Result<Config, ConfigError> {
         parse(text, Path::new("/etc/nodeprep/config.toml"))
+    }
+
+    #[test]
+    fn listen_addresses_take_bare_ipv6_from_the_downward_api() {
+        assert_eq!(parse_listen("0.0.0.0:9478").unwrap().to_string(), "0.0.0.0:9478");
+        assert_eq!(parse_listen("[::1]:9478").unwrap().to_string(), "[::1]:9478");
+        // $(NODE_IP):9478 on an IPv6 cluster.
+        assert_eq!(
+            parse_listen("2600:1f14:abc::5:9478").unwrap().to_string(),
+            "[2600:1f14:abc::5]:9478"
+        );
+        for bad in ["node-ip:9478", "10.0.0.1", "10.0.0.1:99999", "2600:1f14::5", ""] {
+            assert!(parse_listen(bad).is_err(), "{bad}");
+        }
     }
 
     #[test]

@@ -30,6 +30,10 @@ pub const KEYS: &[KeyDoc] = &[
         doc: "How long boot waits for every expected instance-store disk to appear (NVMe enumeration can lag at boot).",
     },
     KeyDoc { key: "serve.listen", doc: "Address of the health endpoints (/livez, /readyz, /status, /metrics)." },
+    KeyDoc {
+        key: "serve.metrics_listen",
+        doc: "A second address serving only /metrics, for a cluster Prometheus (e.g. the node IP). Empty: none.",
+    },
     KeyDoc { key: "serve.interval_seconds", doc: "Seconds between check runs in `serve` (1..86400)." },
     KeyDoc { key: "kubernetes.enabled", doc: "Set node conditions and remove the startup taint from `serve`." },
     KeyDoc { key: "kubernetes.node_name", doc: "Node object name. Empty: NODE_NAME env, then the hostname." },

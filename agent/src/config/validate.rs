@@ -2,12 +2,11 @@
 //! the dotted keys to blame and the reason: a value wrong only together with another key's names
 //! both keys, in the order to blame them (the first one the file sets is named).
 
-use std::net::SocketAddr;
 use std::path::{Component, Path};
 
 use super::{
-    ChecksConfig, Config, Expect, ImdsConfig, KubernetesConfig, Limit, LimitsConfig, NvidiaConfig,
-    ServeConfig, StorageConfig, DEFAULT_LISTEN,
+    parse_listen, ChecksConfig, Config, Expect, ImdsConfig, KubernetesConfig, Limit, LimitsConfig,
+    NvidiaConfig, ServeConfig, StorageConfig, DEFAULT_LISTEN,
 };
 use crate::host::imds::is_instance_type;
 
@@ -150,11 +149,31 @@ fn storage(s: &StorageConfig) -> Result<(), Invalid> {
 }
 
 fn serve(s: &ServeConfig) -> Result<(), Invalid> {
-    if s.listen.parse::<SocketAddr>().is_err() {
+    if parse_listen(&s.listen).is_err() {
         return bad(
             "serve.listen",
             format!("\"{}\" is not an address:port (e.g. \"{DEFAULT_LISTEN}\")", s.listen),
         );
+    }
+    if !s.metrics_listen.is_empty() {
+        match parse_listen(&s.metrics_listen) {
+            Err(_) => {
+                return bad(
+                    "serve.metrics_listen",
+                    format!(
+                        "\"{}\" is not an address:port (e.g. \"0.0.0.0:9478\"; empty: no second listener)",
+                        s.metrics_listen
+                    ),
+                )
+            }
+            Ok(m) if m.port() != 0 && parse_listen(&s.listen).is_ok_and(|l| l == m) => {
+                return bad(
+                    "serve.metrics_listen",
+                    format!("\"{}\" is serve.listen itself: name another port", s.metrics_listen),
+                )
+            }
+            Ok(_) => {}
+        }
     }
     if !(1..=86400).contains(&s.interval_seconds) {
         return bad(

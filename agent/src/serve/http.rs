@@ -32,14 +32,36 @@ const MAX_HEADER_BYTES: usize = 8192;
 /// Open files kept for everything but connections (the listener, logs, checks, NVML).
 const RESERVED_FILES: usize = 64;
 
-pub fn router(shared: Arc<Shared>) -> Router {
-    Router::new()
-        .route("/livez", get(livez))
-        .route("/readyz", get(readyz))
-        .route("/status", get(status))
-        .route("/metrics", get(metrics))
-        .fallback(not_found)
-        .with_state(shared)
+/// What a listener serves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scope {
+    /// `serve.listen`: every endpoint.
+    All,
+    /// `serve.metrics_listen`: `/metrics` only. The report (`/status`: instance ID, placement
+    /// group, devices, remedies) and the probes stay on `main`, the loopback by default.
+    MetricsOnly { main: std::net::SocketAddr },
+}
+
+pub fn router(shared: Arc<Shared>, scope: Scope) -> Router {
+    match scope {
+        Scope::All => Router::new()
+            .route("/livez", get(livez))
+            .route("/readyz", get(readyz))
+            .route("/status", get(status))
+            .route("/metrics", get(metrics))
+            .fallback(not_found),
+        Scope::MetricsOnly { main } => Router::new().route("/metrics", get(metrics)).fallback(
+            move || async move {
+                text(
+                    StatusCode::NOT_FOUND,
+                    format!(
+                        "this address serves only /metrics; /livez, /readyz and /status are on serve.listen (http://{main}), on the node\n"
+                    ),
+                )
+            },
+        ),
+    }
+    .with_state(shared)
 }
 
 fn text(code: StatusCode, body: String) -> Response {
@@ -194,11 +216,20 @@ impl<S: tokio::io::AsyncWrite + Unpin> tokio::io::AsyncWrite for WriteDeadline<S
     }
 }
 
-/// Accepts connections until the task is aborted.
-pub async fn serve(listener: tokio::net::TcpListener, shared: Arc<Shared>) {
-    let app = router(shared);
-    let max = connection_limit();
-    let permits = Arc::new(tokio::sync::Semaphore::new(max));
+/// The connections every listener of one `serve` may hold together ([`connection_limit`]).
+pub fn permits() -> Arc<tokio::sync::Semaphore> {
+    Arc::new(tokio::sync::Semaphore::new(connection_limit()))
+}
+
+/// Accepts connections until the task is aborted, at most `permits` of them at once across every
+/// listener that shares the semaphore.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    shared: Arc<Shared>,
+    scope: Scope,
+    permits: Arc<tokio::sync::Semaphore>,
+) {
+    let app = router(shared, scope);
     loop {
         let (stream, peer) = match listener.accept().await {
             Ok(c) => c,
@@ -210,7 +241,7 @@ pub async fn serve(listener: tokio::net::TcpListener, shared: Arc<Shared>) {
             }
         };
         let Ok(permit) = Arc::clone(&permits).try_acquire_owned() else {
-            tracing::warn!(%peer, max, "too many connections; closing this one");
+            tracing::warn!(%peer, ?scope, "too many connections (all listeners together); closing this one");
             drop(stream);
             continue;
         };

@@ -23,7 +23,7 @@ use crate::run::{self, Phase};
 /// Why `serve` could not start (exit 2).
 #[derive(Debug, thiserror::Error)]
 pub enum ServeError {
-    #[error("cannot listen on {addr}: {cause} (set serve.listen or --listen)")]
+    #[error("cannot listen on {addr}: {cause} (set serve.listen or --listen, serve.metrics_listen or --metrics-listen)")]
     Listen { addr: String, cause: String },
     #[error("cannot start {what}: {cause}")]
     Start { what: &'static str, cause: String },
@@ -179,9 +179,14 @@ fn check_loop(
     }
 }
 
-/// `nodeprep serve` on a prepared run: listens on `addr`, checks every `serve.interval_seconds`,
-/// and (opt-in) updates the Node. Runs until SIGTERM/SIGINT; an error when it cannot start.
-pub fn run(ctx: Arc<Context>, addr: SocketAddr) -> Result<(), ServeError> {
+/// `nodeprep serve` on a prepared run: listens on `addr` (every endpoint) and `metrics_addr` (only
+/// `/metrics`), checks every `serve.interval_seconds`, and (opt-in) updates the Node. Runs until
+/// SIGTERM/SIGINT; an error when it cannot start.
+pub fn run(
+    ctx: Arc<Context>,
+    addr: SocketAddr,
+    metrics_addr: Option<SocketAddr>,
+) -> Result<(), ServeError> {
     let start = |what| move |e: std::io::Error| ServeError::Start { what, cause: e.to_string() };
     let cfg = &ctx.config;
     let interval = Duration::from_secs(cfg.serve.interval_seconds);
@@ -205,11 +210,24 @@ pub fn run(ctx: Arc<Context>, addr: SocketAddr) -> Result<(), ServeError> {
     } else {
         None
     };
-    let listener = rt
-        .block_on(tokio::net::TcpListener::bind(addr))
-        .map_err(|e| ServeError::Listen { addr: addr.to_string(), cause: e.to_string() })?;
-    let bound = listener.local_addr().map_err(start("the listener"))?;
+    let bind = |addr: SocketAddr| {
+        let l = rt
+            .block_on(tokio::net::TcpListener::bind(addr))
+            .map_err(|e| ServeError::Listen { addr: addr.to_string(), cause: e.to_string() })?;
+        let bound = l.local_addr().map_err(start("the listener"))?;
+        Ok::<_, ServeError>((l, bound))
+    };
+    let (listener, bound) = bind(addr)?;
     println!("nodeprep serve: listening on http://{bound}");
+    let metrics_listener = match metrics_addr {
+        Some(a) => {
+            let (l, b) = bind(a)?;
+            println!("nodeprep serve: metrics only on http://{b}/metrics");
+            tracing::info!(metrics_listen = %b, "serving /metrics only");
+            Some(l)
+        }
+        None => None,
+    };
     tracing::info!(listen = %bound, interval_s = interval.as_secs(), "serving");
 
     let (stop_tx, stop_rx) = std::sync::mpsc::channel();
@@ -222,11 +240,21 @@ pub fn run(ctx: Arc<Context>, addr: SocketAddr) -> Result<(), ServeError> {
     rt.block_on(async {
         let watchdog = notify::watchdog_interval()
             .map(|every| tokio::spawn(notify::watchdog(Arc::clone(&shared), every)));
-        let server = tokio::spawn(http::serve(listener, Arc::clone(&shared)));
+        let permits = http::permits();
+        let mut servers = vec![tokio::spawn(http::serve(
+            listener,
+            Arc::clone(&shared),
+            http::Scope::All,
+            Arc::clone(&permits),
+        ))];
+        if let Some(l) = metrics_listener {
+            let scope = http::Scope::MetricsOnly { main: bound };
+            servers.push(tokio::spawn(http::serve(l, Arc::clone(&shared), scope, permits)));
+        }
         shutdown_signal().await;
         tracing::info!("shutting down");
         notify::stopping();
-        server.abort();
+        servers.iter().for_each(|s| s.abort());
         if let Some(w) = watchdog {
             w.abort();
         }

@@ -21,6 +21,7 @@ const CLEARED: &[&str] = &[
     "NODEPREP_ROOT",
     "NODEPREP_LOG",
     "NODEPREP_NVML_LIB",
+    "NODEPREP_METRICS_LISTEN",
     "FAKE_NVML_CONFIG",
     "NOTIFY_SOCKET",
     "WATCHDOG_USEC",
@@ -122,6 +123,9 @@ pub fn example() -> PathBuf {
 pub struct Server {
     pub child: Child,
     pub addr: String,
+    /// The rest of serve's stdout, kept open: serve may print more lines (a closed pipe would fail
+    /// its writes).
+    pub stdout: BufReader<std::process::ChildStdout>,
 }
 
 impl Server {
@@ -130,13 +134,21 @@ impl Server {
     pub fn spawn(mut cmd: Command) -> Server {
         let mut child = cmd.stdout(Stdio::piped()).spawn().unwrap();
         let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
+        let mut stdout = BufReader::new(child.stdout.take().unwrap());
+        stdout.read_line(&mut line).unwrap();
         let addr = line
             .trim()
             .strip_prefix("nodeprep serve: listening on http://")
             .unwrap_or_else(|| panic!("first line: {line:?}"))
             .to_string();
-        Server { child, addr }
+        Server { child, addr, stdout }
+    }
+
+    /// The next line serve prints on stdout, without its newline.
+    pub fn next_line(&mut self) -> String {
+        let mut line = String::new();
+        self.stdout.read_line(&mut line).unwrap();
+        line.trim_end().to_string()
     }
 
     pub fn connect(&self) -> TcpStream {

@@ -93,6 +93,8 @@ fn every_document_parses_and_the_kinds_are_there() {
         "DaemonSet",
         "ValidatingAdmissionPolicy",
         "ValidatingAdmissionPolicyBinding",
+        "PodMonitor",
+        "PrometheusRule",
     ] {
         assert!(kinds.contains(k), "no {k} in packaging/: {kinds:?}");
     }
@@ -485,9 +487,11 @@ fn kubectl_client_dry_run_when_available() {
         {
             // Client-side dry-run still maps kinds through the API server's discovery.
             println!("kubectl dry-run skipped for {}: no API server reachable", f.display());
-        } else if err.contains("no matches for kind") && f.to_string_lossy().contains("karpenter") {
+        } else if err.contains("no matches for kind")
+            && ["karpenter", "monitoring"].iter().any(|d| f.to_string_lossy().contains(d))
+        {
             println!(
-                "kubectl dry-run of {}: Karpenter CRDs not installed in this cluster",
+                "kubectl dry-run of {}: its CRDs (Karpenter, Prometheus Operator) are not installed in this cluster",
                 f.display()
             );
         } else {
@@ -521,4 +525,69 @@ fn base64_decode(s: &str) -> Vec<u8> {
         out.extend_from_slice(&n.to_be_bytes()[1..4 - pad]);
     }
     out
+}
+
+/// A cluster Prometheus can scrape /metrics, and only /metrics, on each node: the DaemonSet passes
+/// the node IP to --metrics-listen (Kubernetes expands `$(NODE_IP)` only from a variable defined
+/// before), names the port, and annotates its pods; the PodMonitor selects those pods and that
+/// port; the probes and /status stay on the loopback.
+#[test]
+fn the_daemonset_exposes_metrics_alone_on_the_node_ip() {
+    let ds = one("DaemonSet");
+    let tpl = &ds["spec"]["template"];
+    let c = &tpl["spec"]["containers"][0];
+    let env = c["env"].as_array().unwrap();
+    let at = |name: &str| {
+        env.iter().position(|e| e["name"] == name).unwrap_or_else(|| panic!("no {name}"))
+    };
+    assert_eq!(env[at("NODE_IP")]["valueFrom"]["fieldRef"]["fieldPath"], "status.hostIP");
+    assert!(
+        at("NODE_IP") < at("NODEPREP_METRICS_LISTEN"),
+        "NODE_IP must come first to be expanded"
+    );
+    let listen = str_at(&env[at("NODEPREP_METRICS_LISTEN")], "/value");
+    assert_eq!(listen, "$(NODE_IP):9478");
+    // What serve gets, for an IPv4 and an IPv6 node, is an address it takes.
+    for ip in ["10.0.12.34", "2600:1f14:abc:de00::5"] {
+        let value = listen.replace("$(NODE_IP)", ip);
+        nodeprep::config::parse_listen(&value).unwrap_or_else(|e| panic!("{e}"));
+    }
+    let ports = c["ports"].as_array().unwrap();
+    let metrics = ports.iter().find(|p| p["name"] == "metrics").expect("a port named metrics");
+    assert_eq!(metrics["containerPort"], 9478);
+    let ann = &tpl["metadata"]["annotations"];
+    assert_eq!(
+        (ann["prometheus.io/scrape"].as_str(), ann["prometheus.io/port"].as_str()),
+        (Some("true"), Some("9478"))
+    );
+    assert_eq!(ann["prometheus.io/path"], "/metrics");
+
+    let pm = one("PodMonitor");
+    assert_eq!(pm["metadata"]["namespace"], ds["metadata"]["namespace"]);
+    assert_eq!(pm["spec"]["namespaceSelector"]["matchNames"][0], ds["metadata"]["namespace"]);
+    for (k, v) in pm["spec"]["selector"]["matchLabels"].as_object().unwrap() {
+        assert_eq!(&tpl["metadata"]["labels"][k], v, "the PodMonitor selects the DaemonSet's pods");
+    }
+    let ep = &pm["spec"]["podMetricsEndpoints"][0];
+    assert_eq!((ep["port"].as_str(), ep["path"].as_str()), (Some("metrics"), Some("/metrics")));
+    // The job the alerts and the dashboard use.
+    let job_label = str_at(&pm, "/spec/jobLabel");
+    assert_eq!(tpl["metadata"]["labels"][job_label], "nodeprep");
+}
+
+/// The PrometheusRule is nodeprep-rules.yml, group for group and rule for rule.
+#[test]
+fn the_prometheus_rule_is_the_rules_file() {
+    let file = packaging().join("monitoring/nodeprep-rules.yml");
+    let text = std::fs::read_to_string(&file).unwrap();
+    let rules: serde_norway::Value = serde_norway::from_str(&text).unwrap();
+    let rules = serde_json::to_value(rules).unwrap();
+    let pr = one("PrometheusRule");
+    assert_eq!(
+        pr["spec"]["groups"],
+        rules["groups"],
+        "prometheus-rule.yaml differs from {}",
+        file.display()
+    );
+    assert!(rules["groups"].as_array().is_some_and(|g| g.len() == 2));
 }

@@ -209,6 +209,16 @@ fn every_gauge_agrees_with_the_report_for_each_failure() {
             vec![],
         ),
         (
+            "every NVIDIA device node gone",
+            p5.clone(),
+            Box::new(|r: &Path| {
+                for i in 0..8 {
+                    std::fs::remove_file(r.join(format!("dev/nvidia{i}"))).unwrap();
+                }
+            }),
+            vec![],
+        ),
+        (
             "a GPU's PCI class gone",
             p5.clone(),
             Box::new(|r: &Path| {
@@ -304,7 +314,8 @@ fn every_gauge_agrees_with_the_report_for_each_failure() {
         .map(|(i, b)| format!("gpu {b}\n{}", if i < 2 { "fabric 2 0\n" } else { "" }))
         .collect();
     std::fs::write(&control, text).unwrap();
-    cases[8].3.push(("FAKE_NVML_CONFIG", control.display().to_string()));
+    let fabric = cases.iter_mut().find(|c| c.0 == "fabric registration in progress").unwrap();
+    fabric.3.push(("FAKE_NVML_CONFIG", control.display().to_string()));
     let mut seen_fail = 0;
     for (what, spec, break_it, env) in &cases {
         let dir = tree(spec);

@@ -206,17 +206,26 @@ fn promtool_checks_and_unit_tests_the_rules() {
     }
 }
 
-/// A node breaks four ways while Prometheus watches: each shows in the series and fires its alert.
+/// A node breaks five ways while Prometheus watches (an EFA port down, a GPU device node gone, XID
+/// 79, the instance store unmounted, EFA drops rising): each shows in the series and fires its alert.
 #[test]
 fn prometheus_sees_each_fault_and_fires_its_alert() {
     let mut spec = Spec::p5_48xlarge();
     spec.config = Some("[serve]\ninterval_seconds = 1\n".into());
     let dir = tree(&spec);
     let root = dir.path();
-    let mut cmd = Nodeprep::new(root).args(["serve", "--listen", "127.0.0.1:0"]).command();
+    // Prometheus scrapes the metrics-only address, as a cluster Prometheus scrapes the node IP.
+    let mut cmd = Nodeprep::new(root)
+        .args(["serve", "--listen", "127.0.0.1:0", "--metrics-listen", "127.0.0.1:0"])
+        .command();
     cmd.stderr(Stdio::null());
-    let srv = Server::spawn(cmd);
-    let prom = Prometheus::start(&srv.addr, "1s");
+    let mut srv = Server::spawn(cmd);
+    let line = srv.next_line();
+    let metrics_addr = line
+        .strip_prefix("nodeprep serve: metrics only on http://")
+        .and_then(|l| l.strip_suffix("/metrics"))
+        .unwrap_or_else(|| panic!("{line:?}"));
+    let prom = Prometheus::start(metrics_addr, "1s");
     let long = Duration::from_secs(45);
     prom.wait("the first scrape of a ready node", long, || {
         prom.value("nodeprep_ready{job=\"nodeprep\"}") == Some(1.0)

@@ -618,3 +618,69 @@ fn boot_and_serve_writing_the_status_file_at_once_never_tear_it() {
         .collect();
     assert_eq!(left, ["status.json"], "temporary files left behind");
 }
+
+/// `--metrics-listen` (or serve.metrics_listen) opens a second address that answers `/metrics`
+/// only: a cluster Prometheus scrapes it while the report and the probes stay on serve.listen.
+#[test]
+fn metrics_listen_serves_only_metrics() {
+    fn get(addr: &str, path: &str) -> (u16, String) {
+        let mut s = TcpStream::connect(addr).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        write!(s, "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").unwrap();
+        let mut buf = String::new();
+        let _ = s.read_to_string(&mut buf);
+        let (head, body) = buf.split_once("\r\n\r\n").unwrap_or((&buf, ""));
+        (crate::common::status_of(head), body.to_string())
+    }
+    let metrics_addr = |line: &str| {
+        line.strip_prefix("nodeprep serve: metrics only on http://")
+            .and_then(|l| l.strip_suffix("/metrics"))
+            .unwrap_or_else(|| panic!("second line: {line:?}"))
+            .to_string()
+    };
+    // From the flag.
+    let dir = prepared(30);
+    let mut cmd = Nodeprep::new(dir.path())
+        .args(["serve", "--listen", "127.0.0.1:0", "--metrics-listen", "127.0.0.1:0"])
+        .command();
+    cmd.stderr(Stdio::null());
+    let mut srv = Server::spawn(cmd);
+    let maddr = metrics_addr(&srv.next_line());
+    assert_ne!(maddr, srv.addr);
+    srv.wait_for("/readyz", 200);
+    let (code, body) = get(&maddr, "/metrics");
+    assert_eq!(code, 200);
+    assert!(body.contains("nodeprep_ready 1\n"), "{body}");
+    for path in ["/status", "/readyz", "/livez", "/"] {
+        let (code, body) = get(&maddr, path);
+        assert_eq!(code, 404, "{path} on the metrics address: {body}");
+        assert!(body.contains(&format!("serve.listen (http://{})", srv.addr)), "{body}");
+    }
+    assert_eq!(srv.get("/status").0, 200, "the main address still serves the report");
+
+    // From the config key, and its errors.
+    let mut spec = Spec::p5_48xlarge();
+    spec.config = Some("[serve]\nmetrics_listen = \"127.0.0.1:0\"\n".into());
+    let dir = crate::common::tree(&spec);
+    let mut cmd = Nodeprep::new(dir.path()).args(["serve", "--listen", "127.0.0.1:0"]).command();
+    cmd.stderr(Stdio::null());
+    let mut srv = Server::spawn(cmd);
+    let maddr = metrics_addr(&srv.next_line());
+    let t0 = Instant::now();
+    while !get(&maddr, "/metrics").1.contains("nodeprep_ready 1\n") {
+        assert!(t0.elapsed() < Duration::from_secs(15), "no report on {maddr}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    for (value, want) in [
+        ("node-ip:9478", "key `serve.metrics_listen`: \"node-ip:9478\" is not an address:port"),
+        ("127.0.0.1:9477", "key `serve.metrics_listen`: \"127.0.0.1:9477\" is serve.listen itself"),
+    ] {
+        let mut spec = Spec::p5_48xlarge();
+        spec.config = Some(format!("[serve]\nmetrics_listen = \"{value}\"\n"));
+        let dir = crate::common::tree(&spec);
+        let o = crate::common::nodeprep(dir.path(), &["serve"]);
+        assert_eq!(o.status.code(), Some(2), "{value}");
+        let err = crate::common::stderr(&o);
+        assert!(err.contains(want), "{value}: {err}");
+    }
+}
