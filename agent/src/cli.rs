@@ -3,7 +3,7 @@
 
 use std::path::PathBuf;
 
-use clap::{ArgAction, Args, Parser, Subcommand, ValueEnum};
+use clap::{ArgAction, Args, Parser, Subcommand};
 
 const AFTER_HELP: &str = "\
 Exit codes (all commands):
@@ -19,6 +19,7 @@ Examples:
   nodeprep status                          # last report written by boot/serve, with its age
   nodeprep config show                     # every config key, its value and default
   nodeprep catalog p5.48xlarge             # what this instance type must have
+  nodeprep bundle --output /tmp/b.tar.gz   # everything support needs, secrets redacted
 
 Config: <root>/etc/nodeprep/config.toml (see `nodeprep config show`).
 Logs go to stderr, or to journald when run by systemd; NODEPREP_LOG takes a tracing filter (e.g. debug).";
@@ -52,9 +53,16 @@ pub struct Global {
     #[arg(long, global = true, env = "NODEPREP_INSTANCE_TYPE", value_name = "TYPE")]
     pub instance_type: Option<String>,
 
-    /// Report format.
-    #[arg(long, global = true, env = "NODEPREP_OUTPUT", value_enum, default_value_t = Output::Text)]
-    pub output: Output,
+    /// Report format: text or json. With `bundle`: the archive's path instead (`-`: stdout).
+    #[arg(
+        long,
+        global = true,
+        env = "NODEPREP_OUTPUT",
+        default_value = "text",
+        value_name = "text|json|FILE",
+        value_parser = OutputArg::parse
+    )]
+    pub output: OutputArg,
 
     /// More log detail on stderr (-v info, -vv debug, -vvv trace).
     #[arg(short, long, global = true, action = ArgAction::Count)]
@@ -65,10 +73,38 @@ pub struct Global {
     pub quiet: bool,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Output {
     Text,
     Json,
+}
+
+/// `--output`: a report format, or (for `bundle` only) a file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum OutputArg {
+    Format(Output),
+    File(PathBuf),
+}
+
+impl OutputArg {
+    fn parse(s: &str) -> Result<OutputArg, String> {
+        match s {
+            "text" => Ok(OutputArg::Format(Output::Text)),
+            "json" => Ok(OutputArg::Format(Output::Json)),
+            "" => Err("empty: give text, json, or (with bundle) a file".into()),
+            file => Ok(OutputArg::File(file.into())),
+        }
+    }
+}
+
+impl Global {
+    /// The report format (a file given to `bundle` reports in text).
+    pub fn format(&self) -> Output {
+        match self.output {
+            OutputArg::Format(f) => f,
+            OutputArg::File(_) => Output::Text,
+        }
+    }
 }
 
 #[derive(Debug, Subcommand)]
@@ -113,6 +149,29 @@ pub enum Command {
         )]
         metrics_listen: Option<std::net::SocketAddr>,
     },
+    /// Write a support bundle: one tar.gz with the report, config, units, journals, kernel log,
+    /// mounts, containerd and kubelet config, NVIDIA and EFA facts. Secrets are never included.
+    ///
+    /// The archive has the EKS NodeDiagnostic categories (base/, device/, networking/, runtime/,
+    /// system/) and manifest.json: every file with its source and size, what was truncated,
+    /// redacted, absent, left out and why. Credential files (kubeconfigs, keys, tokens, userData)
+    /// are never read; every text has its password/secret/token values replaced by REDACTED.
+    /// Under --root other than / it holds the tree's files and runs no command (journalctl,
+    /// systemctl, nvidia-smi, fi_info and ip are listed as not run). Exit code: the fresh report's
+    /// (0 ready, 1 not ready); 2 when the bundle cannot be written.
+    ///
+    /// Examples:
+    ///   sudo nodeprep bundle                           # ./nodeprep-bundle-<instance>-<time>.tar.gz
+    ///   sudo nodeprep bundle --output /tmp/b.tar.gz --max-size 20M
+    ///   kubectl -n nodeprep exec POD -- nodeprep --root /host bundle --output - > b.tar.gz
+    #[command(verbatim_doc_comment)]
+    Bundle {
+        /// The largest archive to write, in bytes or with K, M or G (KiB, MiB, GiB). Each file
+        /// keeps at most a quarter of it (up to 16 MiB, its end); files past the cap are left out
+        /// and listed in the manifest.
+        #[arg(long, value_name = "SIZE", default_value = "50M", value_parser = parse_size)]
+        max_size: u64,
+    },
     /// Print the last report (from boot or serve) with its age.
     Status {
         /// Run the checks now instead of reading the status file.
@@ -137,6 +196,23 @@ pub enum ConfigCommand {
     Show,
 }
 
+/// `50M`, `512K`, `1G` (binary multiples) or a number of bytes; at least 1 MiB.
+fn parse_size(s: &str) -> Result<u64, String> {
+    let (num, mult) = match s.char_indices().last() {
+        Some((i, 'K' | 'k')) => (&s[..i], 1u64 << 10),
+        Some((i, 'M' | 'm')) => (&s[..i], 1 << 20),
+        Some((i, 'G' | 'g')) => (&s[..i], 1 << 30),
+        _ => (s, 1),
+    };
+    let n: u64 =
+        num.parse().map_err(|_| format!("{s:?} is not a size (e.g. 50M, 512K, 1048576)"))?;
+    let bytes = n.checked_mul(mult).ok_or_else(|| format!("{s} is too large"))?;
+    if bytes < crate::bundle::MIN_MAX_BYTES {
+        return Err(format!("{s} is below the least bundle, 1M (the manifest needs room)"));
+    }
+    Ok(bytes)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -145,5 +221,19 @@ mod tests {
     #[test]
     fn cli_definition_is_consistent() {
         Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn sizes_and_outputs() {
+        assert_eq!(parse_size("50M"), Ok(50 << 20));
+        assert_eq!(parse_size("2048k"), Ok(2 << 20));
+        assert_eq!(parse_size("1G"), Ok(1 << 30));
+        assert_eq!(parse_size("1048576"), Ok(1 << 20));
+        assert!(parse_size("100K").unwrap_err().contains("below the least bundle"));
+        assert!(parse_size("lots").unwrap_err().contains("not a size"));
+        assert!(parse_size("99999999999G").unwrap_err().contains("too large"));
+        assert_eq!(OutputArg::parse("json"), Ok(OutputArg::Format(Output::Json)));
+        assert_eq!(OutputArg::parse("-"), Ok(OutputArg::File("-".into())));
+        assert!(OutputArg::parse("").is_err());
     }
 }

@@ -4,10 +4,12 @@
 //! [`run`] opens the host once and runs a selection of checks into a [`report`]; [`capability`]
 //! holds one module per thing a node must have and the one registry of checks; [`apply`] executes
 //! the plans of the capabilities that change the host; [`host`] is the one seam to the host
-//! (root-prefixed reads, typed readers, commands, IMDS); [`serve`] is the long-running service.
+//! (root-prefixed reads, typed readers, commands, IMDS); [`serve`] is the long-running service;
+//! [`bundle`] collects a support archive.
 //! [`config`], [`catalog`] and [`identity`] say what the node must have.
 
 pub(crate) mod apply;
+pub mod bundle;
 pub mod capability;
 pub(crate) mod catalog;
 pub mod cli;

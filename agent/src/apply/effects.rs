@@ -27,6 +27,9 @@ fn hint(e: &std::io::Error) -> &'static str {
         std::io::ErrorKind::PermissionDenied => {
             " — nodeprep boot must run as root (the nodeprep-boot.service unit does)"
         }
+        std::io::ErrorKind::AlreadyExists => {
+            " — nothing was overwritten: remove it or name another file"
+        }
         std::io::ErrorKind::ReadOnlyFilesystem => {
             " — the filesystem is read-only; on Bottlerocket use its settings API instead"
         }
@@ -104,6 +107,35 @@ pub fn write_atomic(
         }
     }
     Ok(true)
+}
+
+/// Writes a new file of this machine (not a host path: a file the operator named, such as a
+/// support bundle), mode 0600: whole or not at all, and never over an existing file.
+pub fn write_new_local(path: &Path, content: &[u8]) -> Result<(), WriteError> {
+    let explain =
+        |op: &'static str, p: &Path, source| WriteError { op, path: p.to_path_buf(), source };
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    };
+    if std::fs::symlink_metadata(path).is_ok() {
+        return Err(explain(
+            "writing",
+            path,
+            std::io::Error::from(std::io::ErrorKind::AlreadyExists),
+        ));
+    }
+    let mut tmp = tempfile::Builder::new()
+        .prefix(".nodeprep-")
+        .suffix(".tmp")
+        .tempfile_in(dir)
+        .map_err(|e| explain("creating a temporary file in", dir, e))?;
+    let tmp_path = tmp.path().to_path_buf();
+    tmp.as_file_mut().write_all(content).map_err(|e| explain("writing", &tmp_path, e))?;
+    tmp.as_file().sync_all().map_err(|e| explain("syncing", &tmp_path, e))?;
+    // tempfile creates it 0600. No clobbering: a file that appeared meanwhile is kept.
+    tmp.persist_noclobber(path).map_err(|e| explain("renaming onto", path, e.error))?;
+    Ok(())
 }
 
 /// A storage effect that failed, and why.

@@ -14,7 +14,7 @@ use std::fmt::Write as _;
 use std::path::PathBuf;
 use std::time::Duration;
 
-pub use effects::{write_atomic, Durability, WriteError};
+pub use effects::{write_atomic, write_new_local, Durability, WriteError};
 
 use crate::host::cmd::CmdError;
 use crate::host::Host;

@@ -18,7 +18,7 @@ pub(super) fn catalog(g: &Global, only: Option<&str>) -> Result<u8, UsageError> 
         },
         None => catalog::all().collect(),
     };
-    match g.output {
+    match g.format() {
         Output::Json => {
             let map: serde_json::Map<_, _> = entries
                 .iter()

@@ -55,7 +55,7 @@ pub(super) fn status(g: &Global, host: Host, fresh: bool) -> Result<u8, UsageErr
                 ),
             },
             Err(e) if e.is_not_found() => {
-                if g.output == Output::Text {
+                if g.format() == Output::Text {
                     super::out(&format!(
                         "no status file at {path} (boot/serve have not run); running the checks now\n"
                     ));

@@ -2,6 +2,7 @@
 //! command opens the host once, loads the config, and hands a prepared run to the library.
 
 mod boot;
+mod bundle;
 mod catalog;
 mod check;
 mod config;
@@ -38,6 +39,10 @@ pub enum UsageError {
     Catalog(String),
     #[error(transparent)]
     Serve(#[from] crate::serve::ServeError),
+    #[error("--output {0}: a file is only for `nodeprep bundle`; reports are text or json")]
+    OutputFile(String),
+    #[error("{0}")]
+    Bundle(String),
 }
 
 /// Entry point of the binary: parses `std::env::args`, runs, returns the exit code.
@@ -79,7 +84,13 @@ fn dispatch(cli: &Cli) -> Result<u8, UsageError> {
         // Same rule as the config key, so a typo is caught before anything runs.
         crate::config::check_instance_type(t).map_err(UsageError::InstanceType)?;
     }
+    if let (crate::cli::OutputArg::File(f), false) =
+        (&g.output, matches!(cli.command, Command::Bundle { .. }))
+    {
+        return Err(UsageError::OutputFile(f.display().to_string()));
+    }
     match &cli.command {
+        Command::Bundle { max_size } => bundle::bundle(g, host, *max_size),
         Command::Check { only } => check::check(g, host, only),
         Command::Status { fresh } => check::status(g, host, *fresh),
         Command::Config(ConfigCommand::Check) => config::check(g, &host),
@@ -112,14 +123,14 @@ fn out(text: &str) {
 /// A line of progress: on stdout with text output; on stderr with `--output json`, whose stdout
 /// carries only the report.
 fn say(g: &Global, line: &str) {
-    match g.output {
+    match g.format() {
         Output::Text => out(&format!("{line}\n")),
         Output::Json => eprintln!("{line}"),
     }
 }
 
 fn print_report(g: &Global, report: &Report, note: Option<&str>) {
-    match g.output {
+    match g.format() {
         Output::Json => out(&report.to_json()),
         Output::Text => {
             let mut text = note.map(|n| format!("{n}\n")).unwrap_or_default();

@@ -18,7 +18,17 @@ pub const KMSG: &str = "/dev/kmsg";
 
 /// Reads the kernel log under the host root, calling `each` with every record's message; returns
 /// how many records there were.
-pub fn read(host: &Host, mut each: impl FnMut(&str)) -> HostResult<usize> {
+pub fn read(host: &Host, each: impl FnMut(&str)) -> HostResult<usize> {
+    read_with(host, false, each)
+}
+
+/// Like [`read`], but `each` gets every record whole (`PRI,SEQ,USEC,FLAGS;MESSAGE`: the time
+/// since boot stays), as a support bundle keeps them.
+pub fn read_raw(host: &Host, each: impl FnMut(&str)) -> HostResult<usize> {
+    read_with(host, true, each)
+}
+
+fn read_with(host: &Host, raw: bool, mut each: impl FnMut(&str)) -> HostResult<usize> {
     let path = host.path(KMSG);
     let err = |op: &'static str, e: std::io::Error| HostError::io(op, path.clone(), &e);
     let mut file = std::fs::OpenOptions::new()
@@ -31,7 +41,7 @@ pub fn read(host: &Host, mut each: impl FnMut(&str)) -> HostResult<usize> {
     let mut line = |l: &str| {
         if let Some(m) = record_line(l) {
             records += 1;
-            each(m);
+            each(if raw { l.trim_end_matches('\r') } else { m });
         }
     };
     if meta.file_type().is_char_device() {

@@ -182,7 +182,10 @@ fn usage_errors_exit_2() {
         ),
         (&["catalog", "x9.huge"], "x9.huge is not in the catalog"),
         (&["frobnicate"], "unrecognized subcommand 'frobnicate'"),
-        (&["--output", "yaml", "check"], "invalid value 'yaml' for '--output <OUTPUT>'"),
+        (
+            &["--output", "yaml", "check"],
+            "--output yaml: a file is only for `nodeprep bundle`; reports are text or json",
+        ),
     ];
     for (args, want) in cases {
         let o = nodeprep(&example(), args);

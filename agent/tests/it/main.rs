@@ -8,6 +8,7 @@
 //!   NODEPREP_UPDATE_GOLDEN=1 cargo test -p nodeprep --test it golden   # rewrite the golden report
 
 mod architecture;
+mod bundle;
 mod cli;
 mod common;
 mod device_plugins;
