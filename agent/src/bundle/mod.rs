@@ -48,23 +48,34 @@ impl Category {
 }
 
 /// One file of the archive.
-#[derive(Debug, Serialize)]
+#[derive(Debug)]
 pub struct Entry {
     pub path: String,
     pub category: Category,
     /// The host path or command it came from.
     pub source: String,
-    pub bytes: usize,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub truncated_from: Option<usize>,
-    #[serde(skip_serializing_if = "is_zero")]
     pub redactions: usize,
-    #[serde(skip)]
-    data: Vec<u8>,
+    text: String,
 }
 
-fn is_zero(n: &usize) -> bool {
-    *n == 0
+impl Entry {
+    /// Its line in the manifest.
+    fn manifest(&self) -> serde_json::Value {
+        let mut m = serde_json::json!({
+            "path": self.path,
+            "category": self.category,
+            "source": self.source,
+            "bytes": self.text.len(),
+        });
+        if let Some(full) = self.truncated_from {
+            m["truncated_from"] = full.into();
+        }
+        if self.redactions > 0 {
+            m["redactions"] = self.redactions.into();
+        }
+        m
+    }
 }
 
 /// Something not in the archive, and why.
@@ -90,7 +101,6 @@ pub struct Bundle {
     max: usize,
     /// The most bytes kept of one file (its end).
     pub per_file: usize,
-    live: bool,
 }
 
 /// Room kept for the manifest and the gzip/tar framing of it.
@@ -110,7 +120,7 @@ const UNITS: &[&str] =
 
 impl Bundle {
     /// An empty bundle whose archive stays under `max_bytes`.
-    pub fn new(host: &Host, max_bytes: u64) -> Bundle {
+    pub fn new(max_bytes: u64) -> Bundle {
         let max = usize::try_from(max_bytes).unwrap_or(usize::MAX);
         let budget = max.saturating_sub(MANIFEST_RESERVE);
         Bundle {
@@ -121,7 +131,6 @@ impl Bundle {
             budget,
             max,
             per_file: PER_FILE.min(budget / 4).max(4096),
-            live: host.is_live(),
         }
     }
 
@@ -129,19 +138,15 @@ impl Bundle {
     pub fn add(&mut self, category: Category, name: &str, source: &str, text: &str) {
         let (text, redactions) = redact::redact(text);
         let full = text.len();
-        let (data, truncated_from) = match tail(text.into_bytes(), self.per_file) {
-            (d, true) => (d, Some(full)),
-            (d, false) => (d, None),
-        };
+        let (text, cut) = tail(text, self.per_file);
         let path = format!("{}/{name}", category.dir());
         self.entries.push(Entry {
             path,
             category,
             source: source.into(),
-            bytes: data.len(),
-            truncated_from,
+            truncated_from: cut.then_some(full),
             redactions,
-            data,
+            text,
         });
     }
 
@@ -198,7 +203,7 @@ impl Bundle {
         timeout: Duration,
     ) {
         let line = argv.join(" ");
-        if !self.live {
+        if !host.is_live() {
             self.left_out.push(Left {
                 source: line,
                 why: format!(
@@ -219,28 +224,26 @@ impl Bundle {
     fn fit(&mut self) {
         let mut order: Vec<usize> = (0..self.entries.len()).collect();
         let own = |e: &Entry| !e.path.starts_with("base/nodeprep/");
-        order.sort_by_key(|&i| (own(&self.entries[i]), self.entries[i].data.len()));
+        order.sort_by_key(|&i| (own(&self.entries[i]), self.entries[i].text.len()));
         let mut used = 0;
         let mut drop = vec![false; self.entries.len()];
         for i in order {
             let e = &mut self.entries[i];
             let left = self.budget.saturating_sub(used + TAR_OVERHEAD);
-            if e.data.len() <= left {
-                used += e.data.len() + TAR_OVERHEAD;
+            if e.text.len() <= left {
+                used += e.text.len() + TAR_OVERHEAD;
             } else if left >= MIN_TAIL {
-                let full = e.truncated_from.unwrap_or(e.data.len());
-                let (d, _) = tail(std::mem::take(&mut e.data), left - 512);
-                e.data = d;
-                e.bytes = e.data.len();
+                let full = e.truncated_from.unwrap_or(e.text.len());
+                e.text = tail(std::mem::take(&mut e.text), left - 512).0;
                 e.truncated_from = Some(full);
-                used += e.data.len() + TAR_OVERHEAD;
+                used += e.text.len() + TAR_OVERHEAD;
             } else {
                 drop[i] = true;
                 self.left_out.push(Left {
                     source: e.source.clone(),
                     why: format!(
                         "the size cap: its {} bytes do not fit in --max-size after the rest (raise it to include this)",
-                        e.data.len()
+                        e.text.len()
                     ),
                 });
             }
@@ -267,7 +270,7 @@ impl Bundle {
             "schema": "nodeprep.bundle/v1",
             "meta": meta,
             "summary": summary,
-            "entries": self.entries,
+            "entries": self.entries.iter().map(Entry::manifest).collect::<Vec<_>>(),
             "absent": self.absent,
             "left_out": self.left_out,
             "refused": self.refused,
@@ -284,7 +287,7 @@ impl Bundle {
             tar.append_data(&mut h, format!("nodeprep-bundle/{path}"), data)
         };
         for e in &self.entries {
-            append(&e.path, &e.data)?;
+            append(&e.path, e.text.as_bytes())?;
         }
         append("manifest.json", format!("{manifest}\n").as_bytes())?;
         let mut gz = tar.into_inner()?;
@@ -302,22 +305,22 @@ impl Bundle {
 }
 
 /// The last `max` bytes of a text from a line start, marked; whether it was cut.
-fn tail(data: Vec<u8>, max: usize) -> (Vec<u8>, bool) {
-    let full = data.len();
+fn tail(text: String, max: usize) -> (String, bool) {
+    let full = text.len();
     if full <= max {
-        return (data, false);
+        return (text, false);
     }
     let mut cut = full - max;
-    while cut < full && !data.is_char_boundary_at(cut) {
+    while !text.is_char_boundary(cut) {
         cut += 1;
     }
-    if let Some(nl) = data[cut..].iter().position(|b| *b == b'\n') {
+    if let Some(nl) = text[cut..].find('\n') {
         cut += nl + 1;
     }
     let note = format!(
         "[nodeprep bundle: the first {cut} of {full} bytes are left out; the end is kept]\n"
     );
-    ([note.as_bytes(), &data[cut..]].concat(), true)
+    (note + &text[cut..], true)
 }
 
 /// Counts for the line `bundle` prints.
@@ -328,17 +331,6 @@ pub struct Summary {
     pub truncated: usize,
     pub left_out: usize,
     pub refused: usize,
-}
-
-trait CharBoundary {
-    fn is_char_boundary_at(&self, i: usize) -> bool;
-}
-
-impl CharBoundary for Vec<u8> {
-    /// True when byte `i` starts a UTF-8 character (the text is valid UTF-8).
-    fn is_char_boundary_at(&self, i: usize) -> bool {
-        self.get(i).is_none_or(|b| (*b as i8) >= -0x40)
-    }
 }
 
 /// Collects everything but nodeprep's own report (the caller adds it first: it matters most).
@@ -356,10 +348,7 @@ pub fn collect(b: &mut Bundle, host: &Host) {
     b.command(host, Base, "systemd/failed.txt", &["systemctl", "--failed", "--no-pager"], t(30));
     for unit in UNITS {
         for dir in ["/etc/systemd/system", "/usr/lib/systemd/system", "/lib/systemd/system"] {
-            let p = format!("{dir}/{unit}");
-            if host.exists(&p) {
-                b.file(host, Base, &p);
-            }
+            b.file_if_present(host, Base, &format!("{dir}/{unit}"));
             let d = format!("{dir}/{unit}.d");
             if host.exists(&d) {
                 b.dir(host, Base, &d);
@@ -397,7 +386,7 @@ pub fn collect(b: &mut Bundle, host: &Host) {
     ] {
         b.file(host, System, p);
     }
-    if b.live {
+    if host.is_live() {
         b.file(host, System, "/proc/self/mountinfo");
     }
     b.dir(host, System, "/etc/security/limits.d");
@@ -471,14 +460,17 @@ pub fn collect(b: &mut Bundle, host: &Host) {
     b.command(host, Networking, "ip-route.txt", &["ip", "route", "show", "table", "all"], t(10));
 }
 
+/// A sysfs attribute for a table: its value, or `-` when it is absent or unreadable.
+fn attr_or_dash(host: &Host, path: &str) -> String {
+    host.read_attr_opt(path).ok().flatten().unwrap_or_else(|| "-".into())
+}
+
 /// One line per PCI function: address, vendor, device, class, NUMA node, driver.
 fn pci_table(host: &Host) -> String {
     let mut out = String::from("address vendor device class numa_node driver\n");
     for a in host.list_dir_opt(host::pci::PCI_DEVICES).unwrap_or_default() {
         let d = format!("{}/{a}", host::pci::PCI_DEVICES);
-        let attr = |f: &str| {
-            host.read_attr_opt(format!("{d}/{f}")).ok().flatten().unwrap_or_else(|| "-".into())
-        };
+        let attr = |f: &str| attr_or_dash(host, &format!("{d}/{f}"));
         let driver =
             host.link_name(format!("{d}/driver")).ok().flatten().unwrap_or_else(|| "-".into());
         out.push_str(&format!(
@@ -498,9 +490,7 @@ fn rdma_tables(host: &Host) -> (String, String) {
     let mut counters = String::from("device port counter value\n");
     for dev in host.list_dir_opt(host::rdma::CLASS).unwrap_or_default() {
         let base = format!("{}/{dev}", host::rdma::CLASS);
-        let attr = |f: &str| {
-            host.read_attr_opt(format!("{base}/{f}")).ok().flatten().unwrap_or_else(|| "-".into())
-        };
+        let attr = |f: &str| attr_or_dash(host, &format!("{base}/{f}"));
         for port in host.list_dir_opt(format!("{base}/ports")).unwrap_or_default() {
             let p = format!("ports/{port}");
             ports.push_str(&format!(
@@ -528,9 +518,7 @@ fn block_table(host: &Host) -> String {
     let mut out = String::from("name sectors model serial\n");
     for n in host::block::names(host).unwrap_or_default() {
         let d = format!("{}/{n}", host::block::SYS_BLOCK);
-        let attr = |f: &str| {
-            host.read_attr_opt(format!("{d}/{f}")).ok().flatten().unwrap_or_else(|| "-".into())
-        };
+        let attr = |f: &str| attr_or_dash(host, &format!("{d}/{f}"));
         out.push_str(&format!(
             "{n} {} {:?} {:?}\n",
             attr("size"),
@@ -546,9 +534,7 @@ fn net_table(host: &Host) -> String {
     let mut out = String::from("name operstate mtu address\n");
     for n in host.list_dir_opt("/sys/class/net").unwrap_or_default() {
         let d = format!("/sys/class/net/{n}");
-        let attr = |f: &str| {
-            host.read_attr_opt(format!("{d}/{f}")).ok().flatten().unwrap_or_else(|| "-".into())
-        };
+        let attr = |f: &str| attr_or_dash(host, &format!("{d}/{f}"));
         out.push_str(&format!("{n} {} {} {}\n", attr("operstate"), attr("mtu"), attr("address")));
     }
     out
