@@ -4,7 +4,7 @@ use std::io::Write as _;
 use std::path::PathBuf;
 use std::time::{Instant, SystemTime};
 
-use super::{exit_code, UsageError};
+use super::{exit_code, load_config_and_origin, UsageError};
 use crate::bundle::{self, Bundle, Category};
 use crate::cli::{Global, Output, OutputArg};
 use crate::host::Host;
@@ -13,7 +13,7 @@ use crate::run::{self, Phase, Purpose};
 
 pub(super) fn bundle(g: &Global, host: Host, max_size: u64) -> Result<u8, UsageError> {
     let started = Instant::now();
-    let (cfg, origin) = crate::config::load(&host, g.config.as_deref().map(std::path::Path::new))?;
+    let (cfg, origin) = load_config_and_origin(g, &host)?;
     let shown = crate::config::show(&cfg, &origin);
     let selected = crate::capability::select(&[])?;
     // The checks as serve runs them: EFA error counters included.
@@ -22,7 +22,7 @@ pub(super) fn bundle(g: &Global, host: Host, max_size: u64) -> Result<u8, UsageE
     let host = &ctx.host;
     tracing::info!(ready = report.ready, "bundle: checks done; collecting");
 
-    let mut b = Bundle::new(host, max_size);
+    let mut b = Bundle::new(max_size);
     let version = env!("CARGO_PKG_VERSION");
     b.add(Category::Base, "nodeprep/report.json", "nodeprep check (fresh)", &report.to_json());
     b.add(

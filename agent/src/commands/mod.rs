@@ -104,9 +104,17 @@ fn dispatch(cli: &Cli) -> Result<u8, UsageError> {
 }
 
 fn load_config(g: &Global, host: &Host) -> Result<Config, UsageError> {
+    load_config_and_origin(g, host).map(|(cfg, _)| cfg)
+}
+
+/// The config `--config` names (or the default file under the root) and where it came from.
+fn load_config_and_origin(
+    g: &Global,
+    host: &Host,
+) -> Result<(Config, crate::config::Origin), UsageError> {
     let (cfg, origin) = crate::config::load(host, g.config.as_deref().map(Path::new))?;
     tracing::debug!(config = %origin, "configuration loaded");
-    Ok(cfg)
+    Ok((cfg, origin))
 }
 
 /// Writes `text` to stdout. A reader that went away (`nodeprep check | head -1`) is not an error
