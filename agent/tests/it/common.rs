@@ -158,14 +158,16 @@ impl Server {
     /// Sends `raw` on a new connection and reads until the server closes: (status, head in lower
     /// case, body); status 0 when the connection closed without a response.
     pub fn request(&self, raw: impl AsRef<[u8]>) -> (u16, String, String) {
-        let mut s = self.connect();
-        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-        let _ = s.write_all(raw.as_ref());
-        let mut buf = Vec::new();
-        let _ = s.read_to_end(&mut buf);
-        let text = String::from_utf8_lossy(&buf).into_owned();
-        let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
-        (status_of(head), head.to_lowercase(), body.to_string())
+        request(&self.addr, raw).unwrap_or_else(|| panic!("nothing listens on {}", self.addr))
+    }
+
+    /// Reads serve's second line, `nodeprep serve: metrics only on http://ADDR/metrics`: ADDR.
+    pub fn metrics_addr(&mut self) -> String {
+        let line = self.next_line();
+        line.strip_prefix("nodeprep serve: metrics only on http://")
+            .and_then(|l| l.strip_suffix("/metrics"))
+            .unwrap_or_else(|| panic!("not the metrics address line: {line:?}"))
+            .to_string()
     }
 
     /// GET `path`: (status, head in lower case, body).
@@ -210,6 +212,44 @@ impl Drop for Server {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// Sends `raw` to `addr` on a new connection and reads until the server closes: (status, head in
+/// lower case, body, its chunks joined); status 0 when the connection closed without a response,
+/// `None` when nothing listens there.
+pub fn request(addr: &str, raw: impl AsRef<[u8]>) -> Option<(u16, String, String)> {
+    let mut s = TcpStream::connect(addr).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let _ = s.write_all(raw.as_ref());
+    let mut buf = Vec::new();
+    let _ = s.read_to_end(&mut buf);
+    let text = String::from_utf8_lossy(&buf).into_owned();
+    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+    let head = head.to_lowercase();
+    let body = match head.contains("transfer-encoding: chunked") {
+        true => dechunk(body)?,
+        false => body.to_string(),
+    };
+    Some((status_of(&head), head, body))
+}
+
+/// GET `path` from `addr` (see [`request`]).
+pub fn get(addr: &str, path: &str) -> Option<(u16, String, String)> {
+    request(addr, format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"))
+}
+
+/// A chunked body's chunks, joined; `None` when it is not whole.
+fn dechunk(mut rest: &str) -> Option<String> {
+    let mut out = String::new();
+    while let Some((size, tail)) = rest.split_once("\r\n") {
+        let n = usize::from_str_radix(size.trim(), 16).ok()?;
+        if n == 0 {
+            break;
+        }
+        out.push_str(tail.get(..n)?);
+        rest = tail.get(n + 2..)?;
+    }
+    Some(out)
 }
 
 /// The status code of an HTTP response's text; 0 when there is none.

@@ -298,17 +298,7 @@ fn every_gauge_agrees_with_the_report_for_each_failure() {
     // Fabric registration in progress on two GPUs, through the fake NVML's control file.
     let ctl = tempfile::tempdir().unwrap();
     let control = ctl.path().join("fabric.conf");
-    let buses = [
-        "00000000:53:00.0",
-        "00000000:64:00.0",
-        "00000000:75:00.0",
-        "00000000:86:00.0",
-        "00000001:97:00.0",
-        "00000001:A8:00.0",
-        "00000001:B9:00.0",
-        "00000001:CA:00.0",
-    ];
-    let text: String = buses
+    let text: String = crate::nvidia::P5_BUSES
         .iter()
         .enumerate()
         .map(|(i, b)| format!("gpu {b}\n{}", if i < 2 { "fabric 2 0\n" } else { "" }))

@@ -12,7 +12,7 @@ use serde_json::{json, Value};
 use crate::common::{tree, Nodeprep};
 
 /// The p5 fixture's GPU bus ids, as NVML writes them.
-const P5_BUSES: [&str; 8] = [
+pub const P5_BUSES: [&str; 8] = [
     "00000000:53:00.0",
     "00000000:64:00.0",
     "00000000:75:00.0",

@@ -14,6 +14,11 @@ use serde_json::Value;
 
 use crate::common::{tree, Nodeprep, Server};
 
+/// GET `path` from `addr`: (status, body); `None` while nothing listens.
+fn http_get(addr: &str, path: &str) -> Option<(u16, String)> {
+    crate::common::get(addr, path).map(|(code, _, body)| (code, body))
+}
+
 /// A program of the test machine that these tests need; scripts/test installs them.
 pub fn tool(name: &str) -> PathBuf {
     for dir in ["/usr/bin", "/usr/local/bin", "/bin"] {
@@ -51,7 +56,7 @@ fn free_port() -> u16 {
 struct Prometheus {
     child: Child,
     url: String,
-    _dir: tempfile::TempDir,
+    dir: tempfile::TempDir,
 }
 
 impl Drop for Prometheus {
@@ -93,7 +98,7 @@ impl Prometheus {
             .stderr(log)
             .spawn()
             .expect("prometheus starts");
-        let p = Prometheus { child, url: format!("127.0.0.1:{port}"), _dir: dir };
+        let p = Prometheus { child, url: format!("127.0.0.1:{port}"), dir };
         p.wait("Prometheus ready", Duration::from_secs(30), || {
             http_get(&p.url, "/-/ready").is_some_and(|(c, _)| c == 200)
         });
@@ -104,7 +109,7 @@ impl Prometheus {
         let t0 = Instant::now();
         while !f() {
             if t0.elapsed() > limit {
-                let log = std::fs::read_to_string(self._dir.path().join("prometheus.log"))
+                let log = std::fs::read_to_string(self.dir.path().join("prometheus.log"))
                     .unwrap_or_default();
                 let tail: Vec<&str> = log.lines().rev().take(15).collect();
                 panic!("timed out after {limit:?} waiting for {what}; prometheus log (last lines, newest first):\n{}", tail.join("\n"));
@@ -160,36 +165,6 @@ fn encode(s: &str) -> String {
         .collect()
 }
 
-/// GET `path` from `addr`: (status, body).
-fn http_get(addr: &str, path: &str) -> Option<(u16, String)> {
-    use std::io::{Read, Write};
-    let mut s = std::net::TcpStream::connect(addr).ok()?;
-    s.set_read_timeout(Some(Duration::from_secs(10))).ok()?;
-    write!(s, "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n").ok()?;
-    let mut buf = Vec::new();
-    s.read_to_end(&mut buf).ok()?;
-    let text = String::from_utf8_lossy(&buf).into_owned();
-    let (head, body) = text.split_once("\r\n\r\n")?;
-    let code = head.split_whitespace().nth(1)?.parse().ok()?;
-    // Prometheus answers in chunks: take the chunk sizes out.
-    let body = if head.to_ascii_lowercase().contains("transfer-encoding: chunked") {
-        let mut out = String::new();
-        let mut rest = body;
-        while let Some((size, tail)) = rest.split_once("\r\n") {
-            let n = usize::from_str_radix(size.trim(), 16).ok()?;
-            if n == 0 {
-                break;
-            }
-            out.push_str(tail.get(..n)?);
-            rest = tail.get(n + 2..)?;
-        }
-        out
-    } else {
-        body.to_string()
-    };
-    Some((code, body))
-}
-
 #[test]
 fn promtool_checks_and_unit_tests_the_rules() {
     let promtool = tool("promtool");
@@ -220,12 +195,8 @@ fn prometheus_sees_each_fault_and_fires_its_alert() {
         .command();
     cmd.stderr(Stdio::null());
     let mut srv = Server::spawn(cmd);
-    let line = srv.next_line();
-    let metrics_addr = line
-        .strip_prefix("nodeprep serve: metrics only on http://")
-        .and_then(|l| l.strip_suffix("/metrics"))
-        .unwrap_or_else(|| panic!("{line:?}"));
-    let prom = Prometheus::start(metrics_addr, "1s");
+    let metrics_addr = srv.metrics_addr();
+    let prom = Prometheus::start(&metrics_addr, "1s");
     let long = Duration::from_secs(45);
     prom.wait("the first scrape of a ready node", long, || {
         prom.value("nodeprep_ready{job=\"nodeprep\"}") == Some(1.0)

@@ -623,20 +623,9 @@ fn boot_and_serve_writing_the_status_file_at_once_never_tear_it() {
 /// only: a cluster Prometheus scrapes it while the report and the probes stay on serve.listen.
 #[test]
 fn metrics_listen_serves_only_metrics() {
-    fn get(addr: &str, path: &str) -> (u16, String) {
-        let mut s = TcpStream::connect(addr).unwrap();
-        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-        write!(s, "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").unwrap();
-        let mut buf = String::new();
-        let _ = s.read_to_string(&mut buf);
-        let (head, body) = buf.split_once("\r\n\r\n").unwrap_or((&buf, ""));
-        (crate::common::status_of(head), body.to_string())
-    }
-    let metrics_addr = |line: &str| {
-        line.strip_prefix("nodeprep serve: metrics only on http://")
-            .and_then(|l| l.strip_suffix("/metrics"))
-            .unwrap_or_else(|| panic!("second line: {line:?}"))
-            .to_string()
+    let get = |addr: &str, path: &str| {
+        let (code, _, body) = crate::common::get(addr, path).expect("serve listens");
+        (code, body)
     };
     // From the flag.
     let dir = prepared(30);
@@ -645,7 +634,7 @@ fn metrics_listen_serves_only_metrics() {
         .command();
     cmd.stderr(Stdio::null());
     let mut srv = Server::spawn(cmd);
-    let maddr = metrics_addr(&srv.next_line());
+    let maddr = srv.metrics_addr();
     assert_ne!(maddr, srv.addr);
     srv.wait_for("/readyz", 200);
     let (code, body) = get(&maddr, "/metrics");
@@ -665,7 +654,7 @@ fn metrics_listen_serves_only_metrics() {
     let mut cmd = Nodeprep::new(dir.path()).args(["serve", "--listen", "127.0.0.1:0"]).command();
     cmd.stderr(Stdio::null());
     let mut srv = Server::spawn(cmd);
-    let maddr = metrics_addr(&srv.next_line());
+    let maddr = srv.metrics_addr();
     let t0 = Instant::now();
     while !get(&maddr, "/metrics").1.contains("nodeprep_ready 1\n") {
         assert!(t0.elapsed() < Duration::from_secs(15), "no report on {maddr}");
