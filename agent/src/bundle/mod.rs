@@ -403,9 +403,17 @@ pub fn collect(b: &mut Bundle, host: &Host) {
     // Runtime: containerd and its spec, kubelet's config, device plugins.
     b.file(host, Runtime, host::containerd::CONFIG);
     b.dir(host, Runtime, "/etc/containerd/conf.d");
-    match host::containerd::spec_path(host) {
-        Ok(Some(spec)) => b.file(host, Runtime, &spec),
-        Ok(None) => {}
+    match host::containerd::load(host) {
+        Ok(cri) => {
+            // Imports beyond conf.d (the main file is collected above).
+            for f in cri.files.iter().skip(1).filter(|f| !f.starts_with("/etc/containerd/conf.d/"))
+            {
+                b.file(host, Runtime, f);
+            }
+            if let Some(spec) = cri.base_runtime_spec {
+                b.file(host, Runtime, &spec.path);
+            }
+        }
         Err(e) => b.left_out.push(Left { source: "base_runtime_spec".into(), why: e.to_string() }),
     }
     // Where the EKS AMIs and nodeprep boot put it.

@@ -126,6 +126,45 @@ pub fn parse_limits(text: &str) -> Result<SoftLimits, FormatError> {
     })
 }
 
+/// A soft and a hard limit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Pair {
+    pub soft: Rlimit,
+    pub hard: Rlimit,
+}
+
+/// The limits a pod's process shows: memlock and stack (bytes), open files (count).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PodLimits {
+    pub memlock: Pair,
+    pub stack: Pair,
+    pub nofile: Pair,
+}
+
+/// Parses `/proc/<pid>/limits` for soft and hard memlock, stack and open files.
+pub fn parse_pod_limits(text: &str) -> Result<PodLimits, FormatError> {
+    parse_limits(text)?;
+    let limits = Limits::from_buf_read(text.as_bytes()).map_err(|e| FormatError(e.to_string()))?;
+    let v = |l: LimitValue| match l {
+        LimitValue::Unlimited => Rlimit::Unlimited,
+        LimitValue::Value(b) => Rlimit::Bytes(b),
+    };
+    let pair =
+        |l: procfs_core::process::Limit| Pair { soft: v(l.soft_limit), hard: v(l.hard_limit) };
+    Ok(PodLimits {
+        memlock: pair(limits.max_locked_memory),
+        stack: pair(limits.max_stack_size),
+        nofile: pair(limits.max_open_files),
+    })
+}
+
+/// [`parse_pod_limits`] of process `pid`.
+pub fn pod_limits(host: &Host, pid: u32) -> HostResult<PodLimits> {
+    let file = format!("/proc/{pid}/limits");
+    let text = host.read_string(&file)?;
+    parse_pod_limits(&text).map_err(|why| host.malformed(&file, why.0))
+}
+
 /// The soft limits of process `pid`.
 pub fn limits(host: &Host, pid: u32) -> HostResult<SoftLimits> {
     let file = format!("/proc/{pid}/limits");
@@ -149,9 +188,21 @@ pub fn parse_start_ticks(stat: &str) -> Result<u64, FormatError> {
     Stat::from_read(t.as_bytes()).map(|s| s.starttime).map_err(|e| FormatError(e.to_string()))
 }
 
-/// When process `pid` started: boot time (`btime` in `/proc/stat`, whole seconds) plus its start in
-/// clock ticks after boot.
-pub fn start_time(host: &Host, pid: u32) -> HostResult<SystemTime> {
+/// When a process started, and how far off that may be.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Started {
+    /// The earliest the process can have started.
+    pub at: SystemTime,
+    /// It started in `[at, at + within]`.
+    pub within: Duration,
+}
+
+/// When process `pid` started: the boot time plus its start in clock ticks after boot (10 ms
+/// steps). `/proc/stat`'s `btime` is whole seconds, so it is used only for a tree that is not this
+/// kernel's (a fixture), with a second of uncertainty; this kernel's boot time comes from its clocks
+/// (`CLOCK_REALTIME - CLOCK_BOOTTIME`, nanoseconds), so a spec written 10 ms before containerd
+/// started is told apart from one written after it.
+pub fn start_time(host: &Host, pid: u32) -> HostResult<Started> {
     let file = format!("/proc/{pid}/stat");
     let ticks =
         parse_start_ticks(&host.read_string(&file)?).map_err(|why| host.malformed(&file, why.0))?;
@@ -161,8 +212,31 @@ pub fn start_time(host: &Host, pid: u32) -> HostResult<SystemTime> {
         .find_map(|l| l.strip_prefix("btime "))
         .and_then(|v| v.trim().parse().ok())
         .ok_or_else(|| host.malformed("/proc/stat", "no \"btime N\" line"))?;
+    let tick = Duration::from_millis(1000 / TICKS_PER_SECOND);
     let since_boot = Duration::from_millis(ticks.saturating_mul(1000 / TICKS_PER_SECOND));
-    Ok(SystemTime::UNIX_EPOCH + Duration::from_secs(btime) + since_boot)
+    let (boot, within) = match this_kernels_boot() {
+        // The tree's /proc is this kernel's when its btime is this kernel's (to the second).
+        Some(b)
+            if b.duration_since(SystemTime::UNIX_EPOCH)
+                .is_ok_and(|d| d.as_secs().abs_diff(btime) <= 1) =>
+        {
+            (b, tick)
+        }
+        _ => (SystemTime::UNIX_EPOCH + Duration::from_secs(btime), Duration::from_secs(1) + tick),
+    };
+    Ok(Started { at: boot + since_boot, within })
+}
+
+/// This kernel's boot time to the nanosecond: `CLOCK_REALTIME - CLOCK_BOOTTIME` (what the kernel
+/// rounds down to whole seconds for `btime`).
+fn this_kernels_boot() -> Option<SystemTime> {
+    use rustix::time::{clock_gettime, ClockId};
+    let d = |t: rustix::time::Timespec| {
+        Duration::new(u64::try_from(t.tv_sec).ok()?, u32::try_from(t.tv_nsec).ok()?).into()
+    };
+    let since_boot: Option<Duration> = d(clock_gettime(ClockId::Boottime));
+    let now: Option<Duration> = d(clock_gettime(ClockId::Realtime));
+    Some(SystemTime::UNIX_EPOCH + now?.checked_sub(since_boot?)?)
 }
 
 #[cfg(test)]
@@ -260,6 +334,9 @@ Max realtime timeout      unlimited            unlimited            us        \n
 
     #[test]
     fn limits_as_the_kernel_writes_them() {
+        let p = parse_pod_limits(LIMITS).unwrap();
+        assert_eq!(p.nofile, Pair { soft: Rlimit::Bytes(1048576), hard: Rlimit::Bytes(1048576) });
+        assert_eq!(p.stack, Pair { soft: Rlimit::Bytes(8388608), hard: Rlimit::Unlimited });
         let l = parse_limits(LIMITS).unwrap();
         assert_eq!(l, SoftLimits { memlock: Rlimit::Unlimited, stack: Rlimit::Bytes(8388608) });
         // A row missing, a short row, no header: malformed, never a panic.
@@ -291,7 +368,15 @@ Max realtime timeout      unlimited            unlimited            us        \n
             ("proc/stat", "cpu  1 2 3 4\nbtime 1700000000\n"),
         ]);
         let want = SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_010);
-        assert_eq!(start_time(&host, 1843).unwrap(), want);
+        let started = start_time(&host, 1843).unwrap();
+        assert_eq!(started.at, want, "a fixture's btime: whole seconds");
+        assert_eq!(started.within, Duration::from_millis(1010));
+        // This kernel's own /proc: the boot time from its clocks, to a tick.
+        let me = std::process::id();
+        let live = start_time(&Host::new("/"), me).unwrap();
+        assert_eq!(live.within, Duration::from_millis(10));
+        let age = SystemTime::now().duration_since(live.at).unwrap();
+        assert!(age < Duration::from_secs(3600), "this test process started {age:?} ago");
         let e = start_time(&host, 9).unwrap_err();
         assert!(e.is_not_found(), "{e}");
     }

@@ -46,10 +46,12 @@ fn containerd_at_8_mib_fails_on_an_efa_node() {
     assert_eq!(c["expected"]["memlock"], "unlimited");
     assert_eq!(c["found"]["memlock"], MIB8);
     assert_eq!(c["found"]["stack"], "unlimited");
-    assert_eq!(c["found"]["memlock_source"], "running containerd (pid 1843)");
+    let source = "running containerd's own limit (pid 1843): containerd's config names no \
+                  base_runtime_spec for runtime `runc`";
+    assert_eq!(c["found"]["memlock_source"], source);
     assert_eq!(
         c["summary"],
-        "new pods get memlock 8 MiB, stack unlimited (from running containerd (pid 1843)); config wants memlock unlimited"
+        format!("new pods get memlock 8 MiB, stack unlimited (from {source}); config wants memlock unlimited")
     );
     assert!(c["remedy"].as_str().unwrap().contains("nodeprep boot"), "{c}");
 }
@@ -94,7 +96,8 @@ fn no_containerd_reports_what_the_unit_will_give() {
     assert_eq!(c["found"]["memlock"], MIB8);
     assert_eq!(
         c["found"]["memlock_source"],
-        "systemd default; containerd not running and no LimitMEMLOCK set"
+        "systemd default; containerd not running and no LimitMEMLOCK set; containerd's config \
+         names no base_runtime_spec for runtime `runc`"
     );
     let o = nodeprep(dir.path(), &["boot"]);
     assert_eq!(o.status.code(), Some(0), "{}", text(&o));
@@ -102,7 +105,7 @@ fn no_containerd_reports_what_the_unit_will_give() {
     assert_eq!(code, 0, "{c}");
     assert_eq!(
         c["found"]["memlock_source"],
-        "containerd unit (LimitMEMLOCK in /etc/systemd/system/containerd.service.d/50-nodeprep-limits.conf); containerd not running"
+        "containerd unit (LimitMEMLOCK in /etc/systemd/system/containerd.service.d/50-nodeprep-limits.conf); containerd not running; containerd's config names no base_runtime_spec for runtime `runc`"
     );
 }
 
@@ -292,6 +295,13 @@ fn spec_changed_after_containerd_started_needs_a_restart() {
     assert_eq!(code, 1, "{c}");
     assert_eq!(c["found"]["restart_needed"], true);
     assert!(c["summary"].as_str().unwrap().contains("changed after containerd started"), "{c}");
+    // What new pods get is what containerd loaded, not the file: unknown, said so.
+    assert_eq!(c["found"]["memlock"], Value::Null, "{c}");
+    assert!(
+        c["found"]["memlock_source"].as_str().unwrap().contains("the file now says unlimited"),
+        "{c}"
+    );
+    assert!(c["found"]["note"].as_str().unwrap().contains("limits-canary"), "{c}");
     // A spec older than containerd is what containerd loaded: pass.
     let old = std::time::SystemTime::now() - std::time::Duration::from_secs(3595);
     std::fs::File::options()
@@ -408,4 +418,107 @@ fn the_spec_of_containerds_default_runtime_is_the_one_checked_and_written() {
         spec["process"]["rlimits"].as_array().unwrap().iter().any(|r| r["type"] == "RLIMIT_NOFILE"),
         "NOFILE kept: {spec}"
     );
+}
+
+/// Runs `boot` then `check --only limits` on a p5 tree whose containerd (64 KiB memlock, as Debian's
+/// own) and config are given; returns boot's output and the check.
+fn with_containerd_config(
+    config: Option<&str>,
+    files: &[(&str, &str)],
+) -> (tempfile::TempDir, String, Value) {
+    let mut s = Spec::p5_48xlarge();
+    s.files.clear();
+    s.containerd = Some((1843, proc_limits(Some(64 << 10), None)));
+    s.base_runtime_spec = Some(base_runtime_spec(&[("RLIMIT_NOFILE", 65536, 1048576)]));
+    s.files.push(("etc/containerd/config.toml".into(), config.unwrap_or("").into()));
+    for (p, c) in files {
+        s.files.push((p.to_string(), c.to_string()));
+    }
+    let dir = tempfile::tempdir().unwrap();
+    s.write(dir.path()).unwrap();
+    if config.is_none() {
+        std::fs::remove_file(dir.path().join("etc/containerd/config.toml")).unwrap();
+    }
+    let boot = text(&nodeprep(dir.path(), &["boot"]));
+    let (_, c) = limits_check(dir.path());
+    (dir, boot, c)
+}
+
+#[test]
+fn a_spec_the_config_does_not_name_is_neither_written_nor_believed() {
+    let before = base_runtime_spec(&[("RLIMIT_NOFILE", 65536, 1048576)]);
+    // Debian's stock config (no CRI section), and no config.toml at all.
+    for config in [Some("version = 2\n"), None] {
+        let (dir, boot, c) = with_containerd_config(config, &[]);
+        assert_eq!(std::fs::read_to_string(dir.path().join(SPEC)).unwrap(), before, "{boot}");
+        assert!(
+            boot.contains("names no base_runtime_spec for its default runtime `runc`"),
+            "{boot}"
+        );
+        assert!(!boot.contains("wrote /etc/containerd/base-runtime-spec.json"), "{boot}");
+        assert_eq!(c["status"], "fail", "{c}");
+        assert_eq!(c["found"]["memlock"], 64 << 10, "{c}");
+        assert_eq!(c["found"]["base_runtime_spec"], Value::Null);
+        assert!(
+            c["found"]["memlock_source"]
+                .as_str()
+                .unwrap()
+                .starts_with("running containerd's own limit"),
+            "{c}"
+        );
+        assert!(
+            c["found"]["restart_needed"] == true,
+            "the drop-in is written, containerd runs with 64 KiB: {c}"
+        );
+    }
+}
+
+#[test]
+fn an_nvidia_ctk_import_that_drops_the_spec_is_followed() {
+    let main = "version = 2\nimports = [\"/etc/containerd/conf.d/*.toml\"]\n\
+                [plugins.\"io.containerd.grpc.v1.cri\".containerd.runtimes.runc]\n\
+                base_runtime_spec = \"/etc/containerd/base-runtime-spec.json\"\n";
+    let nvidia = "version = 2\n[plugins.\"io.containerd.grpc.v1.cri\".containerd]\n\
+                  default_runtime_name = \"nvidia\"\n\
+                  [plugins.\"io.containerd.grpc.v1.cri\".containerd.runtimes.nvidia]\n\
+                  runtime_type = \"io.containerd.runc.v2\"\n";
+    let (_dir, boot, c) =
+        with_containerd_config(Some(main), &[("etc/containerd/conf.d/99-nvidia.toml", nvidia)]);
+    assert_eq!(c["found"]["runtime"], "nvidia", "{c}");
+    assert_eq!(c["found"]["memlock"], 64 << 10, "{c}");
+    assert_eq!(
+        c["found"]["containerd_config"],
+        "/etc/containerd/config.toml + /etc/containerd/conf.d/99-nvidia.toml"
+    );
+    assert!(boot.contains("default runtime `nvidia`"), "{boot}");
+}
+
+#[test]
+fn a_named_spec_that_does_not_exist_fails_every_node_with_the_remedy() {
+    let main = "version = 2\n[plugins.\"io.containerd.grpc.v1.cri\".containerd.runtimes.runc]\n\
+                base_runtime_spec = \"/etc/containerd/cri-base.json\"\n";
+    let (dir, boot, c) = with_containerd_config(Some(main), &[]);
+    assert!(!dir.path().join("etc/containerd/cri-base.json").exists(), "nothing invented");
+    assert!(
+        boot.contains("does not exist: containerd's CRI plugin will not load and no pod can start"),
+        "{boot}"
+    );
+    assert!(!boot.contains("containers get containerd's limits"), "{boot}");
+    assert_eq!((c["status"].as_str(), c["required"].as_bool()), (Some("fail"), Some(true)), "{c}");
+    assert!(c["summary"].as_str().unwrap().starts_with("no pod can start"), "{c}");
+    assert_eq!(c["found"]["memlock"], Value::Null);
+    let remedy = c["remedy"].as_str().unwrap();
+    assert!(
+        remedy.contains("ctr oci spec > /etc/containerd/cri-base.json")
+            && remedy.contains("remove base_runtime_spec from /etc/containerd/config.toml"),
+        "{remedy}"
+    );
+    // Required on a node without EFA too: no pod at all can start.
+    let mut s = Spec::empty();
+    s.containerd = Some((77, proc_limits(Some(MIB8), None)));
+    s.files.push(("etc/containerd/config.toml".into(), main.into()));
+    let dir = tempfile::tempdir().unwrap();
+    s.write(dir.path()).unwrap();
+    let (code, c) = limits_check(dir.path());
+    assert_eq!((code, c["required"].as_bool()), (1, Some(true)), "{c}");
 }

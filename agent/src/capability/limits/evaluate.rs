@@ -2,13 +2,15 @@
 
 use serde_json::Value;
 
-use super::{Kind, Snapshot, POD_RLIMIT_BYTES};
+use super::{Kind, Snapshot, SpecState, POD_RLIMIT_BYTES};
 use crate::capability::error_lines;
 use crate::config::{Limit, LimitsConfig};
 use crate::report::{CheckResult, Status};
 
 /// The check's result for a snapshot; `required`: a shortfall fails (EFA nodes) or only warns.
 pub fn evaluate(snap: &Snapshot, cfg: &LimitsConfig, required: bool) -> CheckResult {
+    // A spec that stops containerd's CRI plugin stops every pod, EFA or not.
+    let required = required || snap.blocks_every_pod();
     let mut r = CheckResult::new("limits", Status::Pass, "").required(required);
     let mut short = Vec::new();
     let mut parts = Vec::new();
@@ -44,17 +46,46 @@ pub fn evaluate(snap: &Snapshot, cfg: &LimitsConfig, required: bool) -> CheckRes
     // containerd reads the spec only at start: what is on disk may not be what it uses.
     let stale = snap.spec_newer_than_containerd();
     let source = snap.effective(Kind::Memlock).1;
+    r = r
+        .found("runtime", Value::from(snap.runtime()))
+        .found("base_runtime_spec", snap.spec_path.as_deref().map_or(Value::Null, Value::from));
+    if let Some(cri) = &snap.cri {
+        r = r.found("containerd_config", Value::from(cri.describe_files()));
+    }
+    if stale {
+        r = r.found(
+            "note",
+            Value::from(format!(
+                "{} changed after containerd started: what new pods get is what containerd loaded at start, which nodeprep cannot read (`nodeprep check --only limits-canary` measures it)",
+                snap.spec_name()
+            )),
+        );
+    }
     r.found.insert("restart_needed".into(), Value::from(restart || stale));
     if !snap.errors.is_empty() {
         r.found.insert("errors".into(), Value::from(error_lines(&snap.errors)));
+    }
+    if snap.blocks_every_pod() {
+        r.status = Status::Fail;
+        r.summary = format!(
+            "no pod can start: containerd's config ({}) names {} as the base runtime spec of runtime `{}` and it does not exist, so containerd's CRI plugin does not load",
+            snap.spec_set_in(),
+            snap.spec_name(),
+            snap.runtime()
+        );
+        return r.remedy(format!(
+            "create {path} as a complete OCI runtime spec (`ctr oci spec > {path}`; `nodeprep boot` then sets its memlock/stack rlimits) or remove base_runtime_spec from {}, then `systemctl restart containerd`",
+            snap.spec_set_in(),
+            path = snap.spec_name()
+        ));
     }
     if short.is_empty() && !stale {
         r.summary = format!("new pods get {} (from {source})", parts.join(", "));
         return r;
     }
     r.status = if required { Status::Fail } else { Status::Warn };
-    r.summary = if short.is_empty() {
-        format!("{} changed after containerd started: new pods still get the spec containerd loaded at start", snap.spec_path)
+    r.summary = if stale {
+        format!("{} changed after containerd started: new pods still get the spec containerd loaded at start", snap.spec_name())
     } else {
         let wants: Vec<String> =
             short.iter().map(|&k| format!("{} {}", k.key(), human(k.wanted(cfg)))).collect();
@@ -68,7 +99,15 @@ pub fn evaluate(snap: &Snapshot, cfg: &LimitsConfig, required: bool) -> CheckRes
         r.summary.push_str("; not required without EFA");
     }
     let remedy = if let Some(why) = snap.spec.problem() {
-        format!("fix {} ({why}); nodeprep leaves an unusable spec untouched", snap.spec_path)
+        match &snap.spec {
+            SpecState::ConfigUnreadable { .. } => format!(
+                "fix containerd's config ({why}); containerd does not start on a config it cannot load"
+            ),
+            _ => format!(
+                "fix {} ({why}); nodeprep leaves an unusable spec untouched",
+                snap.spec_name()
+            ),
+        }
     } else if restart || stale {
         "restart containerd so it picks up its new limits: `systemctl restart containerd` (running containers keep running; do it before GPU/EFA pods are scheduled)".into()
     } else {
@@ -85,7 +124,7 @@ fn show(l: Option<Limit>) -> Value {
     }
 }
 
-fn human(l: Limit) -> String {
+pub(super) fn human(l: Limit) -> String {
     match l {
         Limit::Unlimited => "unlimited".into(),
         Limit::Bytes(b) if b % (1 << 30) == 0 => format!("{} GiB", b >> 30),

@@ -24,7 +24,8 @@ use crate::config::{Limit, LimitsConfig, Mode};
 use crate::host::rdma;
 use crate::report::{CheckResult, MetricDef, MetricKind};
 
-/// Where EKS AMIs keep containerd's base runtime spec; used when containerd's config names none.
+/// Where EKS AMIs keep containerd's base runtime spec (their config.toml names it). containerd has
+/// no default spec: it reads this file only when its config names it.
 pub const BASE_RUNTIME_SPEC: &str = "/etc/containerd/base-runtime-spec.json";
 pub const DROPIN: &str = "/etc/systemd/system/containerd.service.d/50-nodeprep-limits.conf";
 pub const LIMITS_D: &str = "/etc/security/limits.d/50-nodeprep.conf";

@@ -5,9 +5,10 @@ use std::time::SystemTime;
 
 use serde_json::Value;
 
-use super::{Kind, BASE_RUNTIME_SPEC, DROPIN, LIMITS_D, RLIM_INFINITY, SYSTEMD_DEFAULT};
+use super::{Kind, DROPIN, LIMITS_D, RLIM_INFINITY, SYSTEMD_DEFAULT};
 use crate::config::Limit;
-use crate::host::proc::{self, Rlimit};
+use crate::host::containerd::Cri;
+use crate::host::proc::{self, Rlimit, Started};
 use crate::host::{containerd, rdma, systemd, ErrorKind, Host, HostError};
 
 impl SpecState {
@@ -18,16 +19,26 @@ impl SpecState {
             SpecState::Invalid { error } if error.kind == ErrorKind::Malformed => {
                 Some(error.detail.clone())
             }
-            SpecState::Invalid { error } => Some(error.to_string()),
+            SpecState::Invalid { error } | SpecState::ConfigUnreadable { error } => {
+                Some(error.to_string())
+            }
             _ => None,
         }
     }
 }
 
-/// The base runtime spec as found.
+/// The default runtime's base runtime spec as found.
 #[derive(Debug, Clone, PartialEq)]
 pub enum SpecState {
-    Absent,
+    /// containerd's config names none for its default runtime: containers get containerd's own
+    /// limits (whatever exists at [`super::BASE_RUNTIME_SPEC`]; containerd has no default spec).
+    NotNamed,
+    /// containerd's config could not be read, so which spec (if any) it uses is unknown.
+    ConfigUnreadable {
+        error: HostError,
+    },
+    /// Named but does not exist: containerd's CRI plugin does not load, no pod can start.
+    Missing,
     /// Present but unusable (unreadable, not JSON, or `process.rlimits` not a list): left
     /// untouched.
     Invalid {
@@ -43,8 +54,8 @@ pub enum SpecState {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Containerd {
     pub pid: u32,
-    /// When the process started (from `/proc/<pid>/stat` and `/proc/stat` btime), if known.
-    pub started_at: Option<SystemTime>,
+    /// When the process started (from `/proc/<pid>/stat` and the boot time), if known.
+    pub started: Option<Started>,
     /// Soft limits from `/proc/<pid>/limits`, or why they are unknown.
     pub limits: Result<(Limit, Limit), HostError>,
 }
@@ -55,9 +66,10 @@ pub type UnitLimit = (Limit, String);
 /// Everything about limits the host shows now.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Snapshot {
-    /// The base runtime spec file of containerd's default runtime (from its config.toml), else
-    /// [`BASE_RUNTIME_SPEC`].
-    pub spec_path: String,
+    /// containerd's effective config (`None`: unreadable, see `spec`).
+    pub cri: Option<Cri>,
+    /// The base runtime spec file the config names for the default runtime, if any.
+    pub spec_path: Option<String>,
     pub spec: SpecState,
     pub containerd: Option<Containerd>,
     /// `(value, file)` of the last `LimitMEMLOCK=` / `LimitSTACK=` in containerd's unit and drop-ins.
@@ -87,16 +99,42 @@ impl Snapshot {
         }
     }
 
+    /// The spec path for messages (`(none)` when the config names none).
+    pub fn spec_name(&self) -> &str {
+        self.spec_path.as_deref().unwrap_or("(none)")
+    }
+
+    /// The config file that names the spec, for messages.
+    pub fn spec_set_in(&self) -> String {
+        self.cri
+            .as_ref()
+            .and_then(|c| c.base_runtime_spec.as_ref())
+            .map_or_else(|| containerd::CONFIG.to_string(), |s| s.set_in.clone())
+    }
+
+    /// The default runtime's name, for messages.
+    pub fn runtime(&self) -> &str {
+        self.cri.as_ref().map_or("runc", |c| c.default_runtime.as_str())
+    }
+
+    /// True when no pod can start because of the spec: containerd's CRI plugin does not load when
+    /// the spec it is told to use does not exist.
+    pub fn blocks_every_pod(&self) -> bool {
+        self.spec == SpecState::Missing
+    }
+
     /// True when the base runtime spec changed after containerd started: containerd reads it only at
-    /// start, so new pods still get the old one.
+    /// start, so new pods still get the old one. A change within the start's uncertainty (a tick on
+    /// this kernel, a second on a fixture) counts as loaded: containerd reads the spec when its CRI
+    /// plugin initialises, well after the process starts.
     pub fn spec_newer_than_containerd(&self) -> bool {
-        match (&self.spec, self.containerd.as_ref().and_then(|c| c.started_at)) {
-            (SpecState::Valid { modified: Some(m), .. }, Some(started)) => *m > started,
+        match (&self.spec, self.containerd.as_ref().and_then(|c| c.started)) {
+            (SpecState::Valid { modified: Some(m), .. }, Some(s)) => *m > s.at + s.within,
             _ => false,
         }
     }
 
-    /// The soft limit the spec sets for `k`, if it sets one.
+    /// The soft limit the spec on disk sets for `k`, if it sets one.
     pub fn spec_limit(&self, k: Kind) -> Option<Limit> {
         match &self.spec {
             SpecState::Valid { value, .. } => spec_rlimit(value, k.oci()),
@@ -104,28 +142,77 @@ impl Snapshot {
         }
     }
 
-    /// What a new pod gets for `k`, and where that comes from. `None`: cannot be known.
+    /// What a new pod gets for `k`, and where that comes from. `None`: cannot be known (the source
+    /// says why) or no pod can start.
     pub fn effective(&self, k: Kind) -> (Option<Limit>, String) {
-        if let Some(why) = self.spec.problem() {
-            return (None, format!("unknown: {} is unusable ({why})", self.spec_path));
+        let path = self.spec_name();
+        match &self.spec {
+            SpecState::ConfigUnreadable { error } => {
+                return (None, format!("unknown: containerd's config could not be read ({error})"))
+            }
+            SpecState::Missing => {
+                return (
+                    None,
+                    format!(
+                        "none: no pod can start: {path} (base_runtime_spec of runtime `{}` in {}) does not exist, so containerd's CRI plugin does not load",
+                        self.runtime(),
+                        self.spec_set_in()
+                    ),
+                )
+            }
+            SpecState::Invalid { .. } => {
+                let why = self.spec.problem().unwrap_or_default();
+                return (None, format!("unknown: {path} is unusable ({why})"));
+            }
+            SpecState::Valid { .. } if self.spec_newer_than_containerd() => {
+                return (
+                    None,
+                    format!(
+                        "unknown: {path} changed after containerd started; new pods get what containerd loaded at start{}",
+                        self.spec_limit(k).map_or(String::new(), |l| format!(
+                            " (the file now says {})",
+                            super::evaluate::human(l)
+                        ))
+                    ),
+                )
+            }
+            SpecState::Valid { .. } => {
+                if let Some(l) = self.spec_limit(k) {
+                    return (Some(l), format!("{path} process.rlimits"));
+                }
+            }
+            SpecState::NotNamed => {}
         }
-        if let Some(l) = self.spec_limit(k) {
-            return (Some(l), format!("{} process.rlimits", self.spec_path));
-        }
+        let why = match self.spec {
+            SpecState::NotNamed => format!(
+                "containerd's config names no base_runtime_spec for runtime `{}`",
+                self.runtime()
+            ),
+            _ => format!("{path} sets no {}", k.oci()),
+        };
         if let Some(c) = &self.containerd {
             return match &c.limits {
-                Ok(_) => (self.containerd_limit(k), format!("running containerd (pid {})", c.pid)),
+                Ok(_) => (
+                    self.containerd_limit(k),
+                    format!("running containerd's own limit (pid {}): {why}", c.pid),
+                ),
                 Err(e) => (None, format!("unknown: {e}")),
             };
         }
         match self.unit_limit(k) {
             Some((l, file)) => (
                 Some(*l),
-                format!("containerd unit ({} in {file}); containerd not running", k.systemd()),
+                format!(
+                    "containerd unit ({} in {file}); containerd not running; {why}",
+                    k.systemd()
+                ),
             ),
             None => (
                 Some(Limit::Bytes(SYSTEMD_DEFAULT)),
-                format!("systemd default; containerd not running and no {} set", k.systemd()),
+                format!(
+                    "systemd default; containerd not running and no {} set; {why}",
+                    k.systemd()
+                ),
             ),
         }
     }
@@ -196,7 +283,7 @@ fn find_containerd(host: &Host, errors: &mut Vec<HostError>) -> Option<Container
     if let Err(e) = &limits {
         errors.push(e.clone());
     }
-    Some(Containerd { pid, started_at: proc::start_time(host, pid).ok(), limits })
+    Some(Containerd { pid, started: proc::start_time(host, pid).ok(), limits })
 }
 
 /// The effective `LimitMEMLOCK=`/`LimitSTACK=` of containerd.service (its unit and drop-ins, the
@@ -221,26 +308,38 @@ fn unit_limits(host: &Host, errors: &mut Vec<HostError>) -> (Option<UnitLimit>, 
     (memlock, stack)
 }
 
-/// Reads everything about limits the host shows now.
-pub fn observe(host: &Host) -> Snapshot {
-    let mut errors = Vec::new();
-    let spec_path = containerd::spec_path(host).unwrap_or_else(|e| {
-        errors.push(e);
-        None
-    });
-    let spec_path = spec_path.unwrap_or_else(|| BASE_RUNTIME_SPEC.to_string());
-    let spec = match host.read_string(&spec_path) {
-        Err(e) if e.is_not_found() => SpecState::Absent,
+/// The default runtime's spec as containerd's config names it, and its state.
+fn spec(host: &Host, cri: &Result<Cri, HostError>) -> (Option<String>, SpecState) {
+    let path = match cri {
+        Err(error) => return (None, SpecState::ConfigUnreadable { error: error.clone() }),
+        Ok(c) => match &c.base_runtime_spec {
+            None => return (None, SpecState::NotNamed),
+            Some(s) => s.path.clone(),
+        },
+    };
+    let state = match host.read_string(&path) {
+        Err(e) if e.is_not_found() => SpecState::Missing,
         Err(error) => SpecState::Invalid { error },
         Ok(text) => match parse_spec(&text) {
-            Err(why) => SpecState::Invalid { error: host.malformed(&spec_path, why.to_string()) },
+            Err(why) => SpecState::Invalid { error: host.malformed(&path, why.to_string()) },
             Ok(value) => SpecState::Valid {
                 text,
                 value,
-                modified: host.metadata(&spec_path).ok().and_then(|m| m.modified),
+                modified: host.metadata(&path).ok().and_then(|m| m.modified),
             },
         },
     };
+    (Some(path), state)
+}
+
+/// Reads everything about limits the host shows now.
+pub fn observe(host: &Host) -> Snapshot {
+    let mut errors = Vec::new();
+    let cri = containerd::load(host);
+    let (spec_path, spec) = spec(host, &cri);
+    if let Err(e) = &cri {
+        errors.push(e.clone());
+    }
     let containerd = find_containerd(host, &mut errors);
     let (unit_memlock, unit_stack) = unit_limits(host, &mut errors);
     let mut read_opt = |p: &str| match host.read_string(p) {
@@ -254,6 +353,7 @@ pub fn observe(host: &Host) -> Snapshot {
     let dropin = read_opt(DROPIN);
     let limits_d = read_opt(LIMITS_D);
     Snapshot {
+        cri: cri.ok(),
         spec_path,
         spec,
         containerd,

@@ -6,7 +6,7 @@
 
 use serde_json::Value;
 
-use super::{Kind, Snapshot, SpecState, DROPIN, LIMITS_D, RLIM_INFINITY};
+use super::{Kind, Snapshot, SpecState, BASE_RUNTIME_SPEC, DROPIN, LIMITS_D, RLIM_INFINITY};
 use crate::apply::{programs, Action, Plan};
 use crate::config::{Limit, LimitsConfig, Mode};
 
@@ -120,15 +120,33 @@ pub fn plan(snap: &Snapshot, cfg: &LimitsConfig, live: bool) -> Plan {
         });
     }
     let mut spec_changes = false;
+    let path = snap.spec_name();
     match &snap.spec {
-        SpecState::Absent => actions.push(Action::Skip {
+        SpecState::NotNamed => actions.push(Action::Skip {
             what: "base runtime spec".into(),
-            why: format!("{} does not exist; containers get containerd's limits", snap.spec_path),
+            why: format!(
+                "containerd's config ({}) names no base_runtime_spec for its default runtime `{}`: containers get containerd's own limits (the drop-in above); containerd never reads {BASE_RUNTIME_SPEC} unless its config names it, so nodeprep leaves that file alone",
+                snap.cri.as_ref().map_or_else(String::new, |c| c.describe_files()),
+                snap.runtime()
+            ),
+        }),
+        SpecState::Missing => actions.push(Action::Notice {
+            message: format!(
+                "containerd's config ({}) names {path} as the base runtime spec of runtime `{}` but it does not exist: containerd's CRI plugin will not load and no pod can start. nodeprep does not invent a whole OCI spec: create it (`ctr oci spec > {path}`, then run `nodeprep boot` again to set its rlimits) or remove base_runtime_spec from {}",
+                snap.spec_set_in(),
+                snap.runtime(),
+                snap.spec_set_in()
+            ),
+        }),
+        SpecState::ConfigUnreadable { .. } => actions.push(Action::Notice {
+            message: format!(
+                "containerd's config could not be read ({}): which base runtime spec it uses is unknown, so nodeprep writes none; fix the config",
+                snap.spec.problem().unwrap_or_default()
+            ),
         }),
         SpecState::Invalid { .. } => actions.push(Action::Notice {
             message: format!(
-                "{} left untouched: {}; fix or remove it",
-                snap.spec_path,
+                "{path} left untouched: {}; fix or remove it",
                 snap.spec.problem().unwrap_or_default()
             ),
         }),
@@ -138,7 +156,7 @@ pub fn plan(snap: &Snapshot, cfg: &LimitsConfig, live: bool) -> Plan {
                 let content =
                     serde_json::to_string_pretty(&new).expect("JSON value serializes") + "\n";
                 actions.push(Action::WriteFile {
-                    path: snap.spec_path.clone().into(),
+                    path: path.into(),
                     content,
                     old: Some(text.clone()),
                     mode: 0o644,
