@@ -14,6 +14,7 @@ Exit codes (all commands):
 Examples:
   nodeprep check                           # all checks, table on stdout
   nodeprep check --only efa,nvidia -v      # two checks, with progress logs on stderr
+  nodeprep check --deep                    # also the on-demand checks (a canary pod through CRI)
   nodeprep --output json check | jq .ready
   nodeprep --root /host check              # a host mounted at /host (DaemonSet)
   nodeprep status                          # last report written by boot/serve, with its age
@@ -127,6 +128,10 @@ pub enum Command {
             long_help = crate::capability::only_long_help()
         )]
         only: Vec<String>,
+        /// Also run the on-demand checks (they create things or take seconds): limits-canary
+        /// makes a pod through containerd's CRI socket and reads the limits it really gets.
+        #[arg(long, conflicts_with = "only")]
+        deep: bool,
     },
     /// Recheck every serve.interval_seconds and serve /livez, /readyz, /status and /metrics.
     ///

@@ -106,6 +106,16 @@ impl CheckResult {
         self
     }
 
+    pub fn status(mut self, status: Status) -> Self {
+        self.status = status;
+        self
+    }
+
+    pub fn summary(mut self, summary: impl Into<String>) -> Self {
+        self.summary = summary.into();
+        self
+    }
+
     pub fn required(mut self, required: bool) -> Self {
         self.required = required;
         self

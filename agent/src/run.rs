@@ -42,7 +42,14 @@ pub fn prepare(
     let identity = identity::discover(&host, &config, instance_type);
     let expected = Expected::new(identity.instance_type.as_deref(), &config.expect);
     let sample_counters = purpose == Purpose::Serve;
-    Arc::new(Context { host, config, identity, expected, sample_counters })
+    Arc::new(Context {
+        host,
+        config,
+        identity,
+        expected,
+        sample_counters,
+        once: Default::default(),
+    })
 }
 
 /// Runs the selected checks against a prepared context and builds the report (results in report

@@ -33,6 +33,9 @@ pub struct Context {
     /// Also read what only a series over time makes sense of (EFA error counters): `serve` does;
     /// a one-shot `check` does not spend the reads.
     pub sample_counters: bool,
+    /// Results of checks that run once per `serve` process ([`When::OnDemandOnceInServe`]), kept
+    /// once they are conclusive.
+    pub once: std::sync::Mutex<std::collections::HashMap<&'static str, CheckResult>>,
 }
 
 /// A check: a read-only look at the host that ends in a verdict.
@@ -51,8 +54,11 @@ pub enum When {
     /// Of what kubelet does: `boot` runs before kubelet starts and reports it as skipped; `check`
     /// and `serve` run it.
     AfterKubelet,
-    /// Only when named (`--only NAME`): it takes seconds or creates things.
+    /// Only when named (`--only NAME`) or with `check --deep`: it takes seconds or creates things.
     OnDemand,
+    /// On demand in `check`, and once in `serve` (rerun until a run is conclusive, e.g. until
+    /// containerd is up).
+    OnDemandOnceInServe,
 }
 
 impl When {
@@ -60,7 +66,8 @@ impl When {
         match self {
             When::EveryRun => "every run",
             When::AfterKubelet => "after kubelet: boot skips it",
-            When::OnDemand => "on demand: only when named",
+            When::OnDemand => "on demand: only when named or with --deep",
+            When::OnDemandOnceInServe => "on demand: only when named or with --deep; once in serve",
         }
     }
 }
@@ -91,6 +98,7 @@ impl std::fmt::Debug for Registration {
 pub static REGISTRY: &[&Registration] = &[
     &instance::REGISTRATION,
     &limits::REGISTRATION,
+    &limits::CANARY,
     &efa::REGISTRATION,
     &nvidia::REGISTRATION,
     &storage::REGISTRATION,
@@ -108,15 +116,45 @@ pub enum SelectError {
     Unknown { name: String, known: String },
 }
 
-/// The checks to run: every check that is not on demand only, or exactly those named in `--only`
-/// (in report order).
+/// Which checks a run takes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Selection {
+    /// Every check that is not on demand (plain `check`, `boot`).
+    Plain,
+    /// Every check, on-demand ones too (`check --deep`).
+    Deep,
+    /// What `serve` runs: every check but the on-demand-only ones.
+    Serve,
+}
+
+impl When {
+    fn in_selection(self, s: Selection) -> bool {
+        matches!(
+            (self, s),
+            (When::EveryRun | When::AfterKubelet, _)
+                | (_, Selection::Deep)
+                | (When::OnDemandOnceInServe, Selection::Serve)
+        )
+    }
+}
+
+/// The checks to run: those of `selection`, or exactly those named in `--only` (in report order).
 pub fn select(only: &[String]) -> Result<Vec<&'static Registration>, SelectError> {
-    select_from(REGISTRY, only)
+    select_from(REGISTRY, only, Selection::Plain)
+}
+
+/// [`select`] with a selection other than the plain one when `--only` names nothing.
+pub fn select_with(
+    only: &[String],
+    selection: Selection,
+) -> Result<Vec<&'static Registration>, SelectError> {
+    select_from(REGISTRY, only, selection)
 }
 
 fn select_from(
     registry: &[&'static Registration],
     only: &[String],
+    selection: Selection,
 ) -> Result<Vec<&'static Registration>, SelectError> {
     if let Some(bad) = only.iter().find(|n| !registry.iter().any(|r| r.name == n.as_str())) {
         let known = registry.iter().map(|r| r.name).collect::<Vec<_>>().join(", ");
@@ -125,7 +163,7 @@ fn select_from(
     Ok(registry
         .iter()
         .filter(|r| match only.is_empty() {
-            true => r.when != When::OnDemand,
+            true => r.when.in_selection(selection),
             false => only.iter().any(|o| o == r.name),
         })
         .copied()
@@ -235,8 +273,8 @@ mod tests {
         let e = select(&["efa-typo".into()]).unwrap_err();
         assert_eq!(
             e.to_string(),
-            "unknown check `efa-typo`; known checks: instance, limits, efa, nvidia, storage, \
-             device-plugins"
+            "unknown check `efa-typo`; known checks: instance, limits, limits-canary, efa, nvidia, \
+             storage, device-plugins"
         );
     }
 
@@ -253,14 +291,22 @@ mod tests {
         static DEEP: Registration = Registration { name: "deep", when: When::OnDemand, ..EVERY };
         static LATER: Registration =
             Registration { name: "later", when: When::AfterKubelet, ..EVERY };
-        let registry: &[&'static Registration] = &[&EVERY, &DEEP, &LATER];
-        let names = |only: &[&str]| -> Vec<&str> {
+        static ONCE: Registration =
+            Registration { name: "once", when: When::OnDemandOnceInServe, ..EVERY };
+        let registry: &[&'static Registration] = &[&EVERY, &DEEP, &LATER, &ONCE];
+        let names = |only: &[&str], sel: Selection| -> Vec<&str> {
             let only: Vec<String> = only.iter().map(|s| s.to_string()).collect();
-            select_from(registry, &only).unwrap().iter().map(|r| r.name).collect()
+            select_from(registry, &only, sel).unwrap().iter().map(|r| r.name).collect()
         };
-        assert_eq!(names(&[]), ["every", "later"]);
-        assert_eq!(names(&["deep"]), ["deep"]);
-        assert_eq!(names(&["later", "deep", "every"]), ["every", "deep", "later"]);
+        assert_eq!(names(&[], Selection::Plain), ["every", "later"]);
+        assert_eq!(names(&[], Selection::Deep), ["every", "deep", "later", "once"]);
+        assert_eq!(names(&[], Selection::Serve), ["every", "later", "once"]);
+        assert_eq!(names(&["deep"], Selection::Plain), ["deep"]);
+        assert_eq!(names(&["once"], Selection::Serve), ["once"]);
+        assert_eq!(
+            names(&["later", "deep", "every"], Selection::Plain),
+            ["every", "deep", "later"]
+        );
     }
 
     #[test]

@@ -243,6 +243,7 @@ mod tests {
             identity: Identity::default(),
             expected: Expected::new(None, &Expect::default()),
             sample_counters: false,
+            once: Default::default(),
         })
     }
 

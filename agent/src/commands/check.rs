@@ -9,9 +9,13 @@ use crate::report::Report;
 use crate::run::{self, Phase, STATUS_FILE};
 
 /// `check`: identifies the node, runs the selected checks, prints the report.
-pub(super) fn check(g: &Global, host: Host, only: &[String]) -> Result<u8, UsageError> {
+pub(super) fn check(g: &Global, host: Host, only: &[String], deep: bool) -> Result<u8, UsageError> {
     let cfg = load_config(g, &host)?;
-    let selected = crate::capability::select(only)?;
+    let selection = match deep {
+        true => crate::capability::Selection::Deep,
+        false => crate::capability::Selection::Plain,
+    };
+    let selected = crate::capability::select_with(only, selection)?;
     let report = fresh_report(g, host, cfg, &selected);
     print_report(g, &report, None);
     Ok(exit_code(&report))

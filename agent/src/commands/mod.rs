@@ -91,7 +91,7 @@ fn dispatch(cli: &Cli) -> Result<u8, UsageError> {
     }
     match &cli.command {
         Command::Bundle { max_size } => bundle::bundle(g, host, *max_size),
-        Command::Check { only } => check::check(g, host, only),
+        Command::Check { only, deep } => check::check(g, host, only, *deep),
         Command::Status { fresh } => check::status(g, host, *fresh),
         Command::Config(ConfigCommand::Check) => config::check(g, &host),
         Command::Config(ConfigCommand::Show) => config::show(g, &host),

@@ -147,7 +147,8 @@ fn check_loop(
     kube: Option<tokio::sync::watch::Sender<Option<Arc<Report>>>>,
 ) {
     lower_priority();
-    let selected = capability::select(&[]).expect("every check is selectable");
+    let selected = capability::select_with(&[], capability::Selection::Serve)
+        .expect("every check is selectable");
     let mut first = true;
     loop {
         shared.run_started();

@@ -174,7 +174,7 @@ fn usage_errors_exit_2() {
     let cases: &[(&[&str], &str)] = &[
         (
             &["check", "--only", "efa-typo"],
-            "unknown check `efa-typo`; known checks: instance, limits, efa",
+            "unknown check `efa-typo`; known checks: instance, limits, limits-canary, efa",
         ),
         (
             &["--instance-type", "P5!", "check"],
@@ -209,7 +209,7 @@ fn only_runs_the_named_checks_and_rejects_unknown_ones() {
     let o = nodeprep(&example(), &["check", "--only", "raid"]);
     assert_eq!(o.status.code(), Some(2));
     assert!(
-        stderr(&o).contains("unknown check `raid`; known checks: instance, limits, efa, nvidia, storage, device-plugins"),
+        stderr(&o).contains("unknown check `raid`; known checks: instance, limits, limits-canary, efa, nvidia, storage, device-plugins"),
         "{}",
         stderr(&o)
     );

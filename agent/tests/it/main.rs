@@ -11,6 +11,7 @@ mod architecture;
 mod bundle;
 mod cli;
 mod common;
+mod containerd;
 mod device_plugins;
 mod efa;
 mod faults;

@@ -67,16 +67,24 @@ pub fn evaluate(snap: &Snapshot, cfg: &LimitsConfig, required: bool) -> CheckRes
     }
     if snap.blocks_every_pod() {
         r.status = Status::Fail;
+        let what = match snap.spec.problem() {
+            None => "does not exist".to_string(),
+            Some(why) => format!("is unusable ({why})"),
+        };
         r.summary = format!(
-            "no pod can start: containerd's config ({}) names {} as the base runtime spec of runtime `{}` and it does not exist, so containerd's CRI plugin does not load",
+            "no pod can start: containerd's config ({}) names {} as the base runtime spec of runtime `{}` and it {what}, so containerd's CRI plugin does not load",
             snap.spec_set_in(),
             snap.spec_name(),
-            snap.runtime()
+            snap.runtime(),
         );
+        let path = snap.spec_name();
+        let fix = match snap.spec.problem() {
+            None => format!("create {path} as a complete OCI runtime spec (`ctr oci spec > {path}`; `nodeprep boot` then sets its memlock/stack rlimits)"),
+            Some(why) => format!("fix {path} ({why}; nodeprep leaves an unusable spec untouched): it must be a complete OCI runtime spec, as `ctr oci spec` prints"),
+        };
         return r.remedy(format!(
-            "create {path} as a complete OCI runtime spec (`ctr oci spec > {path}`; `nodeprep boot` then sets its memlock/stack rlimits) or remove base_runtime_spec from {}, then `systemctl restart containerd`",
-            snap.spec_set_in(),
-            path = snap.spec_name()
+            "{fix}, or remove base_runtime_spec from {}; then `systemctl restart containerd`",
+            snap.spec_set_in()
         ));
     }
     if short.is_empty() && !stale {

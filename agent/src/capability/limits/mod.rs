@@ -8,9 +8,12 @@
 //!
 //! [`observe`] reads everything once; [`evaluate`] (the check) and [`plan`] (`boot`) decide from it.
 
+mod canary;
 mod evaluate;
 mod observe;
 mod plan;
+
+pub use canary::CANARY;
 
 pub use evaluate::evaluate;
 pub use observe::{

@@ -40,7 +40,7 @@ pub enum SpecState {
     /// Named but does not exist: containerd's CRI plugin does not load, no pod can start.
     Missing,
     /// Present but unusable (unreadable, not JSON, or `process.rlimits` not a list): left
-    /// untouched.
+    /// untouched. containerd's CRI plugin does not load either: no pod can start.
     Invalid {
         error: HostError,
     },
@@ -118,9 +118,15 @@ impl Snapshot {
     }
 
     /// True when no pod can start because of the spec: containerd's CRI plugin does not load when
-    /// the spec it is told to use does not exist.
+    /// the spec it is told to use does not exist or is not an OCI spec it can parse (measured with
+    /// containerd 1.6: "failed to load base OCI spec from file").
+    /// A spec nodeprep cannot read (not root) is only unknown: containerd runs as root.
     pub fn blocks_every_pod(&self) -> bool {
-        self.spec == SpecState::Missing
+        match &self.spec {
+            SpecState::Missing => true,
+            SpecState::Invalid { error } => error.kind == ErrorKind::Malformed,
+            _ => false,
+        }
     }
 
     /// True when the base runtime spec changed after containerd started: containerd reads it only at
@@ -160,9 +166,16 @@ impl Snapshot {
                     ),
                 )
             }
-            SpecState::Invalid { .. } => {
+            SpecState::Invalid { .. } if !self.blocks_every_pod() => {
                 let why = self.spec.problem().unwrap_or_default();
                 return (None, format!("unknown: {path} is unusable ({why})"));
+            }
+            SpecState::Invalid { .. } => {
+                let why = self.spec.problem().unwrap_or_default();
+                return (
+                    None,
+                    format!("none: no pod can start: {path} is unusable ({why}), so containerd's CRI plugin does not load"),
+                );
             }
             SpecState::Valid { .. } if self.spec_newer_than_containerd() => {
                 return (

@@ -146,8 +146,9 @@ pub fn plan(snap: &Snapshot, cfg: &LimitsConfig, live: bool) -> Plan {
         }),
         SpecState::Invalid { .. } => actions.push(Action::Notice {
             message: format!(
-                "{path} left untouched: {}; fix or remove it",
-                snap.spec.problem().unwrap_or_default()
+                "{path} left untouched: {}; containerd's CRI plugin does not load a spec it cannot parse, so no pod can start: fix it, or remove base_runtime_spec from {}",
+                snap.spec.problem().unwrap_or_default(),
+                snap.spec_set_in()
             ),
         }),
         SpecState::Valid { text, value, .. } => {
