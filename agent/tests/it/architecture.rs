@@ -332,7 +332,10 @@ fn every_capability_is_in_the_registry_once() {
         );
     }
     for m in capabilities() {
-        assert!(registered.iter().any(|(rm, s)| *rm == m && s == "REGISTRATION"), "{m} has no REGISTRATION");
+        assert!(
+            registered.iter().any(|(rm, s)| *rm == m && s == "REGISTRATION"),
+            "{m} has no REGISTRATION"
+        );
     }
     let names: Vec<&str> = nodeprep::capability::REGISTRY.iter().map(|r| r.name).collect();
     assert_eq!(names.len(), listed.len());
