@@ -4,7 +4,7 @@
 
 use serde::Serialize;
 
-use crate::config::Expect;
+use crate::config::{EfaCount, Expect};
 
 /// What an instance type has, per the catalog (`data/catalog.toml`, compiled in by `build.rs`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -39,7 +39,16 @@ pub struct Expected {
     pub gpus: Option<u32>,
     pub gpu_model: Option<String>,
     pub nvswitch: Option<bool>,
+    /// EFA devices this node must have: what config asks (a count, or the type's maximum), else
+    /// what EC2 attached (see [`Expected::with_attached_efa`]), else the catalog's maximum until
+    /// that is known.
     pub efa: Option<u32>,
+    /// The instance type's maximum (a ceiling: more is a warning).
+    pub efa_max: Option<u32>,
+    /// What config asks for, resolved (`"max"`: the catalog's maximum).
+    pub efa_requested: Option<u32>,
+    /// The EFA PCI functions EC2 attached, once counted.
+    pub efa_attached: Option<u32>,
     pub instance_store_disks: Option<u32>,
     pub instance_store_disk_gb: Option<u64>,
 }
@@ -47,6 +56,11 @@ pub struct Expected {
 impl Expected {
     pub fn new(instance_type: Option<&str>, overrides: &Expect) -> Expected {
         let entry = instance_type.and_then(lookup);
+        let requested = match overrides.efa {
+            Some(EfaCount::Count(n)) => Some(n),
+            Some(EfaCount::Max) => entry.map(|e| e.efa),
+            None => None,
+        };
         Expected {
             instance_type: instance_type.map(str::to_string),
             in_catalog: entry.is_some(),
@@ -56,12 +70,23 @@ impl Expected {
                 .clone()
                 .or(entry.filter(|e| e.gpus > 0).map(|e| e.gpu_model.to_string())),
             nvswitch: overrides.nvswitch.or(entry.map(|e| e.nvswitch)),
-            efa: overrides.efa.or(entry.map(|e| e.efa)),
+            efa: requested.or(entry.map(|e| e.efa)),
+            efa_max: entry.map(|e| e.efa),
+            efa_requested: requested,
+            efa_attached: None,
             instance_store_disks: overrides
                 .instance_store_disks
                 .or(entry.map(|e| e.instance_store_disks)),
             instance_store_disk_gb: entry.map(|e| e.instance_store_disk_gb),
         }
+    }
+
+    /// With the EFA functions EC2 attached counted: unless config asks for a count, that is what
+    /// the node must have (Karpenter attaches EFA only for pods that request it).
+    pub fn with_attached_efa(mut self, attached: u32) -> Expected {
+        self.efa_attached = Some(attached);
+        self.efa = self.efa_requested.or(Some(attached));
+        self
     }
 
     /// One line describing the entry, e.g. "8 × H100 80 GiB (NVSwitch), 32 EFA, 8 × 3800 GB NVMe".
@@ -172,7 +197,7 @@ mod tests {
 
     #[test]
     fn config_overrides_the_catalog() {
-        let o = Expect { efa: Some(31), ..Default::default() };
+        let o = Expect { efa: Some(EfaCount::Count(31)), ..Default::default() };
         let x = Expected::new(Some("p5.48xlarge"), &o);
         assert_eq!(x.efa, Some(31));
         assert_eq!(x.gpus, Some(8));

@@ -11,7 +11,7 @@
 pub(crate) mod apply;
 pub mod bundle;
 pub mod capability;
-pub(crate) mod catalog;
+pub mod catalog;
 pub mod cli;
 pub mod commands;
 pub mod config;

@@ -40,7 +40,9 @@ pub fn prepare(
     purpose: Purpose,
 ) -> Arc<Context> {
     let identity = identity::discover(&host, &config, instance_type);
-    let expected = Expected::new(identity.instance_type.as_deref(), &config.expect);
+    let (attached, _) = crate::host::rdma::attached(&host);
+    let expected = Expected::new(identity.instance_type.as_deref(), &config.expect)
+        .with_attached_efa(attached.len() as u32);
     let sample_counters = purpose == Purpose::Serve;
     Arc::new(Context {
         host,
@@ -49,6 +51,7 @@ pub fn prepare(
         expected,
         sample_counters,
         once: Default::default(),
+        samples: Default::default(),
     })
 }
 

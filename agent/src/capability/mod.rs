@@ -36,6 +36,8 @@ pub struct Context {
     /// Results of checks that run once per `serve` process ([`When::OnDemandOnceInServe`]), kept
     /// once they are conclusive.
     pub once: std::sync::Mutex<std::collections::HashMap<&'static str, CheckResult>>,
+    /// The previous sample of each counter a check turns into a rate (`serve`): key, when, value.
+    pub samples: std::sync::Mutex<std::collections::HashMap<String, (std::time::Instant, u64)>>,
 }
 
 /// A check: a read-only look at the host that ends in a verdict.
@@ -100,6 +102,7 @@ pub static REGISTRY: &[&Registration] = &[
     &limits::REGISTRATION,
     &limits::CANARY,
     &efa::REGISTRATION,
+    &efa::LOOPBACK,
     &nvidia::REGISTRATION,
     &storage::REGISTRATION,
     &device_plugins::REGISTRATION,
@@ -273,8 +276,8 @@ mod tests {
         let e = select(&["efa-typo".into()]).unwrap_err();
         assert_eq!(
             e.to_string(),
-            "unknown check `efa-typo`; known checks: instance, limits, limits-canary, efa, nvidia, \
-             storage, device-plugins"
+            "unknown check `efa-typo`; known checks: instance, limits, limits-canary, efa, \
+             efa-loopback, nvidia, storage, device-plugins"
         );
     }
 

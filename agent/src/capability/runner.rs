@@ -244,6 +244,7 @@ mod tests {
             expected: Expected::new(None, &Expect::default()),
             sample_counters: false,
             once: Default::default(),
+            samples: Default::default(),
         })
     }
 

@@ -1,7 +1,7 @@
 //! `nodeprep boot`: apply limits and instance storage, then run every check and write the status
 //! file.
 
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use super::{exit_code, load_config, print_report, say, UsageError, EXIT_NOT_READY, EXIT_READY};
 use crate::apply::{self, Outcome, Plan};
@@ -17,6 +17,31 @@ pub(super) fn boot(g: &Global, host: Host, dry_run: bool) -> Result<u8, UsageErr
     let selected = crate::capability::select(&[])?;
     let ctx = run::prepare(host, cfg, g.instance_type.as_deref(), crate::run::Purpose::Once);
     let (host, cfg) = (&ctx.host, &ctx.config);
+    // p5en initialises its EFA devices late: wait for the attached ones before deciding limits
+    // (auto: when EFA exists) and before the checks.
+    if !dry_run && ctx.expected.efa_attached.is_some_and(|n| n > 0) {
+        let (waited, left) =
+            crate::capability::efa::settle(host, Duration::from_secs(cfg.efa.init_wait_seconds));
+        if waited >= Duration::from_millis(250) || left > 0 {
+            tracing::info!(
+                waited_ms = waited.as_millis() as u64,
+                not_ready = left,
+                "attached EFA devices waited for"
+            );
+            say(
+                g,
+                &format!(
+                    "efa: waited {:.1} s for attached EFA devices to initialise{}",
+                    waited.as_secs_f64(),
+                    if left > 0 {
+                        format!("; {left} still not ready (efa.init_wait_seconds)")
+                    } else {
+                        String::new()
+                    }
+                ),
+            );
+        }
+    }
     let limits = limits::plan(&limits::observe(host), &cfg.limits, host.is_live());
     let t0 = Instant::now();
     let want = match cfg.storage.devices.len() {

@@ -52,6 +52,7 @@ pub struct Config {
     pub imds: ImdsConfig,
     pub checks: ChecksConfig,
     pub nvidia: NvidiaConfig,
+    pub efa: EfaConfig,
 }
 
 /// Overrides of the catalog entry for this instance type.
@@ -65,9 +66,117 @@ pub struct Expect {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub nvswitch: Option<bool>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub efa: Option<u32>,
+    pub efa: Option<EfaCount>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub instance_store_disks: Option<u32>,
+}
+
+/// `expect.efa`: a count, or `"max"` (every EFA interface the instance type supports).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EfaCount {
+    Count(u32),
+    Max,
+}
+
+impl Serialize for EfaCount {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self {
+            EfaCount::Count(n) => s.serialize_u32(*n),
+            EfaCount::Max => s.serialize_str("max"),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for EfaCount {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl serde::de::Visitor<'_> for V {
+            type Value = EfaCount;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str(r#"a number of EFA devices or "max""#)
+            }
+            fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<EfaCount, E> {
+                u32::try_from(v).map(EfaCount::Count).map_err(|_| {
+                    E::custom(format!(r#"expected a number of EFA devices or "max", found {v}"#))
+                })
+            }
+            fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<EfaCount, E> {
+                self.visit_i64(i64::try_from(v).unwrap_or(-1))
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<EfaCount, E> {
+                match v {
+                    "max" => Ok(EfaCount::Max),
+                    _ => Err(E::custom(format!(
+                        r#"expected a number of EFA devices or "max", found "{v}""#
+                    ))),
+                }
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+/// What the `efa` check judges by, beyond the count.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct EfaConfig {
+    /// `boot` waits up to this long for attached EFA functions to be bound (p5en initialises
+    /// late).
+    pub init_wait_seconds: u64,
+    /// Per-second rates of hardware counters above which `serve` reports the device (defaults:
+    /// the EKS node monitoring agent's).
+    pub rate_limits: std::collections::BTreeMap<String, f64>,
+    /// `warn` or `fail` when a rate is above its limit.
+    pub rate_exceeded: Severity,
+    /// The libfabric provider of the on-demand loopback (`efa`; `tcp`/`udp` in tests).
+    pub loopback_provider: String,
+    /// Its endpoint type (`rdm` for efa).
+    pub loopback_endpoint: String,
+    /// Its libfabric domains; empty: one per usable EFA device (`<device>-rdm`).
+    pub loopback_domains: Vec<String>,
+    /// The bandwidth each device must reach.
+    pub loopback_min_gbps: f64,
+    /// The message size (bytes) and the deadline of each device's run.
+    pub loopback_size: u64,
+    pub loopback_timeout_seconds: u64,
+}
+
+/// The error counters the EKS node monitoring agent watches, and the burst each may grow by in a
+/// second before it reports (aws/eks-node-monitoring-agent `monitors/networking/efa/efa.go`).
+pub const EFA_RATE_LIMITS: &[(&str, f64)] = &[
+    ("rx_drops", 100.0),
+    ("rdma_read_wr_err", 100.0),
+    ("rdma_write_wr_err", 100.0),
+    ("unresponsive_remote_events", 100.0),
+    ("impaired_remote_conn_events", 100.0),
+    ("retrans_timeout_events", 100.0),
+    ("retrans_pkts", 1000.0),
+    ("retrans_bytes", 1_000_000.0),
+];
+
+impl Default for EfaConfig {
+    fn default() -> Self {
+        EfaConfig {
+            init_wait_seconds: 15,
+            rate_limits: EFA_RATE_LIMITS.iter().map(|(k, v)| (k.to_string(), *v)).collect(),
+            rate_exceeded: Severity::Warn,
+            loopback_provider: "efa".into(),
+            loopback_endpoint: "rdm".into(),
+            loopback_domains: Vec::new(),
+            loopback_min_gbps: 20.0,
+            loopback_size: 1 << 20,
+            loopback_timeout_seconds: 10,
+        }
+    }
+}
+
+/// How a finding counts: `warn` (reported) or `fail` (not ready when the check is required).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Severity {
+    #[default]
+    Warn,
+    Fail,
 }
 
 /// `auto | always | never`.
@@ -482,7 +591,7 @@ startup_taint = "nodeprep.io/not-ready"
 "#)
         .unwrap();
         assert_eq!(c.instance_type.as_deref(), Some("p5.48xlarge"));
-        assert_eq!(c.expect.efa, Some(32));
+        assert_eq!(c.expect.efa, Some(EfaCount::Count(32)));
         assert_eq!(c.limits.memlock, Limit::Bytes(1 << 30));
         assert_eq!(c.limits.apply, Mode::Always);
         assert_eq!(c.storage.enabled, Mode::Never);
@@ -631,7 +740,8 @@ startup_taint = "nodeprep.io/not-ready"
         let v = toml::Value::try_from(&full).unwrap();
         let mut leaves = Vec::new();
         fn collect(v: &toml::Value, prefix: String, out: &mut Vec<String>) {
-            match v.as_table() {
+            // A map-valued key (efa.rate_limits) is one documented key.
+            match v.as_table().filter(|_| prefix != "efa.rate_limits") {
                 Some(t) => t.iter().for_each(|(k, v)| {
                     collect(
                         v,

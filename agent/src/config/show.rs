@@ -16,7 +16,10 @@ pub const KEYS: &[KeyDoc] = &[
     KeyDoc { key: "expect.gpus", doc: "NVIDIA GPUs this node must have. Unset: from the catalog." },
     KeyDoc { key: "expect.gpu_model", doc: "Text the GPU name must contain (e.g. \"H100\"). Unset: from the catalog." },
     KeyDoc { key: "expect.nvswitch", doc: "Whether NVSwitch/fabric manager is required. Unset: from the catalog." },
-    KeyDoc { key: "expect.efa", doc: "EFA devices this node must have. Unset: from the catalog." },
+    KeyDoc {
+        key: "expect.efa",
+        doc: "EFA devices this node must have: a count, or \"max\" (the catalog's maximum). Unset: the EFA functions EC2 attached (Karpenter attaches them only for pods that request vpc.amazonaws.com/efa).",
+    },
     KeyDoc { key: "expect.instance_store_disks", doc: "NVMe instance-store disks. Unset: from the catalog." },
     KeyDoc { key: "limits.apply", doc: "Set memlock/stack for containerd and pods: auto (when EFA devices exist) | always | never." },
     KeyDoc { key: "limits.memlock", doc: "RLIMIT_MEMLOCK for pods: \"unlimited\" or bytes (at least 65536)." },
@@ -54,6 +57,15 @@ pub const KEYS: &[KeyDoc] = &[
         key: "nvidia.nvml_timeout_ms",
         doc: "Deadline of each NVML call; a GPU that does not answer fails the check (100..60000, below checks.timeout_seconds).",
     },
+    KeyDoc { key: "efa.init_wait_seconds", doc: "boot waits up to this long for attached EFA functions to get their RDMA and uverbs devices (p5en initialises late; 0..300)." },
+    KeyDoc { key: "efa.rate_limits", doc: "Per-second rates of EFA hardware counters above which serve reports the device (defaults: the EKS node monitoring agent's bursts)." },
+    KeyDoc { key: "efa.rate_exceeded", doc: "warn | fail: what a rate above its limit makes of the efa check." },
+    KeyDoc { key: "efa.loopback_provider", doc: "libfabric provider of the on-demand efa-loopback check (efa; tcp or udp stand in where there is no EFA)." },
+    KeyDoc { key: "efa.loopback_endpoint", doc: "Its endpoint type: rdm (efa) | msg | dgram." },
+    KeyDoc { key: "efa.loopback_domains", doc: "Its libfabric domains. Empty: one per usable EFA device (<device>-rdm); required for other providers." },
+    KeyDoc { key: "efa.loopback_min_gbps", doc: "Bandwidth each device's loopback must reach, in Gbit/s." },
+    KeyDoc { key: "efa.loopback_size", doc: "Message size of the loopback, bytes." },
+    KeyDoc { key: "efa.loopback_timeout_seconds", doc: "Deadline of each device's loopback (1..300)." },
 ];
 
 /// Renders the effective configuration as TOML, every key with its documentation and default.

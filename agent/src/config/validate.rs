@@ -28,7 +28,65 @@ pub(super) fn validate(c: &Config) -> Result<(), Invalid> {
     serve(&c.serve)?;
     kubernetes(&c.kubernetes)?;
     imds(&c.imds)?;
-    checks_and_nvidia(&c.checks, &c.nvidia)
+    checks_and_nvidia(&c.checks, &c.nvidia)?;
+    efa(&c.efa)
+}
+
+/// `[efa]`.
+fn efa(e: &super::EfaConfig) -> Result<(), Invalid> {
+    if e.init_wait_seconds > 300 {
+        return bad(
+            "efa.init_wait_seconds",
+            format!("{} is out of range 0..300", e.init_wait_seconds),
+        );
+    }
+    for (counter, limit) in &e.rate_limits {
+        if !limit.is_finite() || *limit < 0.0 {
+            return bad(
+                "efa.rate_limits",
+                format!(
+                    "{counter} = {limit}: a rate limit is a number of events per second, 0 or more"
+                ),
+            );
+        }
+    }
+    for (key, v) in [
+        ("efa.loopback_provider", &e.loopback_provider),
+        ("efa.loopback_endpoint", &e.loopback_endpoint),
+    ] {
+        if v.is_empty() || !v.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') {
+            return bad(key, format!("\"{v}\" is not a libfabric name (letters, digits, _)"));
+        }
+    }
+    if let Some(d) = e
+        .loopback_domains
+        .iter()
+        .find(|d| d.is_empty() || d.starts_with('-') || d.contains(char::is_whitespace))
+    {
+        return bad("efa.loopback_domains", format!("\"{d}\" is not a libfabric domain name"));
+    }
+    if e.loopback_provider != "efa" && e.loopback_domains.is_empty() {
+        return bad("efa.loopback_provider", format!("\"{}\" is not efa, so the loopback has no EFA devices to take its domains from: set efa.loopback_domains (e.g. [\"lo\"])", e.loopback_provider));
+    }
+    if !(e.loopback_min_gbps.is_finite() && e.loopback_min_gbps >= 0.0) {
+        return bad(
+            "efa.loopback_min_gbps",
+            format!("{} is not a bandwidth in Gbit/s", e.loopback_min_gbps),
+        );
+    }
+    if !(1..=(1u64 << 30)).contains(&e.loopback_size) {
+        return bad(
+            "efa.loopback_size",
+            format!("{} is out of range 1..1073741824 bytes", e.loopback_size),
+        );
+    }
+    if !(1..=300).contains(&e.loopback_timeout_seconds) {
+        return bad(
+            "efa.loopback_timeout_seconds",
+            format!("{} is out of range 1..300", e.loopback_timeout_seconds),
+        );
+    }
+    Ok(())
 }
 
 /// `instance_type` (and `--instance-type`).
@@ -42,9 +100,13 @@ pub(super) fn instance_type(t: &str) -> Result<(), String> {
 }
 
 fn expect(e: &Expect) -> Result<(), Invalid> {
+    let efa = match e.efa {
+        Some(super::EfaCount::Count(n)) => Some(n),
+        _ => None,
+    };
     for (key, v) in [
         ("expect.gpus", e.gpus),
-        ("expect.efa", e.efa),
+        ("expect.efa", efa),
         ("expect.instance_store_disks", e.instance_store_disks),
     ] {
         if let Some(n) = v.filter(|n| *n > 64) {

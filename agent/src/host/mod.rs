@@ -17,6 +17,7 @@ pub mod block;
 pub mod cmd;
 pub mod containerd;
 pub mod cri;
+pub mod fabric;
 pub mod imds;
 pub mod kmsg;
 pub mod mountinfo;

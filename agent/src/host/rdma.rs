@@ -11,6 +11,7 @@
 
 use std::collections::BTreeMap;
 
+use super::pci::{self, PciAddr};
 use super::{Host, HostError, HostResult};
 
 pub const CLASS: &str = "/sys/class/infiniband";
@@ -33,6 +34,8 @@ pub struct Device {
     pub uverbs: Option<u32>,
     /// Whether `/dev/infiniband/uverbs<N>` exists.
     pub dev_node: bool,
+    /// The PCI function behind it (`device/uevent` `PCI_SLOT_NAME`, else where `device` points).
+    pub pci: Option<String>,
 }
 
 impl Device {
@@ -66,8 +69,53 @@ pub struct Scan {
     pub class_present: bool,
     pub devices: Vec<Device>,
     pub driver_version: Option<String>,
+    /// RDMA devices that are not EFA (p6-b200's mlx5 `ibp*` NVSwitch management ports, soft RoCE):
+    /// name and driver (or `unknown`). Never counted as EFA.
+    pub other: Vec<(String, String)>,
     /// Reads that failed (path and cause): a check never passes on what it could not read.
     pub errors: Vec<HostError>,
+}
+
+/// One EFA PCI function: what EC2 attached, bound to a driver or not.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Attached {
+    pub bdf: String,
+    pub addr: Option<PciAddr>,
+    pub device_id: String,
+    /// The driver bound to it (`efa`; `vfio-pci` when passed through), `None` when unbound.
+    pub driver: Option<String>,
+}
+
+/// The EFA PCI functions (vendor `0x1d0f`, device `0xefa0`–`0xefa4`), driver bound or not, and the
+/// reads that failed.
+pub fn attached(host: &Host) -> (Vec<Attached>, Vec<HostError>) {
+    let scan = pci::functions(host, EFA_VENDOR);
+    // A function that vanished while it was listed (any vendor) is not an EFA read failure.
+    let mut errors: Vec<HostError> =
+        scan.errors.into_iter().filter(|e| !e.is_not_found()).collect();
+    let mut out = Vec::new();
+    for f in scan.functions.into_iter().filter(|f| EFA_DEVICES.contains(&f.device.as_str())) {
+        let driver = match host.link_name(format!("{}/{}/driver", pci::PCI_DEVICES, f.bdf)) {
+            Ok(d) => d,
+            Err(e) => {
+                errors.push(e);
+                None
+            }
+        };
+        out.push(Attached { bdf: f.bdf, addr: f.addr, device_id: f.device, driver });
+    }
+    (out, errors)
+}
+
+/// The PCI function behind RDMA device `name`.
+fn pci_of(host: &Host, name: &str) -> Option<String> {
+    let uevent = host.read_attr_opt(format!("{CLASS}/{name}/device/uevent")).ok().flatten();
+    uevent
+        .as_deref()
+        .and_then(|u| u.lines().find_map(|l| l.strip_prefix("PCI_SLOT_NAME=")))
+        .map(str::to_string)
+        .or_else(|| host.canonical_name(format!("{CLASS}/{name}/device")))
+        .filter(|n| PciAddr::parse(n).is_some())
 }
 
 /// The PCI device id of an RDMA device when it is EFA.
@@ -112,7 +160,15 @@ pub fn efa_devices(host: &Host) -> Scan {
     for name in names {
         let device_id = match is_efa(host, &name) {
             Ok(Some(d)) => d,
-            Ok(None) => continue,
+            Ok(None) => {
+                let driver = host
+                    .link_name(format!("{CLASS}/{name}/device/driver"))
+                    .ok()
+                    .flatten()
+                    .unwrap_or_else(|| "unknown".into());
+                snap.other.push((name, driver));
+                continue;
+            }
             Err(e) => {
                 snap.errors.push(e);
                 continue;
@@ -130,6 +186,7 @@ pub fn efa_devices(host: &Host) -> Scan {
         let (state, phys_state) = (attr("state"), attr("phys_state"));
         let n = uverbs.get(&name).copied();
         let dev_node = n.is_some_and(|n| dev_nodes.contains(&format!("uverbs{n}")));
+        let pci = pci_of(host, &name);
         snap.devices.push(Device {
             name,
             device_id,
@@ -138,6 +195,7 @@ pub fn efa_devices(host: &Host) -> Scan {
             port_readable,
             uverbs: n,
             dev_node,
+            pci,
         });
     }
     // The version is information, not a criterion: an unreadable one is logged and left out.
@@ -151,26 +209,42 @@ pub fn efa_devices(host: &Host) -> Scan {
 /// True when the node has at least one EFA device (`limits.apply = "auto"` asks).
 /// Only the PCI IDs are read, and it stops at the first EFA device: `observe` would also read
 /// every port and uverbs attribute.
+/// An EFA PCI function attached but not (yet) bound counts too: it needs the same limits.
 pub fn efa_present(host: &Host) -> bool {
     host.list_dir_opt(CLASS)
         .unwrap_or_default()
         .iter()
         .any(|name| matches!(is_efa(host, name), Ok(Some(_))))
+        || !attached(host).0.is_empty()
 }
 
-/// The values of the counters `names` under `ports/1/hw_counters/` of EFA device `device`, in the
-/// order asked; a counter this driver does not have is left out. (The efa driver exports them
-/// since 2.x; they only grow until it reloads.)
-pub fn port_counters(host: &Host, device: &str, names: &[&str]) -> HostResult<Vec<(String, u64)>> {
-    let dir = format!("{CLASS}/{device}/ports/1/hw_counters");
+/// Where a hardware counter lives: the device (`hw_counters/`) or port 1 (`ports/1/hw_counters/`).
+pub const DEVICE_SCOPE: &str = "device";
+pub const PORT_SCOPE: &str = "port1";
+
+/// One hardware counter: scope ([`DEVICE_SCOPE`] or [`PORT_SCOPE`]), name, value.
+pub type Counter = (&'static str, String, u64);
+
+/// Every hardware counter of EFA device `device`: `(scope, name, value)`, device counters first,
+/// names in order; a directory that does not exist has none. (The efa driver exports them since
+/// 2.x; they only grow until it reloads.)
+pub fn all_counters(host: &Host, device: &str) -> HostResult<Vec<Counter>> {
     let mut out = Vec::new();
-    for name in names {
-        let file = format!("{dir}/{name}");
-        if let Some(text) = host.read_attr_opt(&file)? {
+    for (scope, dir) in [
+        (DEVICE_SCOPE, format!("{CLASS}/{device}/hw_counters")),
+        (PORT_SCOPE, format!("{CLASS}/{device}/ports/1/hw_counters")),
+    ] {
+        for name in host.list_dir_opt(&dir)? {
+            // `lifespan` is the driver's refresh period in ms, not a count of anything.
+            if name == "lifespan" {
+                continue;
+            }
+            let file = format!("{dir}/{name}");
+            let text = host.read_attr(&file)?;
             let value = text
                 .parse()
                 .map_err(|_| host.malformed(&file, format!("{text:?} is not a count")))?;
-            out.push((name.to_string(), value));
+            out.push((scope, name, value));
         }
     }
     Ok(out)

@@ -209,7 +209,7 @@ fn only_runs_the_named_checks_and_rejects_unknown_ones() {
     let o = nodeprep(&example(), &["check", "--only", "raid"]);
     assert_eq!(o.status.code(), Some(2));
     assert!(
-        stderr(&o).contains("unknown check `raid`; known checks: instance, limits, limits-canary, efa, nvidia, storage, device-plugins"),
+        stderr(&o).contains("unknown check `raid`; known checks: instance, limits, limits-canary, efa, efa-loopback, nvidia, storage, device-plugins"),
         "{}",
         stderr(&o)
     );

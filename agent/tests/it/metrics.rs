@@ -175,11 +175,10 @@ fn every_gauge_agrees_with_the_report_for_each_failure() {
     let mut cases: Vec<Case> = vec![
         ("healthy", p5.clone(), Box::new(|_| {}), vec![]),
         (
-            "an EFA port down",
+            "an EFA device's uverbs node gone",
             p5.clone(),
             Box::new(|r: &Path| {
-                std::fs::write(r.join("sys/class/infiniband/rdmap79s0/ports/1/state"), "1: DOWN\n")
-                    .unwrap();
+                std::fs::remove_file(r.join("dev/infiniband/uverbs0")).unwrap();
             }),
             vec![],
         ),

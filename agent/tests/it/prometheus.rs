@@ -213,8 +213,9 @@ fn prometheus_sees_each_fault_and_fires_its_alert() {
     );
     assert!(prom.firing("NodeprepNodeNotReady").is_empty());
 
-    // An EFA device's port goes down.
-    std::fs::write(root.join("sys/class/infiniband/rdmap79s0/ports/1/state"), "1: DOWN\n").unwrap();
+    // An EFA device's uverbs node goes (its port state would prove nothing: the driver reports it
+    // constant).
+    std::fs::remove_file(root.join("dev/infiniband/uverbs0")).unwrap();
     prom.wait("efa_devices_up 31 and NodeprepEFADeviceUnusable", long, || {
         prom.value("nodeprep_efa_devices_up") == Some(31.0)
             && prom.value("nodeprep_efa_device_usable{device=\"rdmap79s0\"}") == Some(0.0)

@@ -1,154 +1,37 @@
-//! The `efa` verdict: attached devices against what the type must have, and each problem with its
-//! remedy.
+//! The `efa` verdict: what EC2 attached, bound and usable, against what the node must have, and
+//! each problem with its remedy. Port state is reported, never judged: the efa driver reports every
+//! port ACTIVE/LinkUp whatever the network does.
 
 use serde_json::{Map, Value};
 
+use super::kmsg::DriverError;
 use super::{Device, Snapshot, EFA_DEVICES_EXPECTED, EFA_DEVICES_UP, EFA_DEVICE_USABLE};
 use crate::capability::{error_lines, read_failure_remedy};
-use crate::host::rdma;
+use crate::catalog::Expected;
+use crate::host::pci::PciAddr;
+use crate::host::rdma::Attached;
+use crate::host::HostError;
 use crate::identity::Identity;
 use crate::report::{CheckResult, Status};
 
-const REMEDY_MISSING: &str = "make the launch template / EC2NodeClass request every EFA interface (one per network card, interfaceType efa), make sure the EFA driver is installed (aws-efa-installer) and loaded (`modprobe efa`), then relaunch the instance";
-const REMEDY_DOWN: &str = "the security group must allow all traffic to and from itself (a self-referencing rule, inbound and outbound); if it does, relaunch the instance";
+const REMEDY_MISSING: &str = "attach every EFA interface the node needs: a pod that requests vpc.amazonaws.com/efa makes Karpenter attach them (or the EC2NodeClass/launch template lists them, interfaceType efa, one per network card); EFA cannot be added to a running instance, so relaunch it";
+const REMEDY_UNBOUND: &str = "load the efa driver (`modprobe efa`; installed by aws-efa-installer, or built into the EKS and Bottlerocket AMIs); an EFA function bound to another driver (vfio-pci) must be unbound from it first; `dmesg | grep efa` says why it did not probe";
 const REMEDY_UVERBS: &str = "load the verbs module (`modprobe ib_uverbs`; `lsmod | grep efa` shows whether the efa module is loaded, else `modprobe efa`) and check that /dev/infiniband is present (a container needs it mounted)";
+const REMEDY_DRIVER: &str = "the efa driver reported errors for the devices above this boot: drain the node and reboot it; if they come back, replace the instance (`dmesg | grep efa` has the lines)";
 /// The last resort when EFA's sysfs files cannot be read.
 const FIX_UNREADABLE: &str = "the efa driver is in a bad state: reload it or relaunch the instance";
 
-/// Decides the result from a snapshot. `expected`: EFA devices the type must have (None: unknown).
-pub fn evaluate(snap: &Snapshot, expected: Option<u32>, identity: &Identity) -> CheckResult {
-    let required = expected.is_some_and(|n| n > 0);
-    let total = snap.devices.len();
-    let usable = snap.devices.iter().filter(|d| d.usable()).count();
-    let down: Vec<&Device> =
-        snap.devices.iter().filter(|d| d.port_readable && !d.port_up()).collect();
-    let no_uverbs: Vec<&Device> = snap.devices.iter().filter(|d| !d.has_verbs()).collect();
-    let mut r = CheckResult::new("efa", Status::Pass, "").required(required);
-    r = r.expect("devices", expected.map_or(Value::Null, Value::from));
-    let down_state: Map<String, Value> = down
-        .iter()
-        .map(|d| {
-            (d.name.clone(), serde_json::json!({"state": d.state, "phys_state": d.phys_state}))
-        })
-        .collect();
-    r = r.metric(&EFA_DEVICES_UP, [], usable as f64);
-    if let Some(n) = expected {
-        r = r.metric(&EFA_DEVICES_EXPECTED, [], f64::from(n));
-    }
-    for d in &snap.devices {
-        r = r.metric(&EFA_DEVICE_USABLE, [&d.name], f64::from(u8::from(d.usable())));
-    }
-    r = r
-        .found("devices", usable)
-        .found("total", total)
-        .found("down", down.iter().map(|d| d.name.clone()).collect::<Vec<_>>())
-        .found("down_state", down_state)
-        .found("no_uverbs", no_uverbs.iter().map(|d| d.name.clone()).collect::<Vec<_>>())
-        .found("driver", snap.driver_version.clone().map_or(Value::Null, Value::from));
-    if let Some(pg) = &identity.placement_group {
-        r = r.found("placement_group", pg.as_str());
-    }
-    if !snap.errors.is_empty() {
-        r = r.found("errors", error_lines(&snap.errors));
-    }
-    let driver =
-        snap.driver_version.as_deref().map(|v| format!(", efa driver {v}")).unwrap_or_default();
-
-    if total == 0 && snap.errors.is_empty() && !required {
-        r.status = Status::Skip;
-        r.summary = match expected {
-            Some(0) => "no EFA on this instance type, none found".into(),
-            _ => "no EFA devices found (instance type unknown: consistency only)".into(),
-        };
-        return r;
-    }
-    if !snap.class_present && required {
-        r.status = Status::Fail;
-        r.summary = format!(
-            "no RDMA devices at all ({} is missing): the efa driver is not loaded; expected {} EFA devices",
-            rdma::CLASS,
-            expected.unwrap_or(0)
-        );
-        return r.remedy(REMEDY_MISSING);
-    }
-
-    // Each problem found, and the remedy for its kind (in this order, each once).
-    let mut problems = Vec::new();
-    let mut remedies: Vec<(&str, String)> = Vec::new();
-    let missing = expected.map_or(0, |n| (n as usize).saturating_sub(total));
-    if missing > 0 {
-        problems.push(format!("{missing} not present (found {total})"));
-        remedies.push(("missing devices", REMEDY_MISSING.to_string()));
-    }
-    for d in &down {
-        problems.push(format!(
-            "{} port {} (state {}, phys {})",
-            d.name,
-            d.port_word(),
-            d.state,
-            d.phys_state
-        ));
-    }
-    if !down.is_empty() {
-        remedies.push(("ports down", REMEDY_DOWN.to_string()));
-    }
-    for d in &no_uverbs {
-        match d.uverbs {
-            None => problems.push(format!("{} has no uverbs device", d.name)),
-            Some(n) => problems.push(format!("{} has no /dev/infiniband/uverbs{n}", d.name)),
-        }
-    }
-    if !no_uverbs.is_empty() {
-        remedies.push(("no verbs device", REMEDY_UVERBS.to_string()));
-    }
-    if !snap.errors.is_empty() {
-        problems.push(format!("could not read: {}", error_lines(&snap.errors).join("; ")));
-        remedies.push(("unreadable files", read_failure_remedy(&snap.errors, FIX_UNREADABLE)));
-    }
-
-    let extra = expected.filter(|&n| total > n as usize);
-    if problems.is_empty() {
-        if let Some(n) = extra {
-            r.status = Status::Warn;
-            r.summary = if n == 0 {
-                format!(
-                    "{total} EFA device{} found, but this instance type has none{driver}",
-                    plural(total)
-                )
-            } else {
-                format!("{total} EFA devices, more than the {n} expected for this type, all usable{driver}")
-            };
-            return r.remedy(
-                "check [expect] efa in the config or the catalog entry (`nodeprep catalog`)",
-            );
-        }
-        r.summary = match expected {
-            Some(n) => format!("{usable} of {n} EFA devices usable{driver}"),
-            None => format!("{usable} of {total} EFA devices usable{driver} (instance type unknown: consistency only)"),
-        };
-        if identity.imds_answered && identity.placement_group.is_none() {
-            r.status = Status::Warn;
-            r.summary.push_str("; not in a cluster placement group");
-            return r.remedy("launch EFA instances in a cluster placement group (EC2NodeClass placementGroupSelector) for full EFA bandwidth and latency");
-        }
-        return r;
-    }
-    let head = match expected {
-        Some(n) if total <= n as usize => format!("{usable} of {n} EFA devices usable"),
-        Some(n) => format!("{usable} of {total} EFA devices usable ({n} expected)"),
-        None => format!(
-            "{usable} of {total} EFA devices usable (instance type unknown: consistency only)"
-        ),
-    };
-    r.status = if required { Status::Fail } else { Status::Warn };
-    r.summary = format!("{head}; {}", problems.join("; "));
-    let remedy = match remedies.as_slice() {
-        [(_, one)] => one.to_string(),
-        many => {
-            many.iter().map(|(kind, rem)| format!("{kind}: {rem}")).collect::<Vec<_>>().join("; ")
-        }
-    };
-    r.remedy(remedy)
+/// What the check looks at.
+pub struct Inputs<'a> {
+    /// The RDMA devices (`sys/class/infiniband`).
+    pub snap: &'a Snapshot,
+    /// The EFA PCI functions EC2 attached, and the reads of them that failed.
+    pub attached: &'a [Attached],
+    pub attach_errors: &'a [HostError],
+    /// The efa driver's errors of this boot (or why the kernel log could not be read).
+    pub driver_errors: &'a Result<Vec<DriverError>, HostError>,
+    pub expected: &'a Expected,
+    pub identity: &'a Identity,
 }
 
 fn plural(n: usize) -> &'static str {
@@ -159,19 +42,261 @@ fn plural(n: usize) -> &'static str {
     }
 }
 
+/// Decides the result.
+pub fn evaluate(i: &Inputs) -> CheckResult {
+    let snap = i.snap;
+    let pci_of = |d: &Device| d.pci.as_deref().and_then(PciAddr::parse);
+    // Attached = the EFA PCI functions, and any EFA device whose function was not listed.
+    let unbound: Vec<&Attached> = i
+        .attached
+        .iter()
+        .filter(|a| !snap.devices.iter().any(|d| d.pci.as_deref() == Some(a.bdf.as_str())))
+        .collect();
+    let unlisted = snap
+        .devices
+        .iter()
+        .filter(|d| !i.attached.iter().any(|a| d.pci.as_deref() == Some(a.bdf.as_str())))
+        .count();
+    let attached = i.attached.len() + unlisted;
+    let expected = i.expected.efa_requested.unwrap_or(attached as u32);
+    let required = expected > 0;
+    let driver_errors: &[DriverError] = i.driver_errors.as_deref().unwrap_or(&[]);
+    let errors_of = |d: &Device| -> Vec<&DriverError> {
+        match pci_of(d) {
+            Some(p) => driver_errors.iter().filter(|e| e.pci.same_slot(&p)).collect(),
+            None => Vec::new(),
+        }
+    };
+    // A device whose port files cannot be read is not usable: its sysfs is going away.
+    let usable_dev = |d: &Device| d.has_verbs() && d.port_readable && errors_of(d).is_empty();
+    let usable = snap.devices.iter().filter(|d| usable_dev(d)).count();
+    let no_uverbs: Vec<&Device> = snap.devices.iter().filter(|d| !d.has_verbs()).collect();
+    let failing: Vec<(&Device, Vec<&DriverError>)> =
+        snap.devices.iter().map(|d| (d, errors_of(d))).filter(|(_, e)| !e.is_empty()).collect();
+
+    let mut r = CheckResult::new("efa", Status::Pass, "").required(required);
+    r = r.expect("devices", expected);
+    r = r.metric(&EFA_DEVICES_UP, [], usable as f64);
+    r = r.metric(&EFA_DEVICES_EXPECTED, [], f64::from(expected));
+    for d in &snap.devices {
+        r = r.metric(&EFA_DEVICE_USABLE, [&d.name], f64::from(u8::from(usable_dev(d))));
+    }
+    // Port state: reported as the driver shows it, never judged.
+    let ports: Map<String, Value> = snap
+        .devices
+        .iter()
+        .map(|d| (d.name.clone(), Value::from(format!("{} / {}", d.state, d.phys_state))))
+        .collect();
+    let down: Vec<String> = snap
+        .devices
+        .iter()
+        .filter(|d| d.port_readable && !d.port_up())
+        .map(|d| d.name.clone())
+        .collect();
+    r = r
+        .found("devices", usable)
+        .found("attached", attached)
+        .found("total", snap.devices.len())
+        .found(
+            "expected_from",
+            match (i.expected.efa_requested, &i.expected.efa_max) {
+                (Some(_), _) => "config (expect.efa)",
+                _ => "attached",
+            },
+        )
+        .found("ceiling", i.expected.efa_max.map_or(Value::Null, Value::from))
+        .found(
+            "unbound",
+            unbound
+                .iter()
+                .map(|a| serde_json::json!({"pci": a.bdf, "driver": a.driver}))
+                .collect::<Vec<_>>(),
+        )
+        .found("no_uverbs", no_uverbs.iter().map(|d| d.name.clone()).collect::<Vec<_>>())
+        .found("ports", ports)
+        .found("down", down)
+        .found(
+            "other_rdma",
+            snap.other
+                .iter()
+                .map(|(n, drv)| serde_json::json!({"name": n, "driver": drv}))
+                .collect::<Vec<_>>(),
+        )
+        .found("driver", snap.driver_version.clone().map_or(Value::Null, Value::from));
+    if !failing.is_empty() {
+        let m: Map<String, Value> = failing
+            .iter()
+            .map(|(d, e)| {
+                (
+                    d.name.clone(),
+                    Value::from(e.iter().map(|x| x.message.clone()).collect::<Vec<_>>()),
+                )
+            })
+            .collect();
+        r = r.found("driver_errors", m);
+    }
+    if let Some(pg) = &i.identity.placement_group {
+        r = r.found("placement_group", pg.as_str());
+    }
+    let mut read_errors: Vec<HostError> = snap.errors.clone();
+    read_errors.extend(i.attach_errors.iter().cloned());
+    if let Err(e) = i.driver_errors {
+        read_errors.push(e.clone());
+    }
+    if !read_errors.is_empty() {
+        r = r.found("errors", error_lines(&read_errors));
+    }
+    let driver =
+        snap.driver_version.as_deref().map(|v| format!(", efa driver {v}")).unwrap_or_default();
+    let type_name = i.expected.instance_type.as_deref().unwrap_or("this instance type");
+
+    if attached == 0 && expected == 0 && read_errors.is_empty() {
+        return match i.expected.efa_max {
+            Some(max) if max > 0 => {
+                r.summary = format!(
+                    "0 EFA attached ({type_name} supports {max}; Karpenter attaches them only for pods that request vpc.amazonaws.com/efa)"
+                );
+                r
+            }
+            Some(_) => {
+                r.status = Status::Skip;
+                r.summary = "no EFA on this instance type, none attached".into();
+                r
+            }
+            None => {
+                r.status = Status::Skip;
+                r.summary = "no EFA attached (instance type unknown)".into();
+                r
+            }
+        };
+    }
+
+    // Each problem found, and the remedy for its kind (in this order, each once).
+    let mut problems = Vec::new();
+    let mut remedies: Vec<(&str, String)> = Vec::new();
+    let missing = (expected as usize).saturating_sub(attached);
+    if missing > 0 {
+        problems.push(format!(
+            "{missing} not attached (config asks for {expected}, EC2 attached {attached})"
+        ));
+        remedies.push(("not attached", REMEDY_MISSING.to_string()));
+    }
+    for a in &unbound {
+        problems.push(match a.driver.as_deref() {
+            None => format!("PCI {} attached but no driver bound (efa not loaded?)", a.bdf),
+            Some("efa") => format!(
+                "PCI {} bound to efa but has no RDMA device (probe failed or it is going away)",
+                a.bdf
+            ),
+            Some(d) => format!("PCI {} attached but bound to {d}, not efa", a.bdf),
+        });
+    }
+    if !unbound.is_empty() {
+        remedies.push(("not bound", REMEDY_UNBOUND.to_string()));
+    }
+    for d in &no_uverbs {
+        match d.uverbs {
+            None => problems.push(format!("{} has no uverbs device", d.name)),
+            Some(n) => problems.push(format!("{} has no /dev/infiniband/uverbs{n}", d.name)),
+        }
+    }
+    if !no_uverbs.is_empty() {
+        remedies.push(("no verbs device", REMEDY_UVERBS.to_string()));
+    }
+    for (d, errs) in &failing {
+        problems.push(format!(
+            "{} ({}) efa driver error{} this boot: {}",
+            d.name,
+            d.pci.as_deref().unwrap_or("?"),
+            plural(errs.len()),
+            errs.iter().map(|e| e.message.as_str()).collect::<Vec<_>>().join("; ")
+        ));
+    }
+    if !failing.is_empty() {
+        remedies.push(("driver errors", REMEDY_DRIVER.to_string()));
+    }
+    if !read_errors.is_empty() {
+        problems.push(format!("could not read: {}", error_lines(&read_errors).join("; ")));
+        remedies.push(("unreadable files", read_failure_remedy(&read_errors, FIX_UNREADABLE)));
+    }
+
+    let over_ceiling = i.expected.efa_max.filter(|&max| attached > max as usize);
+    if problems.is_empty() {
+        if let Some(max) = over_ceiling {
+            r.status = Status::Warn;
+            r.summary = match max {
+                0 => format!(
+                    "{attached} EFA device{} attached, but {type_name} has none{driver}",
+                    plural(attached)
+                ),
+                n => format!(
+                    "{attached} EFA devices attached, more than the {n} {type_name} supports, all usable{driver}"
+                ),
+            };
+            return r.remedy(
+                "check the instance type (config instance_type, IMDS) and the catalog entry (`nodeprep catalog`)",
+            );
+        }
+        r.summary = format!("{usable} of {expected} EFA devices usable{driver}");
+        if usable > expected as usize {
+            r.summary = format!("{usable} EFA devices usable ({expected} asked for){driver}");
+        }
+        if i.identity.imds_answered && i.identity.placement_group.is_none() {
+            r.status = Status::Warn;
+            r.summary.push_str("; not in a cluster placement group");
+            return r.remedy("launch EFA instances in a cluster placement group (EC2NodeClass placementGroupSelector) for full EFA bandwidth and latency");
+        }
+        return r;
+    }
+    r.status = if required { Status::Fail } else { Status::Warn };
+    r.summary = format!(
+        "{usable} of {} EFA devices usable; {}",
+        (expected as usize).max(attached),
+        problems.join("; ")
+    );
+    let remedy = match remedies.as_slice() {
+        [(_, one)] => one.to_string(),
+        many => {
+            many.iter().map(|(kind, rem)| format!("{kind}: {rem}")).collect::<Vec<_>>().join("; ")
+        }
+    };
+    r.remedy(remedy)
+}
+
+/// Attached EFA functions that have no RDMA device or no usable uverbs node yet (boot waits for
+/// them: p5en initialises late).
+pub fn not_ready(snap: &Snapshot, attached: &[Attached]) -> usize {
+    let unbound = attached
+        .iter()
+        .filter(|a| !snap.devices.iter().any(|d| d.pci.as_deref() == Some(a.bdf.as_str())))
+        .count();
+    unbound + snap.devices.iter().filter(|d| !d.has_verbs()).count()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::{EfaCount, Expect};
 
-    fn dev(name: &str, state: &str, uverbs: Option<u32>, node: bool) -> Device {
+    fn dev(name: &str, pci: &str, uverbs: Option<u32>, node: bool) -> Device {
         Device {
             name: name.into(),
             device_id: "0xefa2".into(),
-            state: state.into(),
+            state: "4: ACTIVE".into(),
             phys_state: "5: LinkUp".into(),
             port_readable: true,
             uverbs,
             dev_node: node,
+            pci: Some(pci.into()),
+        }
+    }
+
+    fn att(pci: &str, driver: Option<&str>) -> Attached {
+        Attached {
+            bdf: pci.into(),
+            addr: PciAddr::parse(pci),
+            device_id: "0xefa2".into(),
+            driver: driver.map(str::to_string),
         }
     }
 
@@ -180,153 +305,121 @@ mod tests {
             class_present: true,
             devices: devs,
             driver_version: Some("2.13.0g".into()),
+            other: vec![],
             errors: vec![],
         }
     }
 
+    fn expected(t: &str, efa: Option<EfaCount>, attached: u32) -> Expected {
+        Expected::new(Some(t), &Expect { efa, ..Default::default() }).with_attached_efa(attached)
+    }
+
+    fn run(s: &Snapshot, a: &[Attached], e: &Expected, k: Vec<DriverError>) -> CheckResult {
+        evaluate(&Inputs {
+            snap: s,
+            attached: a,
+            attach_errors: &[],
+            driver_errors: &Ok(k),
+            expected: e,
+            identity: &Identity::default(),
+        })
+    }
+
     #[test]
-    fn all_usable_passes_and_names_the_driver() {
-        let r = evaluate(
-            &snap(vec![dev("a", "4: ACTIVE", Some(0), true), dev("b", "4: ACTIVE", Some(1), true)]),
-            Some(2),
-            &Identity::default(),
-        );
-        assert_eq!(r.status, Status::Pass);
+    fn what_was_attached_is_what_must_work_and_port_state_is_never_judged() {
+        let mut down = dev("b", "0000:20:00.0", Some(1), true);
+        down.state = "1: DOWN".into();
+        let s = snap(vec![dev("a", "0000:10:00.0", Some(0), true), down]);
+        let a = [att("0000:10:00.0", Some("efa")), att("0000:20:00.0", Some("efa"))];
+        let r = run(&s, &a, &expected("p5.48xlarge", None, 2), vec![]);
+        assert_eq!((r.status, r.required), (Status::Pass, true), "{}", r.summary);
         assert_eq!(r.summary, "2 of 2 EFA devices usable, efa driver 2.13.0g");
-        assert!(r.required);
+        assert_eq!(r.found["down"], serde_json::json!(["b"]), "reported");
+        assert_eq!(r.found["ports"]["b"], "1: DOWN / 5: LinkUp");
+        assert!(r.remedy.is_none());
     }
 
     #[test]
-    fn outside_a_placement_group_warns_only_when_imds_said_so() {
-        let s = snap(vec![dev("a", "4: ACTIVE", Some(0), true)]);
-        let unknown = Identity::default();
-        assert_eq!(evaluate(&s, Some(1), &unknown).status, Status::Pass);
-        let no_pg = Identity { imds_answered: true, ..Default::default() };
-        let r = evaluate(&s, Some(1), &no_pg);
-        assert_eq!(r.status, Status::Warn);
-        assert!(r.summary.ends_with("not in a cluster placement group"), "{}", r.summary);
-        let in_pg = Identity {
-            imds_answered: true,
-            placement_group: Some("cpg".into()),
-            ..Default::default()
-        };
-        let r = evaluate(&s, Some(1), &in_pg);
-        assert_eq!(r.status, Status::Pass);
-        assert_eq!(r.found["placement_group"], "cpg");
-    }
-
-    #[test]
-    fn more_devices_than_expected_warns() {
-        let r = evaluate(
-            &snap(vec![dev("a", "4: ACTIVE", Some(0), true), dev("b", "4: ACTIVE", Some(1), true)]),
-            Some(1),
-            &Identity::default(),
-        );
-        assert_eq!(r.status, Status::Warn);
-        assert!(r.summary.starts_with("2 EFA devices, more than the 1 expected"), "{}", r.summary);
-    }
-
-    #[test]
-    fn unknown_type_is_consistency_only() {
-        let r =
-            evaluate(&snap(vec![dev("a", "1: DOWN", Some(0), true)]), None, &Identity::default());
-        assert_eq!(r.status, Status::Warn);
-        assert!(!r.required);
-        assert!(
-            r.summary.starts_with(
-                "0 of 1 EFA devices usable (instance type unknown: consistency only); a port DOWN"
-            ),
-            "{}",
-            r.summary
-        );
-        let r =
-            evaluate(&snap(vec![dev("a", "4: ACTIVE", Some(0), true)]), None, &Identity::default());
-        assert_eq!(r.status, Status::Pass);
-        assert_eq!(r.summary, "1 of 1 EFA devices usable, efa driver 2.13.0g (instance type unknown: consistency only)");
-        assert_eq!(r.expected["devices"], Value::Null);
-    }
-
-    #[test]
-    fn an_active_port_without_link_is_named_by_its_physical_state() {
-        let mut d = dev("a", "4: ACTIVE", Some(0), true);
-        d.phys_state = "2: Polling".into();
-        let r = evaluate(&snap(vec![d]), Some(1), &Identity::default());
-        assert_eq!(r.status, Status::Fail);
-        assert_eq!(
-            r.summary,
-            "0 of 1 EFA devices usable; a port Polling (state 4: ACTIVE, phys 2: Polling)"
-        );
-        assert_eq!(r.found["down_state"]["a"]["phys_state"], "2: Polling");
-    }
-
-    #[test]
-    fn devices_on_a_type_without_efa_warn_and_never_say_the_type_is_unknown() {
-        let r = evaluate(
-            &snap(vec![dev("a", "4: ACTIVE", Some(0), true)]),
-            Some(0),
-            &Identity::default(),
-        );
-        assert_eq!((r.status, r.required), (Status::Warn, false));
-        assert_eq!(
-            r.summary,
-            "1 EFA device found, but this instance type has none, efa driver 2.13.0g"
-        );
-        let r = evaluate(
-            &snap(vec![dev("a", "1: DOWN", Some(0), true)]),
-            Some(0),
-            &Identity::default(),
-        );
-        assert_eq!((r.status, r.required), (Status::Warn, false));
-        assert!(
-            r.summary.starts_with("0 of 1 EFA devices usable (0 expected); a port DOWN"),
-            "{}",
-            r.summary
-        );
-    }
-
-    #[test]
-    fn every_kind_of_problem_gets_its_remedy() {
-        let mut unreadable = dev("c", "unreadable", Some(2), true);
-        unreadable.port_readable = false;
-        let mut s = snap(vec![
-            dev("a", "1: DOWN", Some(0), true),
-            dev("b", "4: ACTIVE", None, false),
-            unreadable,
-        ]);
-        s.errors.push(crate::host::HostError {
-            op: "reading",
-            path: "/r/sys/class/infiniband/c/ports/1/state".into(),
-            kind: crate::host::ErrorKind::Denied,
-            detail: "Permission denied (os error 13)".into(),
-        });
-        let r = evaluate(&s, Some(4), &Identity::default());
-        assert_eq!(r.status, Status::Fail);
-        assert_eq!(
-            r.summary,
-            "0 of 4 EFA devices usable; 1 not present (found 3); a port DOWN (state 1: DOWN, phys 5: LinkUp); b has no uverbs device; \
-             could not read: reading /r/sys/class/infiniband/c/ports/1/state: Permission denied (os error 13)"
-        );
-        // An unreadable port is not reported as down: its state is not known.
-        assert_eq!(r.found["down"], serde_json::json!(["a"]));
-        let remedy = r.remedy.unwrap();
-        for part in [
-            "missing devices: ",
-            "ports down: ",
-            "no verbs device: ",
-            "unreadable files: run nodeprep as root",
-        ] {
-            assert!(remedy.contains(part), "{remedy}");
+    fn none_attached_on_an_efa_type_passes_with_a_note_unless_config_asks() {
+        let s = snap(vec![]);
+        let r = run(&s, &[], &expected("p5.48xlarge", None, 0), vec![]);
+        assert_eq!((r.status, r.required), (Status::Pass, false));
+        assert_eq!(r.summary, "0 EFA attached (p5.48xlarge supports 32; Karpenter attaches them only for pods that request vpc.amazonaws.com/efa)");
+        for ask in [EfaCount::Max, EfaCount::Count(32)] {
+            let r = run(&s, &[], &expected("p5.48xlarge", Some(ask), 0), vec![]);
+            assert_eq!((r.status, r.required), (Status::Fail, true), "{ask:?}");
+            assert!(
+                r.summary.contains("32 not attached (config asks for 32, EC2 attached 0)"),
+                "{}",
+                r.summary
+            );
         }
+        let r = run(&s, &[], &expected("g5.xlarge", None, 0), vec![]);
+        assert_eq!(r.status, Status::Skip);
     }
 
     #[test]
-    fn one_kind_of_problem_gets_its_remedy_unprefixed() {
-        let r = evaluate(
-            &snap(vec![dev("a", "4: ACTIVE", Some(0), false)]),
-            Some(1),
-            &Identity::default(),
+    fn an_attached_function_without_a_driver_fails_naming_its_pci_address() {
+        let s = snap(vec![dev("a", "0000:10:00.0", Some(0), true)]);
+        let a = [
+            att("0000:10:00.0", Some("efa")),
+            att("0000:20:00.0", None),
+            att("0000:30:00.0", Some("vfio-pci")),
+        ];
+        let r = run(&s, &a, &expected("p5.48xlarge", None, 3), vec![]);
+        assert_eq!(r.status, Status::Fail);
+        assert_eq!(
+            r.summary,
+            "1 of 3 EFA devices usable; PCI 0000:20:00.0 attached but no driver bound (efa not loaded?); PCI 0000:30:00.0 attached but bound to vfio-pci, not efa"
         );
+        assert!(r.remedy.unwrap().starts_with("load the efa driver"));
+    }
+
+    #[test]
+    fn more_than_the_type_supports_warns_and_other_rdma_devices_are_not_counted() {
+        let mut s = snap(vec![
+            dev("a", "0000:10:00.0", Some(0), true),
+            dev("b", "0000:20:00.0", Some(1), true),
+        ]);
+        s.other.push(("ibp0s1".into(), "mlx5_core".into()));
+        let a = [att("0000:10:00.0", Some("efa")), att("0000:20:00.0", Some("efa"))];
+        let r = run(&s, &a, &expected("g6e.12xlarge", None, 2), vec![]);
+        assert_eq!(r.found["other_rdma"][0]["name"], "ibp0s1");
+        assert_eq!(r.found["attached"], 2);
+        let r = run(&s, &a, &expected("g5.xlarge", None, 2), vec![]);
+        assert_eq!(r.status, Status::Warn);
+        assert!(
+            r.summary.starts_with("2 EFA devices attached, but g5.xlarge has none"),
+            "{}",
+            r.summary
+        );
+    }
+
+    #[test]
+    fn driver_errors_of_this_boot_fail_the_device_they_name() {
+        let s = snap(vec![
+            dev("a", "0000:10:00.0", Some(0), true),
+            dev("b", "0000:20:00.0", Some(1), true),
+        ]);
+        let a = [att("0000:10:00.0", Some("efa")), att("0000:20:00.0", Some("efa"))];
+        let k = vec![DriverError {
+            pci: PciAddr::parse("0000:20:00.0").unwrap(),
+            message: "Failed to reset device".into(),
+        }];
+        let r = run(&s, &a, &expected("p5.48xlarge", None, 2), k);
+        assert_eq!(r.status, Status::Fail);
+        assert_eq!(r.summary, "1 of 2 EFA devices usable; b (0000:20:00.0) efa driver error this boot: Failed to reset device");
+        assert!(r.remedy.unwrap().contains("reboot"));
+        assert_eq!(r.found["driver_errors"]["b"][0], "Failed to reset device");
+    }
+
+    #[test]
+    fn a_device_without_verbs_fails_as_before() {
+        let s = snap(vec![dev("a", "0000:10:00.0", Some(0), false)]);
+        let a = [att("0000:10:00.0", Some("efa"))];
+        let r = run(&s, &a, &expected("p5.48xlarge", None, 1), vec![]);
         assert_eq!(r.summary, "0 of 1 EFA devices usable; a has no /dev/infiniband/uverbs0");
         assert!(r.remedy.unwrap().starts_with("load the verbs module (`modprobe ib_uverbs`"));
+        assert_eq!(not_ready(&s, &a), 1);
     }
 }

@@ -1,17 +1,27 @@
-//! `efa`: every EFA interface the instance type has, up and usable.
+//! `efa`: the EFA interfaces EC2 attached, bound to the efa driver and usable, and their health.
 //!
-//! The facts come from [`crate::host::rdma`]: each EFA device's PCI ids, port state, uverbs device
-//! and node, and the driver version. A device is usable when its port is ACTIVE/LinkUp and it has a
-//! uverbs device and node. The count is compared with the catalog (or `[expect] efa`); the check is
-//! required on types whose catalog lists EFA.
+//! What the node must have is what was attached (EFA PCI functions, vendor `0x1d0f`, driver bound
+//! or not): Karpenter attaches EFA only for pods that request it, so the instance type's maximum is
+//! only a ceiling; `[expect] efa` asks for a count (or `"max"`). A device is usable when it has its
+//! RDMA and uverbs devices and the efa driver logged no error for it this boot. Port state is
+//! reported, never judged (the driver reports ACTIVE/LinkUp whatever happens). Hardware counters
+//! are read every run (totals since boot); `serve` turns the error counters into rates and judges
+//! them against `efa.rate_limits`. Traffic is the on-demand `efa-loopback` check
+//! ([`loopback`]).
 
+mod counters;
 mod evaluate;
+mod kmsg;
+pub mod loopback;
 
-pub use evaluate::evaluate;
+pub use counters::{observe_counters, with_counters, Counters, ERROR_COUNTERS};
+pub use evaluate::{evaluate, not_ready, Inputs};
+pub use kmsg::{parse as parse_driver_error, DriverError};
+pub use loopback::LOOPBACK;
 
 use super::{Check, Context, Registration, When};
-pub use crate::host::rdma::{Device, Scan as Snapshot};
-use crate::host::{rdma, Host, HostError};
+pub use crate::host::rdma::{Attached, Device, Scan as Snapshot};
+use crate::host::{rdma, Host};
 use crate::report::{CheckResult, MetricDef, MetricKind};
 
 /// Reads the EFA devices under the root.
@@ -19,16 +29,36 @@ pub fn observe(host: &Host) -> Snapshot {
     rdma::efa_devices(host)
 }
 
+/// `boot`: waits up to `max` for attached EFA functions to get their RDMA and uverbs devices
+/// (p5en's late initialisation); the time waited and how many are still not ready.
+pub fn settle(host: &Host, max: std::time::Duration) -> (std::time::Duration, usize) {
+    let start = std::time::Instant::now();
+    loop {
+        let (attached, _) = rdma::attached(host);
+        let left = not_ready(&observe(host), &attached);
+        if left == 0 || start.elapsed() >= max {
+            return (start.elapsed(), left);
+        }
+        if start.elapsed().as_millis() % 5000 < 250 {
+            tracing::info!(
+                not_ready = left,
+                waited_ms = start.elapsed().as_millis() as u64,
+                "waiting for attached EFA devices to initialise"
+            );
+        }
+        std::thread::sleep(std::time::Duration::from_millis(250));
+    }
+}
+
 pub static EFA_DEVICES_UP: MetricDef = MetricDef {
     name: "efa_devices_up",
-    help:
-        "EFA devices with port ACTIVE, LinkUp and a uverbs device (the efa check's found.devices)",
+    help: "Usable EFA devices: bound, with a uverbs device, no efa driver error this boot (the efa check's found.devices)",
     kind: MetricKind::Gauge,
     labels: &[],
 };
 pub static EFA_DEVICES_EXPECTED: MetricDef = MetricDef {
     name: "efa_devices_expected",
-    help: "EFA devices this node must have (the efa check's expected.devices; absent when unknown)",
+    help: "EFA devices this node must have: those attached, or what config asks (the efa check's expected.devices)",
     kind: MetricKind::Gauge,
     labels: &[],
 };
@@ -44,8 +74,15 @@ pub static REGISTRATION: Registration = Registration {
     name: "efa",
     when: When::EveryRun,
     start_rank: 1,
-    about: "EFA devices present, up and usable through uverbs",
-    metrics: &[&EFA_DEVICES_UP, &EFA_DEVICES_EXPECTED, &EFA_DEVICE_USABLE, &EFA_PORT_ERRORS],
+    about: "EFA devices attached, bound, usable; driver errors, counters",
+    metrics: &[
+        &EFA_DEVICES_UP,
+        &EFA_DEVICES_EXPECTED,
+        &EFA_DEVICE_USABLE,
+        &counters::EFA_PORT_ERRORS,
+        &counters::EFA_HW_COUNTER,
+        &counters::EFA_ERROR_RATE,
+    ],
     check: &Efa,
 };
 
@@ -58,66 +95,16 @@ impl Check for Efa {
 
     fn run(&self, ctx: &Context) -> CheckResult {
         let snap = observe(&ctx.host);
-        let r = evaluate(&snap, ctx.expected.efa, &ctx.identity);
-        match ctx.sample_counters {
-            true => with_counters(r, &observe_counters(&ctx.host, &snap)),
-            false => r,
-        }
+        let (attached, attach_errors) = rdma::attached(&ctx.host);
+        let driver_errors = kmsg::errors(&ctx.host);
+        let r = evaluate(&Inputs {
+            snap: &snap,
+            attached: &attached,
+            attach_errors: &attach_errors,
+            driver_errors: &driver_errors,
+            expected: &ctx.expected,
+            identity: &ctx.identity,
+        });
+        with_counters(r, &observe_counters(&ctx.host, &snap), ctx)
     }
-}
-
-/// The port error counters the EKS node monitoring agent watches the rates of
-/// (aws/eks-node-monitoring-agent `monitors/networking/efa/efa.go`).
-pub const ERROR_COUNTERS: &[&str] = &[
-    "rx_drops",
-    "rdma_read_wr_err",
-    "rdma_write_wr_err",
-    "unresponsive_remote_events",
-    "impaired_remote_conn_events",
-    "retrans_timeout_events",
-    "retrans_pkts",
-    "retrans_bytes",
-];
-
-pub static EFA_PORT_ERRORS: MetricDef = MetricDef {
-    name: "efa_port_errors",
-    help: "EFA port error counters (ports/1/hw_counters), by device and counter; watch their rates",
-    kind: MetricKind::Counter,
-    labels: &["device", "counter"],
-};
-
-/// Each EFA device's error counters, and the reads that failed.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Counters {
-    pub devices: Vec<(String, Vec<(String, u64)>)>,
-    pub errors: Vec<HostError>,
-}
-
-/// Reads [`ERROR_COUNTERS`] of every EFA device of the snapshot.
-pub fn observe_counters(host: &Host, snap: &Snapshot) -> Counters {
-    let mut c = Counters::default();
-    for d in &snap.devices {
-        match rdma::port_counters(host, &d.name, ERROR_COUNTERS) {
-            Ok(values) => c.devices.push((d.name.clone(), values)),
-            Err(e) => c.errors.push(e),
-        }
-    }
-    c
-}
-
-/// The counters as metrics, and their sums over the devices in the report (`found.port_errors`).
-/// They inform; the verdict does not depend on them (a rate needs two samples: alert on it).
-pub fn with_counters(mut r: CheckResult, c: &Counters) -> CheckResult {
-    let mut sums: std::collections::BTreeMap<&str, u64> = std::collections::BTreeMap::new();
-    for (device, values) in &c.devices {
-        for (counter, v) in values {
-            r = r.metric(&EFA_PORT_ERRORS, [device, counter], *v as f64);
-            *sums.entry(counter).or_default() += v;
-        }
-    }
-    r = r.found("port_errors", serde_json::to_value(&sums).unwrap_or_default());
-    if !c.errors.is_empty() {
-        r = r.found("counter_errors", crate::capability::error_lines(&c.errors));
-    }
-    r
 }
