@@ -115,6 +115,10 @@ pub enum Command {
         /// Print the plan (each file and its diff, each command) and change nothing.
         #[arg(long)]
         dry_run: bool,
+        /// One boot runs at a time (a lock on /run/nodeprep/boot.lock): how long to wait for
+        /// another before giving up (exit 1, naming the pid that holds it).
+        #[arg(long, value_name = "SECONDS", default_value_t = 300)]
+        lock_timeout: u64,
     },
     /// Run the checks and print a report. Never changes the host.
     Check {

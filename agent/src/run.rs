@@ -39,6 +39,7 @@ pub fn prepare(
     instance_type: Option<&str>,
     purpose: Purpose,
 ) -> Arc<Context> {
+    let host = host.with_max_read(config.checks.max_read_bytes);
     let identity = identity::discover(&host, &config, instance_type);
     let (attached, _) = crate::host::rdma::attached(&host);
     let expected = Expected::new(identity.instance_type.as_deref(), &config.expect)
@@ -52,6 +53,7 @@ pub fn prepare(
         sample_counters,
         once: Default::default(),
         samples: Default::default(),
+        running: Default::default(),
     })
 }
 

@@ -359,11 +359,16 @@ pub fn containerd_config(data: &[u8]) {
     let text = String::from_utf8_lossy(data);
     if let Some(path) = nodeprep::host::containerd::spec_path_from_config(&text) {
         let doc: toml::Table = text.parse().expect("a path comes from TOML");
-        assert_eq!(
-            nodeprep::host::containerd::spec_path_from_config(&doc.to_string()),
-            Some(path),
-            "{doc}"
-        );
+        let again = doc.to_string();
+        // The TOML writer turns deep dotted keys into table headers that its own parser refuses
+        // (recursion limit): only a document that reads back says anything about nodeprep.
+        if again.parse::<toml::Table>().is_ok() {
+            assert_eq!(
+                nodeprep::host::containerd::spec_path_from_config(&again),
+                Some(path),
+                "{doc}"
+            );
+        }
     }
 }
 

@@ -59,9 +59,32 @@ pub fn write_atomic(
     let path = host.path(host_path);
     let explain =
         |op: &'static str, p: &Path, source| WriteError { op, path: p.to_path_buf(), source };
-    let existing = std::fs::metadata(&path).ok();
+    let refuse = |why: String| WriteError {
+        op: "writing",
+        path: path.clone(),
+        source: std::io::Error::new(std::io::ErrorKind::InvalidInput, why),
+    };
+    // Never through or over a symbolic link: it could point at any file of the host (the mode and
+    // owner of that file would be copied, or that file replaced).
+    let existing = std::fs::symlink_metadata(&path).ok();
+    if existing.as_ref().is_some_and(|m| m.file_type().is_symlink()) {
+        let to = std::fs::read_link(&path).map(|t| t.display().to_string()).unwrap_or_default();
+        return Err(refuse(format!(
+            "it is a symbolic link (to {to}); nodeprep does not write through links: replace it with the file itself"
+        )));
+    }
+    // Under --root, a link on the way must not lead out of the tree.
+    if let Some(crate::host::Resolved::Outside(real)) =
+        host_path.parent().and_then(|d| host.resolve(d))
+    {
+        return Err(refuse(format!(
+            "its directory leads to {} outside --root {} (a symbolic link on the way); nothing was written",
+            real.display(),
+            host.root().display()
+        )));
+    }
     if existing.is_some() {
-        if let Ok(cur) = std::fs::read(&path) {
+        if let Ok(cur) = host.read_bytes(host_path) {
             if cur == content.as_bytes() {
                 return Ok(false);
             }
@@ -90,10 +113,12 @@ pub fn write_atomic(
     tmp.as_file_mut()
         .write_all(content.as_bytes())
         .map_err(|e| explain("writing", &tmp_path, e))?;
-    std::fs::set_permissions(&tmp_path, std::fs::Permissions::from_mode(mode))
+    // Mode and owner set on the open file, never by name (a name can be swapped for a link).
+    tmp.as_file()
+        .set_permissions(std::fs::Permissions::from_mode(mode))
         .map_err(|e| explain("setting mode of", &tmp_path, e))?;
     if let Some((uid, gid)) = owner {
-        std::os::unix::fs::chown(&tmp_path, Some(uid), Some(gid))
+        std::os::unix::fs::fchown(tmp.as_file(), Some(uid), Some(gid))
             .map_err(|e| explain("setting owner of", &tmp_path, e))?;
     }
     if durability == Durability::Durable {
@@ -362,6 +387,50 @@ mod tests {
             std::fs::read_dir(host.path("/etc/a")).unwrap().count(),
             1,
             "no temporary file left"
+        );
+    }
+
+    /// A link planted at the file (or on the way out of a --root tree) is refused; the file it
+    /// points at keeps its content and mode.
+    #[test]
+    fn atomic_write_never_goes_through_a_symlink() {
+        let dir = tempfile::tempdir().unwrap();
+        let outside = tempfile::tempdir().unwrap();
+        let secret = outside.path().join("shadow");
+        std::fs::write(&secret, "root:x\n").unwrap();
+        std::fs::set_permissions(&secret, std::fs::Permissions::from_mode(0o600)).unwrap();
+        let host = Host::new(dir.path());
+        std::fs::create_dir_all(host.path("/etc/containerd")).unwrap();
+        std::os::unix::fs::symlink(&secret, host.path("/etc/containerd/base-runtime-spec.json"))
+            .unwrap();
+        let err = write_atomic(
+            &host,
+            Path::new("/etc/containerd/base-runtime-spec.json"),
+            "{}",
+            0o644,
+            Durability::Durable,
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("is a symbolic link (to "), "{err}");
+        assert!(err.contains("base-runtime-spec.json"), "{err}");
+        std::os::unix::fs::symlink(outside.path(), host.path("/run")).unwrap();
+        let err = write_atomic(
+            &host,
+            Path::new("/run/nodeprep/status.json"),
+            "{}",
+            0o644,
+            Durability::Volatile,
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("outside --root"), "{err}");
+        assert_eq!(std::fs::read_to_string(&secret).unwrap(), "root:x\n");
+        assert_eq!(std::fs::metadata(&secret).unwrap().permissions().mode() & 0o777, 0o600);
+        assert_eq!(
+            std::fs::read_dir(outside.path()).unwrap().count(),
+            1,
+            "nothing written outside"
         );
     }
 

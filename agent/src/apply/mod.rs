@@ -8,6 +8,7 @@
 //! instead: every file with its diff and every command. The executor knows no capability.
 
 pub mod effects;
+pub mod lock;
 pub mod programs;
 
 use std::fmt::Write as _;

@@ -132,6 +132,26 @@ impl DevicePlugins {
             }
             return r.remedy("check that kubelet runs and that the NVIDIA and EFA device plugin DaemonSets have pods on this node (`kubectl get pods -A -o wide --field-selector spec.nodeName=<node>`)");
         };
+        // Kubelet's state survives a reboot on the instance store: a checkpoint from before this
+        // boot says what plugins registered last boot, not now.
+        if let (Ok(meta), Ok(boot)) =
+            (ctx.host.metadata(CHECKPOINT), crate::host::proc::booted(&ctx.host))
+        {
+            if let Some(written) = meta.modified.filter(|m| *m < boot.at) {
+                let when =
+                    |t: std::time::SystemTime| humantime::format_rfc3339_seconds(t).to_string();
+                r.status = Status::Fail;
+                r.summary = format!(
+                    "no device plugin has registered since this boot: {path} is from before it (written {}, booted {}), so it is not believed",
+                    when(written),
+                    when(boot.at)
+                );
+                for (res, _) in &expected {
+                    r = r.found(res, 0);
+                }
+                return r.found("checkpoint_before_boot", true).remedy("check that kubelet runs and that the NVIDIA and EFA device plugin DaemonSets have pods on this node; kubelet rewrites the checkpoint when a plugin registers");
+            }
+        }
         let counts = match parse_checkpoint(&text) {
             Ok(c) => c,
             Err(e) => {

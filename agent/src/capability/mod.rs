@@ -38,6 +38,10 @@ pub struct Context {
     pub once: std::sync::Mutex<std::collections::HashMap<&'static str, CheckResult>>,
     /// The previous sample of each counter a check turns into a rate (`serve`): key, when, value.
     pub samples: std::sync::Mutex<std::collections::HashMap<String, (std::time::Instant, u64)>>,
+    /// Checks a worker is running now, since when, and whether they said they are required: a
+    /// check still stuck from an earlier run is reported, not started again (one thread each).
+    pub running:
+        std::sync::Mutex<std::collections::HashMap<&'static str, (std::time::Instant, bool)>>,
 }
 
 /// A check: a read-only look at the host that ends in a verdict.

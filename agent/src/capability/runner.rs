@@ -22,8 +22,9 @@ struct Queue {
 }
 
 impl Queue {
-    fn new(checks: &[&'static Registration]) -> Queue {
-        let mut order: Vec<usize> = (0..checks.len()).collect();
+    /// The checks to start, leaving out those with `skip` set.
+    fn new(checks: &[&'static Registration], skip: &[bool]) -> Queue {
+        let mut order: Vec<usize> = (0..checks.len()).filter(|&i| !skip[i]).collect();
         order.sort_by_key(|&i| checks[i].start_rank);
         Queue { checks: checks.to_vec(), order, next: AtomicUsize::new(0) }
     }
@@ -69,14 +70,35 @@ pub fn run(
 ) -> Vec<CheckResult> {
     let started = Instant::now();
     let deadline = started + timeout;
-    let queue = Arc::new(Queue::new(checks));
+    // A check whose earlier run has not returned (a read that never returns) is not started again:
+    // a new thread each interval would pile up behind the same stuck read.
+    let mut results: Vec<Option<CheckResult>> = vec![None; checks.len()];
+    {
+        let running = ctx.running.lock().unwrap_or_else(|e| e.into_inner());
+        for (i, c) in checks.iter().enumerate() {
+            if let Some((since, required)) = running.get(c.name) {
+                let secs = since.elapsed().as_secs_f64();
+                tracing::error!(
+                    check = c.name,
+                    stuck_s = secs,
+                    "check still stuck in an earlier run; not started again"
+                );
+                results[i] = Some(
+                    CheckResult::new(c.name, Status::Fail, format!("stuck: its run of {secs:.0} s ago has not returned; not started again until it does"))
+                        .required(*required)
+                        .remedy(format!("something on the host hangs (run `nodeprep check --only {} -vv` to see the read); restart nodeprep once it is fixed", c.name)),
+                );
+            }
+        }
+    }
+    let skip: Vec<bool> = results.iter().map(Option::is_some).collect();
+    let queue = Arc::new(Queue::new(checks, &skip));
     // Until a check has said, it counts as required: a check that cannot even decide is not a pass.
     let board = Arc::new(Mutex::new(Board {
         started: vec![false; checks.len()],
         required: vec![true; checks.len()],
     }));
     let (tx, rx) = mpsc::channel::<(usize, CheckResult)>();
-    let mut results: Vec<Option<CheckResult>> = vec![None; checks.len()];
     let mut workers = 0usize;
     let mut spawn_error: Option<String> = None;
     let mut spawn = |workers: &mut usize| {
@@ -93,7 +115,7 @@ pub fn run(
             }
         }
     };
-    for _ in 0..FIRST_WORKERS.min(checks.len()) {
+    for _ in 0..FIRST_WORKERS.min(skip.iter().filter(|s| !**s).count()) {
         spawn(&mut workers);
     }
     while results.iter().any(Option::is_none) && workers > 0 {
@@ -162,8 +184,17 @@ fn worker(
         let Registration { name, check, .. } = *queue.checks[i];
         let t0 = Instant::now();
         note(&mut |b| b.started[i] = true);
+        let running = |f: &mut dyn FnMut(&mut std::collections::HashMap<_, _>)| {
+            f(&mut ctx.running.lock().unwrap_or_else(|e| e.into_inner()))
+        };
+        running(&mut |m| {
+            m.insert(name, (t0, true));
+        });
         if let Ok(r) = std::panic::catch_unwind(AssertUnwindSafe(|| check.required(ctx))) {
             note(&mut |b| b.required[i] = r);
+            running(&mut |m| {
+                m.insert(name, (t0, r));
+            });
         }
         let mut result = match std::panic::catch_unwind(AssertUnwindSafe(|| check.run(ctx))) {
             Ok(r) => r,
@@ -181,6 +212,9 @@ fn worker(
                     .remedy("this is a nodeprep bug: report it with `nodeprep check -vv` output")
             }
         };
+        running(&mut |m| {
+            m.remove(name);
+        });
         result.name = name.to_string();
         result.duration_ms = t0.elapsed().as_millis() as u64;
         tracing::debug!(check = name, status = result.status.as_str(), duration_us = t0.elapsed().as_micros() as u64, worker = id, summary = %result.summary, "check finished");
@@ -245,6 +279,7 @@ mod tests {
             sample_counters: false,
             once: Default::default(),
             samples: Default::default(),
+            running: Default::default(),
         })
     }
 
@@ -259,6 +294,49 @@ mod tests {
         assert_eq!(r[0].summary, "did not finish within 0.2 s");
         assert_eq!(r[1].name, "instance");
         assert_eq!(r[1].status, Status::Warn);
+    }
+
+    /// serve runs the same checks every interval: one stuck in a read that never returns is not
+    /// started again (one thread, not one more per run), says so, and runs again once it returns.
+    #[test]
+    fn a_check_stuck_from_an_earlier_run_is_reported_and_not_started_again() {
+        use std::sync::atomic::AtomicBool;
+        static RUNS: AtomicUsize = AtomicUsize::new(0);
+        static RELEASE: AtomicBool = AtomicBool::new(false);
+        struct Stuck;
+        impl Check for Stuck {
+            fn required(&self, _: &Context) -> bool {
+                false
+            }
+            fn run(&self, _: &Context) -> CheckResult {
+                RUNS.fetch_add(1, Ordering::SeqCst);
+                while !RELEASE.load(Ordering::SeqCst) {
+                    std::thread::sleep(Duration::from_millis(5));
+                }
+                CheckResult::new("stuck", Status::Pass, "returned")
+            }
+        }
+        static STUCK: Registration = reg("stuck", 0, &Stuck);
+        let ctx = ctx();
+        let r = run(Arc::clone(&ctx), &[&STUCK, &QUICK], Duration::from_millis(100));
+        assert_eq!(r[0].summary, "did not finish within 0.1 s");
+        for _ in 0..5 {
+            let r = run(Arc::clone(&ctx), &[&STUCK, &QUICK], Duration::from_millis(100));
+            assert_eq!(r[0].status, Status::Fail);
+            assert!(r[0].summary.starts_with("stuck: its run of "), "{}", r[0].summary);
+            assert!(!r[0].required, "keeps what the check said about itself");
+            assert_eq!(r[1].status, Status::Pass, "the others still run");
+        }
+        assert_eq!(RUNS.load(Ordering::SeqCst), 1, "started once, not once per run");
+        RELEASE.store(true, Ordering::SeqCst);
+        let t0 = Instant::now();
+        while ctx.running.lock().unwrap().contains_key("stuck") {
+            assert!(t0.elapsed() < Duration::from_secs(5));
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        let r = run(Arc::clone(&ctx), &[&STUCK], Duration::from_secs(5));
+        assert_eq!((r[0].status, r[0].summary.as_str()), (Status::Pass, "returned"));
+        assert_eq!(RUNS.load(Ordering::SeqCst), 2);
     }
 
     #[test]
@@ -284,7 +362,7 @@ mod tests {
         static C: Registration = reg("c", 2, &Quick);
         static D: Registration = reg("d", 1, &Quick);
         let checks = [&A, &B, &C, &D];
-        let q = Queue::new(&checks);
+        let q = Queue::new(&checks, &vec![false; checks.len()]);
         let started: Vec<&str> = std::iter::from_fn(|| q.take()).map(|i| checks[i].name).collect();
         assert_eq!(started, ["b", "d", "c", "a"]);
         assert!(!q.waiting());

@@ -11,9 +11,61 @@ use crate::config::Mode;
 use crate::host::Host;
 use crate::run::{self, Phase};
 
-pub(super) fn boot(g: &Global, host: Host, dry_run: bool) -> Result<u8, UsageError> {
+pub(super) fn boot(
+    g: &Global,
+    host: Host,
+    dry_run: bool,
+    lock_timeout: Duration,
+) -> Result<u8, UsageError> {
     let started = Instant::now();
+    // Every read boot makes is watched: one that does not return by its deadline (a hung device or
+    // filesystem) ends boot naming it, instead of holding containerd and kubelet until systemd's
+    // timeout. The checks keep their own deadlines and are not watched here.
+    let inflight = std::sync::Arc::new(crate::host::Inflight::default());
+    let host = host.watched(std::sync::Arc::clone(&inflight));
+    let default = crate::config::ChecksConfig::default().timeout_seconds;
+    let watch = Watchdog::start(g, inflight, Duration::from_secs(default));
     let cfg = load_config(g, &host)?;
+    watch.set_deadline(Duration::from_secs(cfg.checks.timeout_seconds));
+    // One boot at a time; held until this process ends. A dry run changes nothing and needs none.
+    let _lock = if dry_run {
+        None
+    } else {
+        let waiting = |holder: Option<u32>, path: &std::path::Path| {
+            let who = holder.map_or(String::new(), |p| format!(" (pid {p})"));
+            say(
+                g,
+                &format!("boot: waiting for another nodeprep boot{who} holding {}", path.display()),
+            );
+        };
+        match apply::lock::acquire(&host, lock_timeout, waiting) {
+            Ok(held) => {
+                if held.waited >= Duration::from_millis(100) {
+                    say(
+                        g,
+                        &format!(
+                            "boot: the other boot finished after {:.1} s; going on",
+                            held.waited.as_secs_f64()
+                        ),
+                    );
+                }
+                tracing::debug!(lock = %held.path.display(), waited_ms = held.waited.as_millis() as u64, "boot lock held");
+                Some(held)
+            }
+            Err(e @ apply::lock::LockError::Timeout { .. }) => {
+                tracing::error!(error = %e, "boot lock not taken");
+                say(g, &format!("boot: FAIL: {e}"));
+                return Ok(EXIT_NOT_READY);
+            }
+            // No lock file can be made (a full or read-only /run): no other boot can hold one
+            // either; limits and storage matter more than the lock.
+            Err(e) => {
+                tracing::warn!(error = %e, "running without the boot lock");
+                say(g, &format!("boot: warning: running without the boot lock: {e}"));
+                None
+            }
+        }
+    };
     let selected = crate::capability::select(&[])?;
     let ctx = run::prepare(host, cfg, g.instance_type.as_deref(), crate::run::Purpose::Once);
     let (host, cfg) = (&ctx.host, &ctx.config);
@@ -69,7 +121,9 @@ pub(super) fn boot(g: &Global, host: Host, dry_run: bool) -> Result<u8, UsageErr
     for plan in [&limits, &storage] {
         failed |= apply_plan(g, host, plan);
     }
+    watch.pause();
     let report = run::checks(&ctx, &selected, Phase::Boot);
+    watch.resume();
     if let Err(e) = run::write_status(host, &report) {
         tracing::error!(error = %e, "status file not written");
         say(g, &format!("status: FAIL: {e}"));
@@ -111,4 +165,64 @@ fn apply_plan(g: &Global, host: &Host, plan: &Plan) -> bool {
         "boot: applied"
     );
     failed
+}
+
+/// Ends boot (exit 1) when one of its own reads has not returned by the deadline, naming the path.
+/// What boot did before stays done: each step is atomic or picked up again by the next boot.
+struct Watchdog {
+    /// Reads started before the instant (or any, while paused: the checks' own reads) are not its
+    /// concern; and the deadline.
+    state: std::sync::Arc<std::sync::Mutex<(Option<Instant>, Duration)>>,
+}
+
+impl Watchdog {
+    fn start(
+        g: &Global,
+        inflight: std::sync::Arc<crate::host::Inflight>,
+        deadline: Duration,
+    ) -> Watchdog {
+        let state = std::sync::Arc::new(std::sync::Mutex::new((Some(Instant::now()), deadline)));
+        let watching = std::sync::Arc::clone(&state);
+        let text = matches!(g.format(), crate::cli::Output::Text);
+        let spawned = std::thread::Builder::new().name("boot-watchdog".into()).spawn(move || loop {
+            std::thread::sleep(Duration::from_millis(100));
+            let (from, deadline) = *watching.lock().unwrap_or_else(|e| e.into_inner());
+            let Some(from) = from else { continue };
+            if let Some((path, age)) = inflight.oldest_since(from).filter(|(_, a)| *a >= deadline) {
+                let msg = format!(
+                    "boot: FAIL: no answer reading {} for {:.0} s (checks.timeout_seconds): a hung device or filesystem, or a FIFO that blocks; boot stops here (what it did so far stays done) so that containerd and kubelet are not held",
+                    path.display(),
+                    age.as_secs_f64()
+                );
+                tracing::error!(path = %path.display(), stuck_ms = age.as_millis() as u64, "boot read stuck; exiting");
+                // As `say` would: the report's stream in text, stderr beside JSON.
+                if text {
+                    println!("{msg}");
+                } else {
+                    eprintln!("{msg}");
+                }
+                std::process::exit(i32::from(EXIT_NOT_READY));
+            }
+        });
+        if let Err(e) = spawned {
+            tracing::warn!(error = %e, "no watchdog thread: boot's reads have no deadline");
+        }
+        Watchdog { state }
+    }
+
+    fn with<T>(&self, f: impl FnOnce(&mut (Option<Instant>, Duration)) -> T) -> T {
+        f(&mut self.state.lock().unwrap_or_else(|e| e.into_inner()))
+    }
+
+    fn set_deadline(&self, d: Duration) {
+        self.with(|s| s.1 = d);
+    }
+
+    fn pause(&self) {
+        self.with(|s| s.0 = None);
+    }
+
+    fn resume(&self) {
+        self.with(|s| s.0 = Some(Instant::now()));
+    }
 }

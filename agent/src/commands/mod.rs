@@ -11,6 +11,7 @@ mod serve;
 use std::io::Write as _;
 use std::path::Path;
 use std::process::ExitCode;
+use std::time::Duration;
 
 use clap::Parser;
 
@@ -96,7 +97,9 @@ fn dispatch(cli: &Cli) -> Result<u8, UsageError> {
         Command::Config(ConfigCommand::Check) => config::check(g, &host),
         Command::Config(ConfigCommand::Show) => config::show(g, &host),
         Command::Catalog { instance_type } => catalog::catalog(g, instance_type.as_deref()),
-        Command::Boot { dry_run } => boot::boot(g, host, *dry_run),
+        Command::Boot { dry_run, lock_timeout } => {
+            boot::boot(g, host, *dry_run, Duration::from_secs(*lock_timeout))
+        }
         Command::Serve { listen, metrics_listen } => {
             serve::serve(g, host, *listen, *metrics_listen)
         }

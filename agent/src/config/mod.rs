@@ -360,11 +360,13 @@ impl Default for ImdsConfig {
 #[serde(deny_unknown_fields, default)]
 pub struct ChecksConfig {
     pub timeout_seconds: u64,
+    /// The most bytes any one read of a host file takes (a bigger file is refused, named).
+    pub max_read_bytes: u64,
 }
 
 impl Default for ChecksConfig {
     fn default() -> Self {
-        ChecksConfig { timeout_seconds: 10 }
+        ChecksConfig { timeout_seconds: 10, max_read_bytes: crate::host::DEFAULT_MAX_READ }
     }
 }
 
@@ -472,7 +474,7 @@ pub fn parse(text: &str, file: &Path) -> Result<Config, ConfigError> {
         let line = e.span().map(|s| line_of(text, s.start));
         err(line, None, format!("invalid TOML: {}", e.message().trim()))
     })?;
-    let cfg: Config = toml::from_str(text).map_err(|e| {
+    let mut cfg: Config = toml::from_str(text).map_err(|e| {
         let (line, key) = match e.span() {
             Some(s) => (Some(line_of(text, s.start)), key_at(&doc, s.start)),
             None => (None, None),
@@ -488,6 +490,7 @@ pub fn parse(text: &str, file: &Path) -> Result<Config, ConfigError> {
             .unwrap_or_else(|| (&blame[0].0, &blame[0].1, None));
         return Err(err(line, Some(key.to_string()), message.clone()));
     }
+    validate::normalise(&mut cfg);
     Ok(cfg)
 }
 
@@ -625,6 +628,17 @@ startup_taint = "nodeprep.io/not-ready"
             ("[expect]\nefa = 320\n", "/etc/nodeprep/config.toml:2: key `expect.efa`: 320 is impossible"),
             ("instance_type = \"P5 48xl\"\n", "/etc/nodeprep/config.toml:1: key `instance_type`: \"P5 48xl\" is not an EC2 instance type"),
             ("[storage]\nmount_point = \"/\"\n", "/etc/nodeprep/config.toml:2: key `storage.mount_point`: \"/\" is a system directory"),
+            // Spellings of a system directory are that directory (normalised before comparing).
+            ("[storage]\nmount_point = \"/etc/.\"\n", "/etc/nodeprep/config.toml:2: key `storage.mount_point`: \"/etc/.\" is a system directory (/etc)"),
+            ("[storage]\nmount_point = \"/var//lib/\"\n", "/etc/nodeprep/config.toml:2: key `storage.mount_point`: \"/var//lib/\" is a system directory (/var/lib)"),
+            ("[storage]\nmount_point = \"/.\"\n", "/etc/nodeprep/config.toml:2: key `storage.mount_point`: \"/.\" is a system directory (/)"),
+            ("[storage]\nmount_point = \"/mnt/a/../../etc\"\n", "/etc/nodeprep/config.toml:2: key `storage.mount_point`: \"/mnt/a/../../etc\" must be an absolute path without .."),
+            ("[storage]\nmount_point = \"/mnt/x\\u0000y\"\n", "/etc/nodeprep/config.toml:2: key `storage.mount_point`: \"/mnt/x\\0y\" must be an absolute path without .. components or NUL bytes"),
+            ("[storage]\nbind = [\"/var/./lib\"]\n", "/etc/nodeprep/config.toml:2: key `storage.bind`: \"/var/./lib\" must be an absolute path below a system directory"),
+            ("[storage]\nbind = [\"/var/lib/kubelet\", \"/var//lib/kubelet/\"]\n", "/etc/nodeprep/config.toml:2: key `storage.bind`: \"/var//lib/kubelet/\" is listed twice (as /var/lib/kubelet)"),
+            ("[storage]\ndevices = [\"/dev/nvme1n1\", \"/dev/nvme1n1/\"]\n", "/etc/nodeprep/config.toml:2: key `storage.devices`: \"/dev/nvme1n1/\" is listed twice (as \"/dev/nvme1n1\" too; both are /dev/nvme1n1)"),
+            ("[storage]\ndevices = [\"/dev/\"]\n", "/etc/nodeprep/config.toml:2: key `storage.devices`: \"/dev/\" is not a block device path under /dev/"),
+            ("[storage]\nmount_point = \"/data\"\nbind = [\"/data/./x\"]\n", "/etc/nodeprep/config.toml:3: key `storage.bind`: \"/data/./x\" overlaps storage.mount_point"),
             (
                 "[storage]\nmount_point = \"mnt/x\"\n",
                 "/etc/nodeprep/config.toml:2: key `storage.mount_point`: \"mnt/x\" must be an absolute path",
@@ -693,6 +707,14 @@ startup_taint = "nodeprep.io/not-ready"
             let got = p(text).expect_err(text).to_string();
             assert!(got.starts_with(want), "config {text:?}\n  got:  {got}\n  want: {want}…");
         }
+    }
+
+    #[test]
+    fn storage_paths_are_kept_in_their_normal_spelling() {
+        let c = p("[storage]\nmount_point = \"/mnt//nodeprep/./\"\ndevices = [\"/dev/nvme1n1/\"]\nbind = [\"/var/lib/./kubelet/\"]\n").unwrap();
+        assert_eq!(c.storage.mount_point, "/mnt/nodeprep");
+        assert_eq!(c.storage.devices, ["/dev/nvme1n1"]);
+        assert_eq!(c.storage.bind, ["/var/lib/kubelet"]);
     }
 
     #[test]

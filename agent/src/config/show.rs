@@ -49,6 +49,7 @@ pub const KEYS: &[KeyDoc] = &[
     KeyDoc { key: "imds.endpoint", doc: "IMDS base URL (plain http)." },
     KeyDoc { key: "imds.timeout_ms", doc: "Connect and read deadline of each IMDS request; one retry (100..10000)." },
     KeyDoc { key: "checks.timeout_seconds", doc: "Deadline of each check; a check past it fails (1..300)." },
+    KeyDoc { key: "checks.max_read_bytes", doc: "The most bytes one read of a host file takes; a bigger file is refused, named (65536..1073741824)." },
     KeyDoc {
         key: "nvidia.fatal_xids",
         doc: "XID errors that fail the nvidia check (the GPU needs a reset or replacing); other XIDs warn.",

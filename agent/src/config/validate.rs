@@ -17,6 +17,17 @@ fn bad(key: &'static str, message: impl Into<String>) -> Result<(), Invalid> {
     Err(vec![(key, message.into())])
 }
 
+/// Rewrites the storage paths of a validated config in their normal spelling ([`normal_path`]),
+/// so that boot, the mount table and the messages all compare one form.
+pub(super) fn normalise(c: &mut Config) {
+    let s = &mut c.storage;
+    for p in s.devices.iter_mut().chain(s.bind.iter_mut()).chain([&mut s.mount_point]) {
+        if let Some(n) = normal_path(p) {
+            *p = n;
+        }
+    }
+}
+
 /// Every section, in the order of the file's documentation.
 pub(super) fn validate(c: &Config) -> Result<(), Invalid> {
     if let Some(t) = &c.instance_type {
@@ -145,52 +156,92 @@ const SYSTEM: &[&str] = &[
     "/sys", "/tmp", "/usr", "/var", "/var/lib", "/mnt",
 ];
 
+/// Compared after normalisation: `/etc/.`, `/var//lib/` and `/./` are `/etc`, `/var/lib` and `/`.
 fn is_system(p: &str) -> bool {
-    SYSTEM.contains(&p.trim_end_matches('/').max("/"))
+    normal_path(p).is_some_and(|n| SYSTEM.contains(&n.as_str()))
+}
+
+/// The path as the kernel resolves its spelling (no symlinks followed): absolute, `.` and empty
+/// components dropped, no trailing `/`. None for a relative path, a `..` component or a NUL byte
+/// (which no system call takes and which would cut the path short).
+pub(crate) fn normal_path(p: &str) -> Option<String> {
+    if p.contains('\0') {
+        return None;
+    }
+    let path = Path::new(p);
+    if !path.is_absolute() {
+        return None;
+    }
+    let mut out = String::new();
+    for c in path.components() {
+        match c {
+            Component::RootDir | Component::CurDir => {}
+            Component::Normal(n) => {
+                out.push('/');
+                out.push_str(n.to_str()?);
+            }
+            Component::ParentDir | Component::Prefix(_) => return None,
+        }
+    }
+    Some(if out.is_empty() { "/".into() } else { out })
 }
 
 fn storage(s: &StorageConfig) -> Result<(), Invalid> {
-    let mut seen = Vec::new();
+    let mut seen: Vec<(String, &String)> = Vec::new();
     for d in &s.devices {
-        if !d.starts_with("/dev/") || !is_clean_abs(d) || d.len() <= 5 {
+        let n = normal_path(d).filter(|n| n.starts_with("/dev/"));
+        let Some(n) = n else {
             return bad(
                 "storage.devices",
-                format!("\"{d}\" is not a block device path under /dev/"),
+                format!("\"{}\" is not a block device path under /dev/", d.escape_debug()),
+            );
+        };
+        if let Some((_, first)) = seen.iter().find(|(m, _)| *m == n) {
+            return bad(
+                "storage.devices",
+                format!("\"{d}\" is listed twice (as \"{first}\" too; both are {n})"),
             );
         }
-        if seen.contains(&d) {
-            return bad("storage.devices", format!("\"{d}\" is listed twice"));
-        }
-        seen.push(d);
+        seen.push((n, d));
     }
-    let mp = &s.mount_point;
-    if !is_clean_abs(mp) {
+    let mp_raw = &s.mount_point;
+    let Some(mp) = normal_path(mp_raw) else {
         return bad(
             "storage.mount_point",
-            format!("\"{mp}\" must be an absolute path without . or .. components"),
+            format!(
+                "\"{}\" must be an absolute path without .. components or NUL bytes",
+                mp_raw.escape_debug()
+            ),
         );
-    }
+    };
+    let mp = &mp;
     if is_system(mp) {
         return bad(
             "storage.mount_point",
             format!(
-                "\"{mp}\" is a system directory; use a directory of its own such as /mnt/nodeprep"
+                "\"{mp_raw}\" is a system directory{}; use a directory of its own such as /mnt/nodeprep",
+                if mp_raw != mp { format!(" ({mp})") } else { String::new() }
             ),
         );
     }
-    let mut seen = Vec::new();
-    for b in &s.bind {
-        if !is_clean_abs(b) || is_system(b) {
-            return bad(
-                "storage.bind",
-                format!(
-                    "\"{b}\" must be an absolute path below a system directory (e.g. /var/lib/containerd)"
-                ),
-            );
-        }
+    let mut seen: Vec<String> = Vec::new();
+    for b_raw in &s.bind {
+        let b = match normal_path(b_raw) {
+            Some(b) if !is_system(&b) => b,
+            _ => {
+                return bad(
+                    "storage.bind",
+                    format!(
+                        "\"{}\" must be an absolute path below a system directory (e.g. /var/lib/containerd), without .. or NUL",
+                        b_raw.escape_debug()
+                    ),
+                )
+            }
+        };
+        let b = &b;
         if is_within(b, mp) || is_within(mp, b) {
             return Err(vec![
-                ("storage.bind", format!("\"{b}\" overlaps storage.mount_point \"{mp}\"")),
+                ("storage.bind", format!("\"{b_raw}\" overlaps storage.mount_point \"{mp}\"")),
                 (
                     "storage.mount_point",
                     format!(
@@ -199,10 +250,10 @@ fn storage(s: &StorageConfig) -> Result<(), Invalid> {
                 ),
             ]);
         }
-        if seen.contains(&b) {
-            return bad("storage.bind", format!("\"{b}\" is listed twice"));
+        if seen.contains(b) {
+            return bad("storage.bind", format!("\"{b_raw}\" is listed twice (as {b})"));
         }
-        seen.push(b);
+        seen.push(b.clone());
     }
     if s.wait_seconds > 600 {
         return bad("storage.wait_seconds", format!("{} is out of range 0..600", s.wait_seconds));
@@ -289,6 +340,12 @@ fn checks_and_nvidia(c: &ChecksConfig, n: &NvidiaConfig) -> Result<(), Invalid> 
             format!("{} is out of range 1..300", c.timeout_seconds),
         );
     }
+    if !((64 << 10)..=(1 << 30)).contains(&c.max_read_bytes) {
+        return bad(
+            "checks.max_read_bytes",
+            format!("{} is out of range 65536..1073741824", c.max_read_bytes),
+        );
+    }
     let mut seen = Vec::new();
     for x in &n.fatal_xids {
         if !(1..=999).contains(x) {
@@ -317,12 +374,6 @@ fn checks_and_nvidia(c: &ChecksConfig, n: &NvidiaConfig) -> Result<(), Invalid> 
         ]);
     }
     Ok(())
-}
-
-fn is_clean_abs(p: &str) -> bool {
-    let path = Path::new(p);
-    path.is_absolute()
-        && path.components().all(|c| matches!(c, Component::RootDir | Component::Normal(_)))
 }
 
 /// True when `inner` equals `outer` or lies below it.

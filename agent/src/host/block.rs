@@ -61,6 +61,12 @@ pub fn model(host: &Host, name: &str) -> String {
     attr(host, name, "device/model")
 }
 
+/// Like [`model`], but a model that exists and cannot be read is an error (a disk whose model
+/// cannot be read might be instance store: not knowing is not "no").
+pub fn model_checked(host: &Host, name: &str) -> super::HostResult<String> {
+    host.read_attr_opt(base(name).join("device/model")).map(Option::unwrap_or_default)
+}
+
 /// Reads one block device. `model`: when the caller has read it already.
 pub fn device(host: &Host, name: &str, model: Option<String>) -> Device {
     let dir = base(name);

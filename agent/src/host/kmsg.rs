@@ -30,12 +30,16 @@ pub fn read_raw(host: &Host, each: impl FnMut(&str)) -> HostResult<usize> {
 
 fn read_with(host: &Host, raw: bool, mut each: impl FnMut(&str)) -> HostResult<usize> {
     let path = host.path(KMSG);
+    let _r = host.reading(&path);
     let err = |op: &'static str, e: std::io::Error| HostError::io(op, path.clone(), &e);
     let mut file = std::fs::OpenOptions::new()
         .read(true)
         .custom_flags(libc::O_NONBLOCK)
         .open(&path)
         .map_err(|e| err("opening", e))?;
+    if let Some(e) = super::not_a_file(&file, &path) {
+        return Err(e);
+    }
     let meta = file.metadata().map_err(|e| err("reading", e))?;
     let mut records = 0;
     let mut line = |l: &str| {
@@ -45,23 +49,31 @@ fn read_with(host: &Host, raw: bool, mut each: impl FnMut(&str)) -> HostResult<u
         }
     };
     if meta.file_type().is_char_device() {
-        read_records(&mut file, &mut line).map_err(|e| err("reading", e))?;
+        read_records(&mut file, host.max_read, &mut line).map_err(|e| err("reading", e))?;
     } else {
-        let mut bytes = Vec::with_capacity(meta.len() as usize);
-        file.read_to_end(&mut bytes).map_err(|e| err("reading", e))?;
+        // Never sized from the file's length (a sparse file can claim any); bounded by the maximum.
+        let bytes = super::read_bounded(&mut file, &path, Vec::new(), host.max_read)?;
         String::from_utf8_lossy(&bytes).split('\n').for_each(line);
     }
     Ok(records)
 }
 
 /// Reads a `/dev/kmsg` character device record by record until it has no more (`EAGAIN`).
-fn read_records(file: &mut File, line: &mut impl FnMut(&str)) -> std::io::Result<()> {
+/// At most `max` bytes in all: the kernel's ring buffer is far smaller, so more is not a kmsg.
+fn read_records(file: &mut File, max: u64, line: &mut impl FnMut(&str)) -> std::io::Result<()> {
     // A record is at most about 1 KiB of text plus its dictionary; a smaller buffer gets EINVAL.
     let mut buf = vec![0u8; 16 * 1024];
+    let mut total = 0u64;
     loop {
+        if total > max {
+            return Err(std::io::Error::other(format!(
+                "more than {max} bytes (checks.max_read_bytes) without an end: not the kernel log"
+            )));
+        }
         match file.read(&mut buf) {
             Ok(0) => return Ok(()),
             Ok(n) => {
+                total += n as u64;
                 let text = String::from_utf8_lossy(&buf[..n]);
                 // The first line is the record; the rest is its dictionary.
                 if let Some(first) = text.lines().next() {

@@ -113,11 +113,130 @@ pub struct Space {
     pub available_bytes: u64,
 }
 
+/// Where a path with a symbolic link on the way leads ([`Host::resolve`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Resolved {
+    /// Another path under the root (as a host path).
+    Inside(String),
+    /// A path of this machine outside the root.
+    Outside(PathBuf),
+}
+
+impl std::fmt::Display for Resolved {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Resolved::Inside(p) => write!(f, "{p}"),
+            Resolved::Outside(p) => write!(f, "{} (outside the root)", p.display()),
+        }
+    }
+}
+
+/// The most bytes one read of a whole file takes by default (`checks.max_read_bytes`): no host
+/// file nodeprep reads is near it, and a planted one (a 64 GB sparse file at `dev/kmsg`) is refused
+/// instead of sized into memory.
+pub const DEFAULT_MAX_READ: u64 = 16 << 20;
+
+/// The host reads in progress, each with its path and start, for a watchdog ([`Host::watched`]):
+/// `boot` names a read that has not returned by its deadline instead of hanging until systemd's.
+#[derive(Debug, Default)]
+pub struct Inflight {
+    reads: std::sync::Mutex<Vec<(u64, PathBuf, std::time::Instant)>>,
+    next: std::sync::atomic::AtomicU64,
+}
+
+impl Inflight {
+    fn enter(&self, path: &Path) -> u64 {
+        let id = self.next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let mut r = self.reads.lock().unwrap_or_else(|e| e.into_inner());
+        r.push((id, path.to_path_buf(), std::time::Instant::now()));
+        id
+    }
+
+    fn leave(&self, id: u64) {
+        self.reads.lock().unwrap_or_else(|e| e.into_inner()).retain(|(i, _, _)| *i != id);
+    }
+
+    /// Of the reads started at `since` or later, the one running longest, and for how long.
+    pub fn oldest_since(&self, since: std::time::Instant) -> Option<(PathBuf, Duration)> {
+        let r = self.reads.lock().unwrap_or_else(|e| e.into_inner());
+        r.iter()
+            .filter(|(_, _, t)| *t >= since)
+            .min_by_key(|(_, _, t)| *t)
+            .map(|(_, p, t)| (p.clone(), t.elapsed()))
+    }
+}
+
+/// Registered for the length of one read.
+struct Reading<'a>(Option<(&'a Inflight, u64)>);
+
+impl Drop for Reading<'_> {
+    fn drop(&mut self) {
+        if let Some((w, id)) = self.0 {
+            w.leave(id);
+        }
+    }
+}
+
+/// Opens a file to read without ever waiting in open(2) or read(2) on a FIFO (`O_NONBLOCK`, which
+/// regular files, sysfs, procfs and block devices ignore).
+fn open_nonblocking(path: &Path) -> io::Result<std::fs::File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK | libc::O_CLOEXEC)
+        .open(path)
+}
+
+/// A FIFO or socket where a file must be: reading it could wait forever (or read someone else's
+/// stream), so it is refused, naming it.
+fn not_a_file(file: &std::fs::File, path: &Path) -> Option<HostError> {
+    use std::os::unix::fs::FileTypeExt;
+    let t = file.metadata().ok()?.file_type();
+    let what = if t.is_fifo() {
+        "a FIFO (named pipe)"
+    } else if t.is_socket() {
+        "a socket"
+    } else {
+        return None;
+    };
+    Some(HostError::malformed(
+        path.to_path_buf(),
+        format!("it is {what}, not a file: nodeprep does not read it (a read could wait forever); remove it"),
+    ))
+}
+
+/// Reads to the end, at most `max` bytes: a longer file is an error naming the limit.
+fn read_bounded(
+    f: &mut std::fs::File,
+    path: &Path,
+    mut buf: Vec<u8>,
+    max: u64,
+) -> HostResult<Vec<u8>> {
+    use std::io::Read;
+    let have = buf.len() as u64;
+    f.take((max + 1).saturating_sub(have))
+        .read_to_end(&mut buf)
+        .map_err(|e| HostError::io("reading", path.to_path_buf(), &e))?;
+    if buf.len() as u64 > max {
+        return Err(HostError {
+            op: "reading",
+            path: path.to_path_buf(),
+            kind: ErrorKind::Malformed,
+            detail: format!(
+                "larger than {max} bytes (checks.max_read_bytes): not read; no file nodeprep reads is that large"
+            ),
+        });
+    }
+    Ok(buf)
+}
+
 /// Root-prefixed, read-only view of a host, and the one way to run its commands.
 #[derive(Clone)]
 pub struct Host {
     root: PathBuf,
     commands: Arc<dyn Commands>,
+    max_read: u64,
+    inflight: Option<Arc<Inflight>>,
 }
 
 impl std::fmt::Debug for Host {
@@ -128,12 +247,28 @@ impl std::fmt::Debug for Host {
 
 impl Host {
     pub fn new(root: impl Into<PathBuf>) -> Self {
-        Host { root: root.into(), commands: Arc::new(Live) }
+        Host::with_commands(root, Arc::new(Live))
     }
 
     /// A host whose commands go to `commands` (tests record and answer them).
     pub fn with_commands(root: impl Into<PathBuf>, commands: Arc<dyn Commands>) -> Self {
-        Host { root: root.into(), commands }
+        Host { root: root.into(), commands, max_read: DEFAULT_MAX_READ, inflight: None }
+    }
+
+    /// The same host, reading whole files of at most `max` bytes.
+    pub fn with_max_read(mut self, max: u64) -> Self {
+        self.max_read = max;
+        self
+    }
+
+    /// The same host, each read registered in `inflight` while it runs (for a watchdog).
+    pub fn watched(mut self, inflight: Arc<Inflight>) -> Self {
+        self.inflight = Some(inflight);
+        self
+    }
+
+    fn reading(&self, path: &Path) -> Reading<'_> {
+        Reading(self.inflight.as_deref().map(|w| (w, w.enter(path))))
     }
 
     /// The root every host path is resolved under.
@@ -185,15 +320,22 @@ impl Host {
         self.commands.run(&self.root, program, args, timeout)
     }
 
-    /// Reads a whole file.
+    /// Reads a whole file (at most the host's maximum; never from a FIFO or socket).
     pub fn read_bytes(&self, host_path: impl AsRef<Path>) -> HostResult<Vec<u8>> {
         let path = self.path(host_path);
-        std::fs::read(&path).map_err(|e| HostError::io("reading", path, &e))
+        let _r = self.reading(&path);
+        let mut f =
+            open_nonblocking(&path).map_err(|e| HostError::io("reading", path.clone(), &e))?;
+        if let Some(e) = not_a_file(&f, &path) {
+            return Err(e);
+        }
+        read_bounded(&mut f, &path, Vec::new(), self.max_read)
     }
 
     /// When the host path was last modified, the device it is on, whether it is a directory.
     pub fn metadata(&self, host_path: impl AsRef<Path>) -> HostResult<Meta> {
         let path = self.path(host_path);
+        let _r = self.reading(&path);
         let m = std::fs::metadata(&path).map_err(|e| HostError::io("inspecting", path, &e))?;
         let dev = m.dev();
         Ok(Meta {
@@ -210,9 +352,47 @@ impl Host {
         p.file_name().map(|n| n.to_string_lossy().into_owned())
     }
 
+    /// Where a host path really leads once every symbolic link in it is followed (the part that
+    /// does not exist yet is kept as spelled), when that differs from the path itself: `Inside`
+    /// another host path, or `Outside` the root altogether (a link in a `--root` tree that points
+    /// at this machine's own files). None when no link is on the way.
+    pub fn resolve(&self, host_path: impl AsRef<Path>) -> Option<Resolved> {
+        let wanted = self.path(&host_path);
+        let root = std::fs::canonicalize(&self.root).ok()?;
+        // The deepest ancestor that exists, resolved, then the rest as spelled.
+        let mut existing = wanted.clone();
+        let mut rest = Vec::new();
+        let mut hops = 0;
+        let real = loop {
+            match std::fs::canonicalize(&existing) {
+                Ok(r) => break r,
+                // A link to nothing (yet): follow it by hand.
+                Err(_) if existing.is_symlink() && hops < 40 => {
+                    hops += 1;
+                    let target = std::fs::read_link(&existing).ok()?;
+                    existing = existing.parent()?.join(target);
+                }
+                Err(_) => {
+                    rest.push(existing.file_name()?.to_owned());
+                    existing = existing.parent()?.to_path_buf();
+                }
+            }
+        };
+        let real = rest.iter().rev().fold(real, |p, n| p.join(n));
+        let spelled = root.join(wanted.strip_prefix(&self.root).ok()?);
+        if real == spelled {
+            return None;
+        }
+        Some(match real.strip_prefix(&root) {
+            Ok(inside) => Resolved::Inside(format!("/{}", inside.display())),
+            Err(_) => Resolved::Outside(real),
+        })
+    }
+
     /// Size and free space of the filesystem holding the host path.
     pub fn statvfs(&self, host_path: impl AsRef<Path>) -> HostResult<Space> {
         let path = self.path(host_path);
+        let _r = self.reading(&path);
         let s = rustix::fs::statvfs(&path)
             .map_err(|e| HostError::io("statvfs", path, &io::Error::from(e)))?;
         Ok(Space {
@@ -234,22 +414,28 @@ impl Host {
     pub fn read_attr(&self, host_path: impl AsRef<Path>) -> HostResult<String> {
         use std::io::Read;
         let path = self.path(host_path);
+        let _r = self.reading(&path);
         let err = |e: io::Error| HostError::io("reading", path.clone(), &e);
-        let mut f = std::fs::File::open(&path).map_err(err)?;
+        let mut f = open_nonblocking(&path).map_err(err)?;
         // A page on the stack holds any attribute; only a longer file moves to the heap.
         let mut page = [0u8; 4096];
         let first = loop {
             match f.read(&mut page) {
                 Ok(n) => break n,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => return Err(err(e)),
+                Err(e) => return Err(not_a_file(&f, &path).unwrap_or_else(|| err(e))),
             }
         };
+        // Nothing read: an empty attribute, or a FIFO (only then is the type looked at).
+        if first == 0 {
+            if let Some(e) = not_a_file(&f, &path) {
+                return Err(e);
+            }
+        }
         if first < page.len() {
             return Ok(String::from_utf8_lossy(&page[..first]).trim().to_string());
         }
-        let mut buf = page.to_vec();
-        f.read_to_end(&mut buf).map_err(err)?;
+        let buf = read_bounded(&mut f, &path, page.to_vec(), self.max_read)?;
         Ok(String::from_utf8_lossy(&buf).trim().to_string())
     }
 
@@ -263,8 +449,13 @@ impl Host {
     ) -> HostResult<Vec<u8>> {
         use std::os::unix::fs::FileExt;
         let path = self.path(host_path);
+        let _r = self.reading(&path);
         let err = |e: io::Error| HostError::io("reading", path.clone(), &e);
-        let f = std::fs::File::open(&path).map_err(err)?;
+        let f = open_nonblocking(&path).map_err(err)?;
+        if let Some(e) = not_a_file(&f, &path) {
+            return Err(e);
+        }
+        let len = len.min(self.max_read as usize);
         let mut buf = vec![0u8; len];
         let mut got = 0;
         while got < len {
@@ -302,6 +493,7 @@ impl Host {
     pub fn list_dir(&self, host_path: impl AsRef<Path>) -> HostResult<Vec<String>> {
         use rustix::fs::{Mode, OFlags, RawDir};
         let path = self.path(host_path);
+        let _r = self.reading(&path);
         let err =
             |e: rustix::io::Errno| HostError::io("listing", path.clone(), &io::Error::from(e));
         let fd = rustix::fs::open(
@@ -350,9 +542,15 @@ impl Host {
     }
 }
 
-/// Reads a file of this machine (not a host path: `--config FILE` names one).
+/// Reads a file of this machine (not a host path: `--config FILE` names one): never from a FIFO,
+/// at most [`DEFAULT_MAX_READ`] bytes.
 pub fn read_local(path: &Path) -> io::Result<Vec<u8>> {
-    std::fs::read(path)
+    let mut f = open_nonblocking(path)?;
+    if let Some(e) = not_a_file(&f, path) {
+        return Err(io::Error::new(io::ErrorKind::InvalidInput, e.detail));
+    }
+    read_bounded(&mut f, path, Vec::new(), DEFAULT_MAX_READ)
+        .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e.detail))
 }
 
 /// True when something exists at a path of this machine (not a host path).
@@ -427,6 +625,72 @@ mod tests {
             std::fs::write(dir.path().join("attr"), format!("  {text}\n")).unwrap();
             assert_eq!(h.read_attr("attr").unwrap(), text, "{len} bytes");
         }
+    }
+
+    #[test]
+    fn resolve_names_where_a_linked_path_leads_inside_or_outside_the_root() {
+        let dir = tempfile::tempdir().unwrap();
+        let h = Host::new(dir.path());
+        std::fs::create_dir_all(h.path("/data/containerd")).unwrap();
+        std::fs::create_dir_all(h.path("/var/lib")).unwrap();
+        std::os::unix::fs::symlink("/data/containerd", h.path("/var/lib/containerd")).unwrap();
+        std::os::unix::fs::symlink("../../data", h.path("/var/lib/data")).unwrap();
+        assert_eq!(h.resolve("/data/containerd"), None);
+        assert_eq!(h.resolve("/var/lib/kubelet"), None, "absent, no link on the way");
+        assert_eq!(h.resolve("/var/lib/data/x/y"), Some(Resolved::Inside("/data/x/y".into())));
+        // An absolute link in a tree points at this machine's own /data.
+        assert_eq!(
+            h.resolve("/var/lib/containerd"),
+            Some(Resolved::Outside(PathBuf::from("/data/containerd")))
+        );
+        assert_eq!(Host::new("/").resolve("/proc/self/root"), Some(Resolved::Inside("/".into())));
+    }
+
+    #[test]
+    fn a_fifo_is_refused_without_waiting_and_a_huge_file_is_not_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let h = Host::new(dir.path()).with_max_read(1 << 16);
+        let fifo = h.path("/model");
+        rustix::fs::mknodat(
+            rustix::fs::CWD,
+            &fifo,
+            rustix::fs::FileType::Fifo,
+            rustix::fs::Mode::from_raw_mode(0o644),
+            0,
+        )
+        .unwrap();
+        // No writer: a blocking open would wait forever; with a writer that never writes a
+        // blocking read would.
+        for e in [h.read_attr("/model").unwrap_err(), h.read_bytes("/model").unwrap_err()] {
+            assert!(e.to_string().contains("it is a FIFO (named pipe), not a file"), "{e}");
+        }
+        // Held open for writing (O_RDWR: a write-only open would wait for a reader).
+        let _writer = std::fs::OpenOptions::new().read(true).write(true).open(&fifo).unwrap();
+        assert!(h.read_attr("/model").unwrap_err().to_string().contains("FIFO"));
+        assert!(h.read_range("/model", 0, 4096).unwrap_err().to_string().contains("FIFO"));
+        // A sparse file claiming 64 GB is refused after the limit, never sized into memory.
+        let big = std::fs::File::create(h.path("/kmsg")).unwrap();
+        big.set_len(64 << 30).unwrap();
+        let e = h.read_bytes("/kmsg").unwrap_err();
+        assert!(e.to_string().contains("larger than 65536 bytes (checks.max_read_bytes)"), "{e}");
+        assert!(h.read_attr("/kmsg").is_err());
+    }
+
+    #[test]
+    fn reads_in_flight_are_named_for_a_watchdog() {
+        let dir = tempfile::tempdir().unwrap();
+        let w = Arc::new(Inflight::default());
+        let h = Host::new(dir.path()).watched(Arc::clone(&w));
+        let t0 = std::time::Instant::now();
+        let _r = h.reading(&h.path("/sys/block/nvme1n1/device/model"));
+        std::thread::sleep(Duration::from_millis(20));
+        let (p, age) = w.oldest_since(t0).unwrap();
+        assert!(p.ends_with("sys/block/nvme1n1/device/model") && age >= Duration::from_millis(20));
+        assert_eq!(w.oldest_since(std::time::Instant::now()), None, "started before: not counted");
+        drop(_r);
+        assert_eq!(w.oldest_since(t0), None, "done reads leave");
+        let _ = h.read_attr("/nope");
+        assert_eq!(w.oldest_since(t0), None);
     }
 
     #[test]

@@ -206,25 +206,33 @@ pub fn start_time(host: &Host, pid: u32) -> HostResult<Started> {
     let file = format!("/proc/{pid}/stat");
     let ticks =
         parse_start_ticks(&host.read_string(&file)?).map_err(|why| host.malformed(&file, why.0))?;
+    let tick = Duration::from_millis(1000 / TICKS_PER_SECOND);
+    let since_boot = Duration::from_millis(ticks.saturating_mul(1000 / TICKS_PER_SECOND));
+    let Started { at: boot, within } = booted(host)?;
+    Ok(Started { at: boot + since_boot, within: within + tick })
+}
+
+/// When the host booted: this kernel's clocks when the root's `/proc` is this kernel's (its
+/// `btime` agrees to the second), else `/proc/stat`'s `btime` with a second of uncertainty.
+pub fn booted(host: &Host) -> HostResult<Started> {
     let stat = host.read_string("/proc/stat")?;
     let btime: u64 = stat
         .lines()
         .find_map(|l| l.strip_prefix("btime "))
         .and_then(|v| v.trim().parse().ok())
         .ok_or_else(|| host.malformed("/proc/stat", "no \"btime N\" line"))?;
-    let tick = Duration::from_millis(1000 / TICKS_PER_SECOND);
-    let since_boot = Duration::from_millis(ticks.saturating_mul(1000 / TICKS_PER_SECOND));
-    let (boot, within) = match this_kernels_boot() {
-        // The tree's /proc is this kernel's when its btime is this kernel's (to the second).
+    Ok(match this_kernels_boot() {
         Some(b)
             if b.duration_since(SystemTime::UNIX_EPOCH)
                 .is_ok_and(|d| d.as_secs().abs_diff(btime) <= 1) =>
         {
-            (b, tick)
+            Started { at: b, within: Duration::ZERO }
         }
-        _ => (SystemTime::UNIX_EPOCH + Duration::from_secs(btime), Duration::from_secs(1) + tick),
-    };
-    Ok(Started { at: boot + since_boot, within })
+        _ => Started {
+            at: SystemTime::UNIX_EPOCH + Duration::from_secs(btime),
+            within: Duration::from_secs(1),
+        },
+    })
 }
 
 /// This kernel's boot time to the nanosecond: `CLOCK_REALTIME - CLOCK_BOOTTIME` (what the kernel

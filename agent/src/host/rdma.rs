@@ -94,7 +94,9 @@ pub fn attached(host: &Host) -> (Vec<Attached>, Vec<HostError>) {
     let mut errors: Vec<HostError> =
         scan.errors.into_iter().filter(|e| !e.is_not_found()).collect();
     let mut out = Vec::new();
-    for f in scan.functions.into_iter().filter(|f| EFA_DEVICES.contains(&f.device.as_str())) {
+    // A name that is not a PCI address (DDDD:BB:DD.F) is not a function the kernel made.
+    let functions = scan.functions.into_iter().filter(|f| f.addr.is_some());
+    for f in functions.filter(|f| EFA_DEVICES.contains(&f.device.as_str())) {
         let driver = match host.link_name(format!("{}/{}/driver", pci::PCI_DEVICES, f.bdf)) {
             Ok(d) => d,
             Err(e) => {

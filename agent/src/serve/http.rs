@@ -3,7 +3,9 @@
 //! Hardening: request headers are bounded (8 KiB) and must arrive within 5 s (hyper's
 //! header_read_timeout, which also closes idle keep-alive connections); a peer that takes none of a
 //! response for [`WRITE_TIMEOUT`] is disconnected; at most [`MAX_CONNECTIONS`] connections are
-//! served at once (fewer when the open-file limit cannot be raised to hold them), further ones are
+//! served at once (fewer when the open-file limit cannot be raised to hold them); past them up to
+//! [`WAITING`] more each close the oldest held connection (after its answer) and take its place,
+//! so that a probe is answered however many clients hold connections; beyond that connections are
 //! closed at accept; other methods get 405 with `Allow`, unknown paths 404.
 
 use std::future::Future;
@@ -108,16 +110,17 @@ async fn not_found() -> Response {
     text(StatusCode::NOT_FOUND, "not found; endpoints: /livez /readyz /status /metrics\n".into())
 }
 
-/// How many connections to serve at once: [`MAX_CONNECTIONS`], after raising the soft open-file
+/// How many connections to serve at once: [`MAX_CONNECTIONS`] (and [`WAITING`] more waiting), after raising the soft open-file
 /// limit to hold them if it is lower (systemd's default is 1024, a shell's may be 256); fewer, with a
 /// warning, when the hard limit does not allow that. Without this, accept fails with EMFILE and new
 /// connections (kubelet's probes among them) wait in the backlog.
-pub fn connection_limit() -> usize {
+/// Also how many may wait for room (what the open files leave, at most [`WAITING`]).
+pub fn connection_limit() -> (usize, usize) {
     use rustix::process::{getrlimit, setrlimit, Resource, Rlimit};
     let lim = getrlimit(Resource::Nofile);
     // `None` is unlimited.
     let mut current = lim.current.unwrap_or(u64::MAX);
-    let want = (MAX_CONNECTIONS + RESERVED_FILES) as u64;
+    let want = (MAX_CONNECTIONS + WAITING + RESERVED_FILES) as u64;
     if current < want {
         let raised = want.min(lim.maximum.unwrap_or(u64::MAX));
         if setrlimit(Resource::Nofile, Rlimit { current: Some(raised), maximum: lim.maximum })
@@ -126,10 +129,8 @@ pub fn connection_limit() -> usize {
             current = raised;
         }
     }
-    let n = usize::try_from(current)
-        .unwrap_or(usize::MAX)
-        .saturating_sub(RESERVED_FILES)
-        .clamp(1, MAX_CONNECTIONS);
+    let avail = usize::try_from(current).unwrap_or(usize::MAX).saturating_sub(RESERVED_FILES);
+    let n = avail.clamp(1, MAX_CONNECTIONS);
     if n < MAX_CONNECTIONS {
         tracing::warn!(
             open_files = current,
@@ -137,7 +138,7 @@ pub fn connection_limit() -> usize {
             "the open-file limit (LimitNOFILE) allows only this many connections at once"
         );
     }
-    n
+    (n, avail.saturating_sub(n).min(WAITING))
 }
 
 /// A connection whose writes must make progress: a peer that takes nothing for [`WRITE_TIMEOUT`]
@@ -216,9 +217,50 @@ impl<S: tokio::io::AsyncWrite + Unpin> tokio::io::AsyncWrite for WriteDeadline<S
     }
 }
 
-/// The connections every listener of one `serve` may hold together ([`connection_limit`]).
-pub fn permits() -> Arc<tokio::sync::Semaphore> {
-    Arc::new(tokio::sync::Semaphore::new(connection_limit()))
+/// Connections that may wait for one of the held ones to close: each asks the oldest connection
+/// to close (once it has answered what it is answering) and takes its place, so that a probe is
+/// answered however many clients hold connections; beyond these, connections are closed at accept.
+pub const WAITING: usize = 256;
+/// How long a waiting connection waits for its place.
+pub const WAIT_FOR_ROOM: Duration = Duration::from_secs(2);
+
+/// The connections every listener of one `serve` may hold together ([`connection_limit`]), those
+/// waiting for room, and the held ones in the order they came (the oldest is closed first).
+pub struct Permits {
+    held: Arc<tokio::sync::Semaphore>,
+    waiting: Arc<tokio::sync::Semaphore>,
+    open: std::sync::Mutex<std::collections::VecDeque<(u64, Arc<tokio::sync::Notify>)>>,
+    next: std::sync::atomic::AtomicU64,
+}
+
+impl Permits {
+    fn register(&self) -> (u64, Arc<tokio::sync::Notify>) {
+        let id = self.next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let n = Arc::new(tokio::sync::Notify::new());
+        self.open.lock().unwrap_or_else(|e| e.into_inner()).push_back((id, Arc::clone(&n)));
+        (id, n)
+    }
+
+    fn unregister(&self, id: u64) {
+        self.open.lock().unwrap_or_else(|e| e.into_inner()).retain(|(i, _)| *i != id);
+    }
+
+    /// Asks the oldest held connection to close once it has answered what it is answering.
+    fn evict_oldest(&self) {
+        if let Some((_, n)) = self.open.lock().unwrap_or_else(|e| e.into_inner()).pop_front() {
+            n.notify_one();
+        }
+    }
+}
+
+pub fn permits() -> Arc<Permits> {
+    let (held, waiting) = connection_limit();
+    Arc::new(Permits {
+        held: Arc::new(tokio::sync::Semaphore::new(held)),
+        waiting: Arc::new(tokio::sync::Semaphore::new(waiting)),
+        open: Default::default(),
+        next: Default::default(),
+    })
 }
 
 /// Accepts connections until the task is aborted, at most `permits` of them at once across every
@@ -227,7 +269,7 @@ pub async fn serve(
     listener: tokio::net::TcpListener,
     shared: Arc<Shared>,
     scope: Scope,
-    permits: Arc<tokio::sync::Semaphore>,
+    permits: Arc<Permits>,
 ) {
     let app = router(shared, scope);
     loop {
@@ -240,23 +282,57 @@ pub async fn serve(
                 continue;
             }
         };
-        let Ok(permit) = Arc::clone(&permits).try_acquire_owned() else {
-            tracing::warn!(%peer, ?scope, "too many connections (all listeners together); closing this one");
-            drop(stream);
-            continue;
+        let permit = match Arc::clone(&permits.held).try_acquire_owned() {
+            Ok(p) => Ok(p),
+            // Every connection is held: wait for room (the oldest is asked to close), unless too
+            // many wait already.
+            Err(_) => match Arc::clone(&permits.waiting).try_acquire_owned() {
+                Ok(w) => Err(w),
+                Err(_) => {
+                    tracing::warn!(%peer, ?scope, "too many connections (all listeners together, and waiting); closing this one");
+                    drop(stream);
+                    continue;
+                }
+            },
         };
         let _ = stream.set_nodelay(true);
         let service = TowerToHyperService::new(app.clone());
+        let permits = Arc::clone(&permits);
         tokio::spawn(async move {
+            let permit = match permit {
+                Ok(p) => p,
+                Err(_waiting) => {
+                    permits.evict_oldest();
+                    let room = Arc::clone(&permits.held).acquire_owned();
+                    match tokio::time::timeout(WAIT_FOR_ROOM, room).await {
+                        Ok(Ok(p)) => p,
+                        _ => {
+                            tracing::warn!(%peer, ?scope, "no room for this connection within 2 s; closing it");
+                            return;
+                        }
+                    }
+                }
+            };
+            let (id, evicted) = permits.register();
             let conn = hyper::server::conn::http1::Builder::new()
                 .timer(TokioTimer::new())
                 .header_read_timeout(HEADER_TIMEOUT)
                 .max_buf_size(MAX_HEADER_BYTES)
                 .keep_alive(true)
                 .serve_connection(TokioIo::new(WriteDeadline::new(stream)), service);
-            if let Err(e) = conn.await {
+            tokio::pin!(conn);
+            let ended = tokio::select! {
+                r = conn.as_mut() => r,
+                _ = evicted.notified() => {
+                    // Finishes the request under way, then closes.
+                    conn.as_mut().graceful_shutdown();
+                    conn.await
+                }
+            };
+            if let Err(e) = ended {
                 tracing::debug!(%peer, error = %e, "connection ended with an error");
             }
+            permits.unregister(id);
             drop(permit);
         });
     }

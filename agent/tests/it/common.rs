@@ -256,3 +256,73 @@ fn dechunk(mut rest: &str) -> Option<String> {
 pub fn status_of(text: &str) -> u16 {
     text.split_whitespace().nth(1).and_then(|c| c.parse().ok()).unwrap_or(0)
 }
+
+/// A file whose reads never return, as on a hung device or network filesystem: a FUSE filesystem
+/// (tests/fuse/hang.py) mounted over it whose reads are never answered. The reader waits in the
+/// kernel (state D, not even SIGKILL ends it) until [`Hung::release`] kills the server.
+pub struct Hung {
+    server: Option<Child>,
+    path: PathBuf,
+}
+
+impl Hung {
+    /// Mounts the hanging filesystem over the (existing, regular) file; None, saying why, where
+    /// this machine cannot (no /dev/fuse, no fusepy).
+    pub fn at(path: &Path) -> Option<Hung> {
+        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fuse/hang.py");
+        if !Path::new("/dev/fuse").exists() {
+            println!("NOT TESTED here: no /dev/fuse, so no read that never returns can be made");
+            return None;
+        }
+        let server = Command::new("/usr/bin/python3")
+            .arg(&script)
+            .arg(path)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("python3 runs");
+        let mut hung = Hung { server: Some(server), path: path.to_path_buf() };
+        let t0 = Instant::now();
+        while t0.elapsed() < Duration::from_secs(10) {
+            let mi = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+            if mi.lines().any(|l| l.split(' ').nth(4) == path.to_str() && l.contains(" - fuse")) {
+                return Some(hung);
+            }
+            if let Some(status) = hung.server.as_mut().unwrap().try_wait().unwrap() {
+                let mut err = String::new();
+                let _ = hung.server.take().unwrap().stderr.unwrap().read_to_string(&mut err);
+                println!(
+                    "NOT TESTED here: the hanging FUSE filesystem did not start ({status}): {err}"
+                );
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        panic!("tests/fuse/hang.py did not mount {} within 10 s", path.display());
+    }
+
+    /// Kills the server (the readers' waits end with an error) and unmounts.
+    pub fn release(&mut self) {
+        if let Some(mut s) = self.server.take() {
+            let _ = s.kill();
+            let _ = s.wait();
+            let _ = Command::new("umount").arg("-l").arg(&self.path).status();
+        }
+    }
+
+    /// Releases the reads after `after`, from another thread (a test then waits for nodeprep to
+    /// end, which it cannot while one of its threads waits in the kernel).
+    pub fn release_after(mut self, after: Duration) -> std::thread::JoinHandle<()> {
+        std::thread::spawn(move || {
+            std::thread::sleep(after);
+            self.release();
+        })
+    }
+}
+
+impl Drop for Hung {
+    fn drop(&mut self) {
+        self.release();
+    }
+}

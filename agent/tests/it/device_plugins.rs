@@ -101,3 +101,30 @@ fn boot_runs_before_kubelet_and_skips_it() {
     assert_eq!(c["status"], "skip");
     assert!(c["summary"].as_str().unwrap().starts_with("not checked at boot"), "{c}");
 }
+
+/// Kubelet's state lives on the instance store and survives a reboot: a checkpoint written before
+/// this boot says what registered last boot. It is not believed, and the check says why.
+#[test]
+fn a_checkpoint_from_before_this_boot_is_not_believed() {
+    use std::time::{Duration, SystemTime, UNIX_EPOCH};
+    let dir = tempfile::tempdir().unwrap();
+    Spec::p5_48xlarge().write(dir.path()).unwrap();
+    let booted = SystemTime::now() - Duration::from_secs(600);
+    let btime = booted.duration_since(UNIX_EPOCH).unwrap().as_secs();
+    std::fs::create_dir_all(dir.path().join("proc")).unwrap();
+    std::fs::write(dir.path().join("proc/stat"), format!("cpu  1 2 3 4\nbtime {btime}\n")).unwrap();
+    let cp = std::fs::File::options().write(true).open(dir.path().join(CHECKPOINT)).unwrap();
+    // Written a minute after the boot: believed.
+    cp.set_modified(booted + Duration::from_secs(60)).unwrap();
+    let (code, c) = run(dir.path(), &["check", "--only", "device-plugins"]);
+    assert_eq!((code, c["status"].as_str()), (0, Some("pass")), "{c}");
+    // Written an hour before it: last boot's.
+    cp.set_modified(booted - Duration::from_secs(3600)).unwrap();
+    let (code, c) = run(dir.path(), &["check", "--only", "device-plugins"]);
+    assert_eq!(code, 1, "{c}");
+    let s = c["summary"].as_str().unwrap();
+    assert!(s.starts_with("no device plugin has registered since this boot: "), "{s}");
+    assert!(s.contains("kubelet_internal_checkpoint is from before it (written "), "{s}");
+    assert_eq!(c["found"]["nvidia.com/gpu"], 0);
+    assert_eq!(c["found"]["checkpoint_before_boot"], true);
+}

@@ -5,7 +5,6 @@
 //! status directory that is a file, an API that hangs or refuses credentials in serve.rs; a
 //! read-only /etc in limits.rs.)
 
-use std::io::Read;
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
@@ -13,7 +12,7 @@ use std::time::{Duration, Instant};
 use nodeprep_fixtures::{Layout, Spec};
 use serde_json::Value;
 
-use crate::common::{tree, Nodeprep, Server, BIN};
+use crate::common::{tree, Hung, Nodeprep, Server, BIN};
 
 /// `nodeprep --root ROOT ARGS` with the fake NVML and a clean environment, run through `prefix`
 /// (e.g. `setpriv ...`) when given.
@@ -144,11 +143,12 @@ fn a_read_that_never_returns_fails_the_check_at_its_deadline() {
     spec.config = Some("[checks]\ntimeout_seconds = 2\n[nvidia]\nnvml_timeout_ms = 1000\n".into());
     let dir = tree(&spec);
     let state = dir.path().join("sys/class/infiniband/rdmap79s0/ports/1/state");
-    std::fs::remove_file(&state).unwrap();
-    assert!(Command::new("mkfifo").arg(&state).status().unwrap().success());
-    let (code, checks, took) = check(&[], dir.path(), &[]);
-    println!("check with a wedged read took {took:?}");
-    assert!(took < Duration::from_secs(10), "{took:?}");
+    let Some(hung) = Hung::at(&state) else { return };
+    // Released well after the deadline: a check still waiting then would end with an I/O error,
+    // not with the deadline's message.
+    let release = hung.release_after(Duration::from_secs(6));
+    let (code, checks, _) = check(&[], dir.path(), &[]);
+    release.join().unwrap();
     assert_eq!(code, 1);
     let c = named(&checks, "efa");
     assert_eq!(
@@ -160,6 +160,20 @@ fn a_read_that_never_returns_fails_the_check_at_its_deadline() {
     for other in ["instance", "limits", "nvidia", "device-plugins"] {
         assert_eq!(named(&checks, other)["status"], "pass", "{other}: {checks:?}");
     }
+}
+
+/// A FIFO planted where a sysfs attribute is (a read of it could wait forever) is named at once:
+/// it is never opened for a blocking read.
+#[test]
+fn a_fifo_where_a_file_must_be_is_named_without_waiting() {
+    let dir = tree(&Spec::p5_48xlarge());
+    let state = dir.path().join("sys/class/infiniband/rdmap79s0/ports/1/state");
+    std::fs::remove_file(&state).unwrap();
+    assert!(Command::new("mkfifo").arg(&state).status().unwrap().success());
+    let (_, checks, took) = check(&[], dir.path(), &["efa"]);
+    assert!(took < Duration::from_secs(5), "{took:?}");
+    let c = named(&checks, "efa");
+    assert!(c.to_string().contains("ports/1/state: it is a FIFO (named pipe), not a file"), "{c}");
 }
 
 /// Like the test above, with the wedged read in an EFA device's PCI vendor ID, which deciding
@@ -174,23 +188,11 @@ fn a_wedged_read_while_deciding_what_is_required_still_meets_the_deadline() {
     let first =
         nodeprep::host::Host::new(dir.path()).list_dir("/sys/class/infiniband").unwrap()[0].clone();
     let vendor = dir.path().join(format!("sys/class/infiniband/{first}/device/vendor"));
-    std::fs::remove_file(&vendor).unwrap();
-    assert!(Command::new("mkfifo").arg(&vendor).status().unwrap().success());
-    let mut child = command(&[], dir.path(), &["--output", "json", "check"])
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let t0 = Instant::now();
-    while child.try_wait().unwrap().is_none() {
-        if t0.elapsed() > Duration::from_secs(10) {
-            let _ = child.kill();
-            panic!("nodeprep check did not finish within 10 s with checks.timeout_seconds = 2");
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    let mut out = String::new();
-    child.stdout.take().unwrap().read_to_string(&mut out).unwrap();
-    let v: Value = serde_json::from_str(&out).unwrap();
+    let Some(hung) = Hung::at(&vendor) else { return };
+    let release = hung.release_after(Duration::from_secs(6));
+    let out = command(&[], dir.path(), &["--output", "json", "check"]).output().unwrap();
+    release.join().unwrap();
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
     let checks = v["checks"].as_array().unwrap();
     assert_eq!(named(checks, "limits")["summary"], "did not finish within 2 s");
 }
@@ -306,7 +308,7 @@ fn boot_with_a_full_run_says_so_and_keeps_the_old_status_file() {
     );
     // The report is still printed, and the old status file is left whole, with no temporary file.
     assert!(out.contains("nodeprep: p5.48xlarge: READY"), "{out}");
-    assert!(out.ends_with("old\nstatus.json\n"), "{out}");
+    assert!(out.ends_with("old\nboot.lock\nstatus.json\n"), "{out}");
 }
 
 /// Polls until `f` holds, at most 20 s.
@@ -450,4 +452,102 @@ fn devices_that_vanish_and_return_during_checks_give_whole_reports() {
     for (what, n) in &seen {
         println!("  {n:3} × {what}");
     }
+}
+
+/// FIFOs planted where boot reads (a disk's model, the mount table, containerd's config, the
+/// status file): a blocking open or read of any would hold boot, and containerd and kubelet behind
+/// it, until systemd's timeout. Each is named and boot ends at once.
+#[test]
+fn boot_with_fifos_where_it_reads_ends_at_once_naming_them() {
+    let dir = tree(&Spec::p5_48xlarge());
+    let root = dir.path();
+    let fifos = [
+        "sys/block/nvme1n1/device/model",
+        "proc/1/mountinfo",
+        "etc/containerd/config.toml",
+        "run/nodeprep/status.json",
+    ];
+    for f in fifos {
+        let p = root.join(f);
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        let _ = std::fs::remove_file(&p);
+        assert!(Command::new("mkfifo").arg(&p).status().unwrap().success());
+    }
+    let t0 = Instant::now();
+    let o = command(&[], root, &["boot"]).output().unwrap();
+    let took = t0.elapsed();
+    no_panic(&o);
+    let out =
+        format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr));
+    println!("boot with {} FIFOs took {took:?}", fifos.len());
+    assert!(took < Duration::from_secs(8), "{took:?}\n{out}");
+    assert_eq!(o.status.code(), Some(1), "{out}");
+    for f in &fifos[..3] {
+        assert!(
+            out.contains(&format!("{f}: it is a FIFO (named pipe), not a file")),
+            "{f} not named:\n{out}"
+        );
+    }
+    // The status file's FIFO is replaced by the file (never read from, never written into).
+    let status = std::fs::symlink_metadata(root.join("run/nodeprep/status.json")).unwrap();
+    assert!(status.file_type().is_file(), "{status:?}");
+}
+
+/// A read that never returns (a FUSE file whose reads are never answered, as a hung device or
+/// network filesystem) in containerd's config, which boot reads to decide limits: boot's watchdog
+/// ends boot at checks.timeout_seconds naming the file, instead of waiting forever.
+#[test]
+fn boot_stuck_in_a_read_names_it_and_ends_at_its_deadline() {
+    let mut spec = Spec::p5_48xlarge();
+    spec.config = Some("[checks]\ntimeout_seconds = 2\n[nvidia]\nnvml_timeout_ms = 1000\n".into());
+    let dir = tree(&spec);
+    let cfg = dir.path().join("etc/containerd/config.toml");
+    let Some(hung) = Hung::at(&cfg) else { return };
+    let mut child = command(&[], dir.path(), &["boot"]).stdout(Stdio::piped()).spawn().unwrap();
+    // boot prints its verdict, then exits; the process ends only once its stuck thread can (the
+    // FUSE server gone). The line must come by the deadline, long before the release.
+    let stdout = child.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        use std::io::BufRead;
+        for l in std::io::BufReader::new(stdout).lines().map_while(Result::ok) {
+            let _ = tx.send((Instant::now(), l));
+        }
+    });
+    let t0 = Instant::now();
+    let mut seen = Vec::new();
+    let line = loop {
+        match rx.recv_timeout(Duration::from_secs(8)) {
+            Ok((at, l)) if l.starts_with("boot: FAIL: no answer reading") => break (at - t0, l),
+            Ok((_, l)) => seen.push(l),
+            Err(_) => panic!("no watchdog line within 8 s; boot said: {seen:#?}"),
+        }
+    };
+    drop(hung);
+    let status = child.wait().unwrap();
+    println!("watchdog after {:?}: {}", line.0, line.1);
+    assert!(
+        line.1
+            .contains(&format!("{}: no answer", cfg.display()).replace(": no answer", " for 2 s")),
+        "{}",
+        line.1
+    );
+    assert!(line.0 < Duration::from_secs(5), "{:?}", line.0);
+    assert_eq!(status.code(), Some(1));
+}
+
+/// A 64 GB sparse file at dev/kmsg (its length claims it all) is refused at checks.max_read_bytes,
+/// never sized into memory: the checks that read the kernel log name it, the process lives.
+#[test]
+fn a_huge_sparse_kmsg_is_refused_not_allocated() {
+    let dir = tree(&Spec::p5_48xlarge());
+    let kmsg = dir.path().join("dev/kmsg");
+    std::fs::File::create(&kmsg).unwrap().set_len(64 << 30).unwrap();
+    let (_, checks, took) = check(&[], dir.path(), &["nvidia", "efa"]);
+    assert!(took < Duration::from_secs(10), "{took:?}");
+    let text = serde_json::to_string(&checks).unwrap();
+    assert!(
+        text.contains("dev/kmsg: larger than 16777216 bytes (checks.max_read_bytes)"),
+        "{text}"
+    );
 }

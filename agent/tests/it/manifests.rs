@@ -218,17 +218,34 @@ fn daemonset_runs_serve_on_the_host_root_read_only() {
     let volumes = pod["volumes"].as_array().unwrap();
     let volume = |name: &Value| volumes.iter().find(|v| &v["name"] == name).unwrap().clone();
     let mounts = c["volumeMounts"].as_array().unwrap();
-    let host = mounts.iter().find(|m| m["mountPath"] == "/host").expect("a mount at /host");
-    assert_eq!(host["readOnly"], true);
-    assert_eq!(volume(&host["name"])["hostPath"]["path"], "/");
+    assert!(!mounts.iter().any(|m| m["mountPath"] == "/host"), "the whole host is never mounted");
     for m in mounts {
         let p = str_at(m, "/mountPath");
-        if p.starts_with("/host/") {
-            // Only the status directory may be writable under the host root.
-            assert_eq!(p, "/host/run/nodeprep", "writable host path {p}");
-            assert_eq!(volume(&m["name"])["hostPath"]["path"], "/run/nodeprep");
+        if let Some(host_path) = p.strip_prefix("/host") {
+            // Each host path at the same path under --root; only the status directory writable.
+            assert_eq!(str_at(&volume(&m["name"]), "/hostPath/path"), host_path, "{m}");
+            assert_ne!(host_path, "/", "{m}");
+            if p != "/host/run/nodeprep" {
+                assert_eq!(m["readOnly"], true, "writable host path {p}");
+            }
+            for secret in [
+                "/var/lib/kubelet",
+                "/var/lib/kubelet/pods",
+                "/root",
+                "/etc",
+                "/var",
+                "/run/containerd",
+            ] {
+                assert_ne!(host_path, secret, "{p} exposes more than the checks read");
+            }
         }
     }
+    let caps = &sc["capabilities"];
+    assert_eq!(caps["drop"], serde_json::json!(["ALL"]));
+    assert!(
+        !caps["add"].as_array().unwrap().iter().any(|c| c == "DAC_READ_SEARCH" || c == "SYS_ADMIN"),
+        "{caps}"
+    );
     let cm_mount = mounts
         .iter()
         .find(|m| Path::new(config_path).parent() == Some(Path::new(str_at(m, "/mountPath"))))
@@ -422,7 +439,7 @@ fn admission_policy_limits_the_service_account_to_removing_its_taint() {
     assert_eq!(binding["spec"]["policyName"], vap["metadata"]["name"]);
     assert_eq!(binding["spec"]["validationActions"], serde_json::json!(["Deny"]));
     let rule = &vap["spec"]["matchConstraints"]["resourceRules"][0];
-    assert_eq!(rule["resources"], serde_json::json!(["nodes"]));
+    assert_eq!(rule["resources"], serde_json::json!(["nodes", "nodes/status"]));
     assert_eq!(rule["operations"], serde_json::json!(["UPDATE"]));
 
     let sa = one("ServiceAccount");
@@ -450,10 +467,13 @@ fn admission_policy_limits_the_service_account_to_removing_its_taint() {
         .join("\n");
     for needle in [
         TAINT,
-        "oldObject.spec.?taints",
-        "object.spec.?taints",
-        "metadata.?labels",
-        "spec.?unschedulable",
+        "oldObject.spec.taints",
+        "object.spec.taints",
+        "object.metadata.labels",
+        "object.spec.unschedulable",
+        "authentication.kubernetes.io/node-name",
+        "ownerReferences",
+        "finalizers",
     ] {
         assert!(all.contains(needle), "policy does not look at {needle}:\n{all}");
     }
@@ -590,4 +610,201 @@ fn the_prometheus_rule_is_the_rules_file() {
         file.display()
     );
     assert!(rules["groups"].as_array().is_some_and(|g| g.len() == 2));
+}
+
+/// The DaemonSet mounts only what the checks read: on a tree holding only those paths of the
+/// example node (what `--root /host` shows in the pod), every check says what it says on the whole
+/// tree.
+#[test]
+fn the_daemonsets_mounts_hold_everything_the_checks_read() {
+    let ds = one("DaemonSet");
+    let pod = &ds["spec"]["template"]["spec"];
+    let c = &pod["containers"][0];
+    let volumes = pod["volumes"].as_array().unwrap();
+    let view = tempfile::tempdir().unwrap();
+    let example = crate::common::example();
+    let mut mounted = Vec::new();
+    for m in c["volumeMounts"].as_array().unwrap() {
+        let Some(host_path) = str_at(m, "/mountPath").strip_prefix("/host/") else { continue };
+        let v = volumes.iter().find(|v| v["name"] == m["name"]).unwrap();
+        assert!(v["hostPath"].is_object(), "{v}");
+        let from = example.join(host_path);
+        let to = view.path().join(host_path);
+        std::fs::create_dir_all(&to).unwrap();
+        if from.exists() {
+            let ok = std::process::Command::new("cp")
+                .arg("-a")
+                .arg(format!("{}/.", from.display()))
+                .arg(&to)
+                .status()
+                .unwrap()
+                .success();
+            assert!(ok, "cp -a {}", from.display());
+        }
+        mounted.push(host_path.to_string());
+    }
+    println!("mounted under /host: {mounted:?}");
+    let report = |root: &Path| -> Vec<(String, String, String)> {
+        let o = crate::common::nodeprep(root, &["--output", "json", "check"]);
+        let v: Value = serde_json::from_slice(&o.stdout).unwrap();
+        let root = root.display().to_string();
+        v["checks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| {
+                (
+                    str_at(c, "/name").to_string(),
+                    str_at(c, "/status").to_string(),
+                    str_at(c, "/summary").replace(&root, "ROOT"),
+                )
+            })
+            .collect()
+    };
+    let (whole, narrow) = (report(&example), report(view.path()));
+    assert!(whole.iter().all(|(_, s, _)| s == "pass" || s == "skip" || s == "warn"), "{whole:#?}");
+    assert_eq!(narrow, whole, "the checks see less through the DaemonSet's mounts");
+}
+
+/// The admission policy's CEL, run by a real CEL evaluator (the `cel` crate) on the requests the
+/// API server would send it: what nodeprep itself sends is allowed; writing another node, a token
+/// without the node's name, other taints, labels, owner references, finalizers, other conditions
+/// or other status fields are denied, each by the rule that says so.
+#[test]
+fn admission_policy_cel_allows_nodeprep_and_denies_everything_else() {
+    use serde_json::json;
+    let vap = one("ValidatingAdmissionPolicy");
+    let spec = &vap["spec"];
+    let compile = |e: &str| {
+        cel::Program::compile(e).unwrap_or_else(|err| panic!("CEL does not compile: {e}\n{err}"))
+    };
+    let matches = compile(str_at(spec, "/matchConditions/0/expression"));
+    let variables: Vec<(String, cel::Program)> = spec["variables"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| (str_at(v, "/name").to_string(), compile(str_at(v, "/expression"))))
+        .collect();
+    let rules: Vec<(String, cel::Program)> = spec["validations"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| (str_at(v, "/message").to_string(), compile(str_at(v, "/expression"))))
+        .collect();
+    // The messages of the rules that deny the request; empty when it is allowed.
+    let admit = |old: &Value, new: &Value, sub: Option<&str>, node: Option<&str>| -> Vec<String> {
+        let mut user = json!({"username": "system:serviceaccount:nodeprep:nodeprep"});
+        if let Some(n) = node {
+            user["extra"] = json!({"authentication.kubernetes.io/node-name": [n]});
+        }
+        let mut request = json!({"userInfo": user, "operation": "UPDATE"});
+        if let Some(s) = sub {
+            request["subResource"] = json!(s);
+        }
+        let mut ctx = cel::Context::default();
+        ctx.add_variable("request", request).unwrap();
+        ctx.add_variable("object", new.clone()).unwrap();
+        ctx.add_variable("oldObject", old.clone()).unwrap();
+        assert_eq!(matches.execute(&ctx).unwrap(), cel::Value::Bool(true));
+        let mut vars = serde_json::Map::new();
+        for (name, p) in &variables {
+            let v = p.execute(&ctx).unwrap_or_else(|e| panic!("variable {name}: {e}"));
+            vars.insert(name.clone(), v.json().unwrap());
+            ctx.add_variable("variables", Value::Object(vars.clone())).unwrap();
+        }
+        rules
+            .iter()
+            .filter(|(_, p)| p.execute(&ctx).unwrap() != cel::Value::Bool(true))
+            .map(|(m, _)| m.clone())
+            .collect()
+    };
+    let node = json!({
+        "metadata": {"name": "node-1", "labels": {"karpenter.sh/registered": "true"}},
+        "spec": {"providerID": "aws:///us-east-2a/i-0abc", "taints": [
+            {"key": "nodeprep.io/not-ready", "effect": "NoSchedule"},
+            {"key": "nvidia.com/gpu", "value": "true", "effect": "NoSchedule"}]},
+        "status": {"capacity": {"nvidia.com/gpu": "8"}, "allocatable": {"nvidia.com/gpu": "8"},
+                   "conditions": [{"type": "Ready", "status": "True"},
+                                  {"type": "NodeprepEfa", "status": "False"}]}
+    });
+    let with = |f: &dyn Fn(&mut Value)| {
+        let mut n = node.clone();
+        f(&mut n);
+        n
+    };
+    let untainted =
+        with(&|n| n["spec"]["taints"].as_array_mut().unwrap().remove(0).to_string().clear());
+    let me = Some("node-1");
+    // What nodeprep sends.
+    assert_eq!(admit(&node, &untainted, None, me), Vec::<String>::new(), "taint removal");
+    let cond = with(&|n| {
+        n["status"]["conditions"][1]["status"] = json!("True");
+        n["status"]["conditions"]
+            .as_array_mut()
+            .unwrap()
+            .push(json!({"type": "NodeprepReady", "status": "True"}));
+    });
+    assert_eq!(admit(&node, &cond, Some("status"), me), Vec::<String>::new(), "its conditions");
+    // What it must not.
+    let denied = |old: &Value, new: &Value, sub: Option<&str>, who: Option<&str>, rule: &str| {
+        let why = admit(old, new, sub, who);
+        assert!(why.iter().any(|m| m.contains(rule)), "not denied by `{rule}`: {why:?}\n{new}");
+    };
+    denied(&node, &untainted, None, Some("node-2"), "only the Node its pod runs on");
+    denied(&node, &untainted, None, None, "only the Node its pod runs on");
+    denied(&node, &cond, Some("status"), Some("node-2"), "only the Node its pod runs on");
+    denied(
+        &node,
+        &with(&|n| n["spec"]["taints"].as_array_mut().unwrap().truncate(0)),
+        None,
+        me,
+        "other taints must not change",
+    );
+    denied(&untainted, &node, None, me, "not add or change it");
+    denied(
+        &node,
+        &with(&|n| n["spec"]["unschedulable"] = json!(true)),
+        None,
+        me,
+        "spec other than",
+    );
+    denied(
+        &node,
+        &with(&|n| n["metadata"]["labels"]["x"] = json!("y")),
+        None,
+        me,
+        "labels, annotations",
+    );
+    denied(
+        &node,
+        &with(&|n| {
+            n["metadata"]["ownerReferences"] =
+                json!([{"apiVersion": "v1", "kind": "Pod", "name": "p", "uid": "u"}])
+        }),
+        None,
+        me,
+        "owner references",
+    );
+    denied(&node, &with(&|n| n["metadata"]["finalizers"] = json!(["x/y"])), None, me, "finalizers");
+    denied(
+        &node,
+        &with(&|n| n["status"]["conditions"][0]["status"] = json!("False")),
+        Some("status"),
+        me,
+        "only its own Nodeprep* conditions",
+    );
+    denied(
+        &node,
+        &with(&|n| n["status"]["allocatable"]["nvidia.com/gpu"] = json!("0")),
+        Some("status"),
+        me,
+        "status other than",
+    );
+    denied(
+        &node,
+        &with(&|n| n["metadata"]["labels"]["x"] = json!("y")),
+        Some("status"),
+        me,
+        "labels, annotations",
+    );
 }

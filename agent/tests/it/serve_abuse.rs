@@ -9,7 +9,7 @@ use std::path::Path;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use nodeprep::serve::http::{HEADER_TIMEOUT, MAX_CONNECTIONS, WRITE_TIMEOUT};
+use nodeprep::serve::http::{HEADER_TIMEOUT, MAX_CONNECTIONS, WAITING, WRITE_TIMEOUT};
 use nodeprep_fixtures::Spec;
 
 use crate::common;
@@ -62,10 +62,17 @@ impl Server {
 
     /// GET /readyz on a new connection: its status, or why there is none.
     fn readyz(&self) -> Result<u16, String> {
+        self.probe("/readyz", Duration::from_secs(5))
+    }
+
+    /// A probe as kubelet makes one: a new connection, one GET, the answer within `timeout`.
+    fn probe(&self, path: &str, timeout: Duration) -> Result<u16, String> {
         let mut s = TcpStream::connect(&self.inner.addr).map_err(|e| e.to_string())?;
-        s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-        s.write_all(b"GET /readyz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
-            .map_err(|e| e.to_string())?;
+        s.set_read_timeout(Some(timeout)).unwrap();
+        s.write_all(
+            format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").as_bytes(),
+        )
+        .map_err(|e| e.to_string())?;
         let mut buf = String::new();
         s.read_to_string(&mut buf).map_err(|e| e.to_string())?;
         Some(status_of(&buf)).filter(|c| *c != 0).ok_or_else(|| format!("no response: {buf:?}"))
@@ -372,11 +379,16 @@ fn a_peer_that_stops_reading_is_disconnected() {
 fn connections_past_the_cap_are_closed_and_it_recovers() {
     raise_open_files(4096);
     let mut srv = Server::start(&[], None);
-    let mut conns: Vec<TcpStream> = (0..MAX_CONNECTIONS + 64).map(|_| srv.connect()).collect();
+    // Past the cap, each new connection closes the oldest idle one and takes its place (up to
+    // WAITING at once); past that too, they are closed at accept.
+    let n = MAX_CONNECTIONS + WAITING + 64;
+    let mut conns: Vec<TcpStream> = (0..n).map(|_| srv.connect()).collect();
     std::thread::sleep(Duration::from_millis(500));
-    let refused = conns.iter_mut().map(closed_by_server).filter(|closed| *closed).count();
-    println!("{} connections: {refused} closed at accept", conns.len());
-    assert_eq!(refused, 64, "{refused} of {} closed at once", conns.len());
+    let closed: Vec<bool> = conns.iter_mut().map(closed_by_server).collect();
+    let refused = closed.iter().filter(|c| **c).count();
+    println!("{n} connections: {refused} closed");
+    assert_eq!(refused, WAITING + 64, "{refused} of {n} closed at once");
+    assert!(closed[..WAITING].iter().all(|c| *c), "the oldest are the ones closed to make room");
     assert!(srv.alive());
     // Recovers once the idle connections are cut.
     let t0 = Instant::now();
@@ -390,6 +402,68 @@ fn connections_past_the_cap_are_closed_and_it_recovers() {
     }
     println!("/readyz answered again {:?} after the cap was reached", t0.elapsed());
     srv.readyz_keeps_answering("the aftermath", 3);
+}
+
+/// 600 local clients that hold connections and reconnect as soon as one is closed, all at once:
+/// kubelet's /livez probe is still answered (it once got 0–5 answers of 40), because a new
+/// connection closes the oldest idle one and takes its place.
+#[test]
+fn probes_are_answered_while_600_clients_reconnect_at_once() {
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+    use std::sync::Arc;
+    raise_open_files(8192);
+    let srv = Server::start(&[], None);
+    let stop = Arc::new(AtomicBool::new(false));
+    let reconnects = Arc::new(AtomicUsize::new(0));
+    let clients: Vec<_> = (0..600)
+        .map(|_| {
+            let (stop, reconnects, addr) =
+                (Arc::clone(&stop), Arc::clone(&reconnects), srv.inner.addr.clone());
+            std::thread::spawn(move || {
+                while !stop.load(Ordering::Relaxed) {
+                    let Ok(mut s) = TcpStream::connect(&addr) else { continue };
+                    reconnects.fetch_add(1, Ordering::Relaxed);
+                    // Hold it, idle, until the server closes it; then come straight back.
+                    s.set_read_timeout(Some(Duration::from_millis(300))).unwrap();
+                    let mut b = [0u8; 64];
+                    while !stop.load(Ordering::Relaxed) {
+                        match s.read(&mut b) {
+                            Ok(0) => break,
+                            Ok(_) => {}
+                            Err(e)
+                                if e.kind() == ErrorKind::WouldBlock
+                                    || e.kind() == ErrorKind::TimedOut => {}
+                            Err(_) => break,
+                        }
+                    }
+                }
+            })
+        })
+        .collect();
+    std::thread::sleep(Duration::from_secs(1));
+    let mut answered = 0;
+    let mut took = Vec::new();
+    for _ in 0..40 {
+        let t0 = Instant::now();
+        // kubelet's default probe timeout is 1 s.
+        if srv.probe("/livez", Duration::from_secs(1)) == Ok(200) {
+            answered += 1;
+        }
+        took.push(t0.elapsed());
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    stop.store(true, Ordering::Relaxed);
+    for c in clients {
+        c.join().unwrap();
+    }
+    took.sort();
+    println!(
+        "/livez: {answered} of 40 answered while 600 clients held connections ({} connects); median {:?}, max {:?}",
+        reconnects.load(Ordering::Relaxed),
+        took[20],
+        took[39]
+    );
+    assert_eq!(answered, 40);
 }
 
 /// A soft open-file limit below what the connections need (a shell's 256, say) is raised at

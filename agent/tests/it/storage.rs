@@ -406,6 +406,56 @@ fn something_else_at_the_mount_point_or_a_target_is_never_covered() {
     );
 }
 
+/// A stopped kubelet leaves its pods' secret volumes mounted: copying /var/lib/kubelet would copy
+/// the secrets onto the instance store and the bind would hide the tmpfs.
+#[test]
+fn a_mount_below_a_bind_target_stops_the_binds_naming_it() {
+    let mut spec = Spec::p5_48xlarge().unprepared();
+    spec.mountinfo.push_str(
+        "81 22 0:61 / /var/lib/kubelet/pods/1b2c/volumes/kubernetes.io~projected/kube-api-access rw,relatime shared:31 - tmpfs tmpfs rw,size=1048576k\n",
+    );
+    let dir = tree(&spec);
+    let (code, lines) = dry_run(dir.path());
+    assert_eq!(code, 1);
+    let last = lines.last().unwrap();
+    assert!(
+        last.starts_with("storage: REFUSED: /var/lib/kubelet/pods/1b2c/volumes/kubernetes.io~projected/kube-api-access (tmpfs, tmpfs) is mounted below /var/lib/kubelet"),
+        "{lines:#?}"
+    );
+    assert!(last.contains("umount -R /var/lib/kubelet/pods/1b2c/volumes"), "{last}");
+    assert!(!lines.iter().any(|l| l.contains("bind-mount")), "nothing bound: {lines:#?}");
+}
+
+/// A bind target that is a symlink would be bound onto itself on the root disk (one more mount
+/// each boot); one whose link leaves a --root tree would write to this machine's own files.
+#[test]
+fn a_bind_target_reached_through_a_symlink_is_refused_naming_where_it_leads() {
+    let spec = Spec::p5_48xlarge().unprepared();
+    let dir = tree(&spec);
+    let c = dir.path().join("var/lib/containerd");
+    let _ = std::fs::remove_dir_all(&c);
+    std::fs::create_dir_all(dir.path().join("data/containerd")).unwrap();
+    std::os::unix::fs::symlink("../../data/containerd", &c).unwrap();
+    let (code, lines) = dry_run(dir.path());
+    assert_eq!(code, 1);
+    assert!(
+        lines.last().unwrap().starts_with(
+            "storage: REFUSED: /var/lib/containerd is reached through a symbolic link (it leads to /data/containerd)"
+        ),
+        "{lines:#?}"
+    );
+    std::fs::remove_file(&c).unwrap();
+    std::os::unix::fs::symlink("/nonexistent-host-dir/containerd", &c).unwrap();
+    let (_, lines) = dry_run(dir.path());
+    assert!(
+        lines
+            .last()
+            .unwrap()
+            .contains("(it leads to /nonexistent-host-dir/containerd (outside the root))"),
+        "{lines:#?}"
+    );
+}
+
 #[test]
 fn explicit_devices_must_exist_and_be_free() {
     let mut spec = Spec::p5_48xlarge().unprepared();

@@ -486,3 +486,64 @@ fn kill_9_at_random_points_always_converges() {
         "too few runs were interrupted to prove anything ({killed_midway} of {runs})"
     );
 }
+
+/// Two boots at once (a retried unit and an operator over SSM): the second waits for the first,
+/// naming its pid, and every one of 20,000 files reaches the instance store. Without the lock the
+/// second deleted the first's staging copy while `cp -a` ran and a partial copy was renamed into
+/// place (4,549 of 20,000 files, exit 0).
+#[test]
+fn two_boots_at_once_run_one_after_the_other_and_lose_nothing() {
+    let work = tempfile::tempdir().unwrap();
+    let disk = Loop::new(work.path(), "nvme.img", 512);
+    let node = Node::new(&[&disk.dev]);
+    let c = node.path("var/lib/containerd");
+    for i in 0..20_000 {
+        let d = c.join(format!("snapshots/{:03}", i % 200));
+        if i < 200 {
+            std::fs::create_dir_all(&d).unwrap();
+        }
+        std::fs::write(d.join(format!("f{i}")), i.to_string()).unwrap();
+    }
+    let ns = Ns::new();
+    let start = |ns: &Ns| {
+        ns.cmd(BIN)
+            .arg("--config")
+            .arg(&node.cfg)
+            .arg("boot")
+            .env("NODEPREP_LOG", "warn")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
+    let first = start(&ns);
+    // The second starts while the first copies.
+    std::thread::sleep(Duration::from_millis(150));
+    let second = start(&ns);
+    let (a, b) = (first.wait_with_output().unwrap(), second.wait_with_output().unwrap());
+    let (ta, tb) = (text(&a), text(&b));
+    assert_eq!(a.status.code(), Some(0), "{ta}");
+    assert_eq!(b.status.code(), Some(0), "{tb}");
+    let waited = [&ta, &tb]
+        .into_iter()
+        .filter(|t| t.contains("boot: waiting for another nodeprep boot (pid "))
+        .count();
+    println!(
+        "boots: first {} lines, second {} lines, {waited} waited",
+        ta.lines().count(),
+        tb.lines().count()
+    );
+    assert_eq!(
+        waited, 1,
+        "exactly one boot waited for the other:\n--- first\n{ta}\n--- second\n{tb}"
+    );
+    let copied = [&ta, &tb].into_iter().filter(|t| t.contains("storage: done: copied")).count();
+    assert_eq!(copied, 1, "one copy, the other found it done:\n{ta}\n{tb}");
+    let n = ns
+        .cmd("sh")
+        .args(["-c", &format!("find {} -type f | wc -l", c.display())])
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&n.stdout).trim(), "20000", "files through the bind");
+    assert_prepared(&ns, &node, &disk.dev);
+}

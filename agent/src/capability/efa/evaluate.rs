@@ -52,12 +52,17 @@ pub fn evaluate(i: &Inputs) -> CheckResult {
         .iter()
         .filter(|a| !snap.devices.iter().any(|d| d.pci.as_deref() == Some(a.bdf.as_str())))
         .collect();
+    // A device whose PCI address is known and not among them adds one; one whose address could
+    // not be read (its sysfs going away) may be any function without a device, so only those
+    // beyond such functions add one.
     let unlisted = snap
         .devices
         .iter()
+        .filter(|d| d.pci.is_some())
         .filter(|d| !i.attached.iter().any(|a| d.pci.as_deref() == Some(a.bdf.as_str())))
         .count();
-    let attached = i.attached.len() + unlisted;
+    let unknown = snap.devices.iter().filter(|d| d.pci.is_none()).count();
+    let attached = i.attached.len() + unlisted + unknown.saturating_sub(unbound.len());
     let expected = i.expected.efa_requested.unwrap_or(attached as u32);
     let required = expected > 0;
     let driver_errors: &[DriverError] = i.driver_errors.as_deref().unwrap_or(&[]);

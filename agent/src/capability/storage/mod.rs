@@ -127,6 +127,8 @@ pub struct Snapshot {
     /// Every md device that exists (`md127`), to pick a free name.
     pub md_names: Vec<String>,
     pub mounts: Vec<Mount>,
+    /// Bind targets with a symbolic link on the way, and where they lead.
+    pub links: Vec<(String, crate::host::Resolved)>,
     /// Running processes that use the bind targets: `(comm, pid)`.
     pub users: Vec<(String, u32)>,
     /// Size and free space of the filesystem at the mount point, when it really shows the

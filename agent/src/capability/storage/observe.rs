@@ -149,7 +149,13 @@ pub fn observe(host: &Host, cfg: &StorageConfig, probe: bool) -> Snapshot {
         }
     } else {
         for name in names.iter().filter(|n| block::is_nvme_namespace(n)) {
-            let model = block::model(host, name);
+            let model = match block::model_checked(host, name) {
+                Ok(m) => m,
+                Err(e) => {
+                    errors.push(e.into());
+                    continue;
+                }
+            };
             if model == INSTANCE_STORE_MODEL {
                 let d = block::device(host, name, Some(model));
                 snap.disks.push(read_disk(host, d, cfg, &mounts, probe, &mut errors));
@@ -173,6 +179,7 @@ pub fn observe(host: &Host, cfg: &StorageConfig, probe: bool) -> Snapshot {
     if probe {
         snap.users = proc::named(host, USERS);
     }
+    snap.links = cfg.bind.iter().filter_map(|t| host.resolve(t).map(|r| (t.clone(), r))).collect();
     snap.errors.extend(errors);
     snap.space = space(host, &snap, &cfg.mount_point);
     snap

@@ -8,7 +8,8 @@
 //!   anything else (a filesystem, partition table, LVM, LUKS, another array) stops the whole plan
 //!   with a message naming the disk and what is on it;
 //! - an existing complete array of ours is assembled, never recreated (its data survives reboots);
-//! - binds never go over a target that has another mount, nor while containerd/kubelet run;
+//! - binds never go over a target that has another mount or mounts below it, nor through a
+//!   symbolic link, nor while containerd/kubelet run;
 //! - nothing is written to the root volume's configuration: no fstab line, no mdadm.conf, no mount
 //!   units. Each boot decides again from the disks and `/proc/1/mountinfo`.
 
@@ -332,8 +333,14 @@ fn mount(
     Ok(false)
 }
 
+/// True when `path` lies strictly below the directory `dir`.
+fn is_below(path: &str, dir: &str) -> bool {
+    path != dir && std::path::Path::new(path).starts_with(dir)
+}
+
 /// Binds each target onto its directory of the instance store, parents first; never over another
-/// mount, never while containerd or kubelet run.
+/// mount or one with mounts below it, never through a symbolic link, never while containerd or
+/// kubelet run.
 fn binds(
     snap: &Snapshot,
     cfg: &StorageConfig,
@@ -344,8 +351,26 @@ fn binds(
     let mp = cfg.mount_point.as_str();
     let mut binds = Vec::new();
     for target in bind_order(&cfg.bind) {
+        if let Some((_, real)) = snap.links.iter().find(|(t, _)| *t == target) {
+            return Err(Refusal(format!(
+                "{target} is reached through a symbolic link (it leads to {real}): a bind there \
+                 would bind the root volume's directory onto itself and stack one more mount every \
+                 boot. Name the real directory in storage.bind, or replace the link with a directory"
+            )));
+        }
         if mounted && bind_in_place(snap, devnum, &target) {
             continue;
+        }
+        let ours = |m: &mountinfo::Mount| mounted && Some(m.dev) == devnum;
+        if let Some(m) = snap.mounts.iter().find(|m| is_below(&m.mount_point, &target) && !ours(m))
+        {
+            return Err(Refusal(format!(
+                "{} ({}, {}) is mounted below {target}: copying {target} onto the instance store \
+                 would copy that mount's files there and the bind would hide the mount. A stopped \
+                 kubelet leaves its pods' volumes mounted: unmount them (`umount -R {}`) or reboot, \
+                 then run boot again",
+                m.mount_point, m.source, m.fstype, m.mount_point
+            )));
         }
         if let Some(m) = mountinfo::top_at(&snap.mounts, &target) {
             if !(mounted && Some(m.dev) == devnum) {
