@@ -188,7 +188,10 @@ pub fn sysfs(data: &[u8]) {
         && ["0xefa0", "0xefa1", "0xefa2", "0xefa3", "0xefa4"].contains(&attr(device).as_str());
     assert_eq!(snap.devices.len(), usize::from(is_efa), "{snap:?}");
     let efa_ids = ["0xefa0", "0xefa1", "0xefa2", "0xefa3", "0xefa4"];
-    let pci_efa = attr(pci_vendor) == "0x1d0f" && efa_ids.contains(&attr(pci_device).as_str());
+    // A PCI function the kernel made has a DDDD:BB:DD.F name; other names are not counted.
+    let pci_efa = attr(pci_vendor) == "0x1d0f"
+        && efa_ids.contains(&attr(pci_device).as_str())
+        && nodeprep::host::pci::PciAddr::parse(&bdf).is_some();
     assert_eq!(nodeprep::host::rdma::efa_present(&host), is_efa || pci_efa);
     // Port state is reported, never judged (the efa driver reports it constant).
     let _ = (state, phys);
