@@ -195,6 +195,23 @@ pub enum Command {
         /// One instance type (default: all).
         instance_type: Option<String>,
     },
+    /// Find the NodePool, EC2NodeClass, DaemonSet and pod mistakes that leave GPU/EFA pods Pending.
+    ///
+    /// Reads YAML streams (multi-document, as `kubectl apply -f` takes them) and the JSON of
+    /// `kubectl get -o json` lists: Pods, Deployments, StatefulSets, Jobs, CronJobs, DaemonSets,
+    /// Karpenter NodePools and EC2NodeClasses, EKS Auto Mode NodePools and NodeClasses; other kinds
+    /// are listed as skipped. Each finding names its rule, file:line, why and the fix. Exit 0 when
+    /// no error-level finding, 1 when there is one, 2 when an input cannot be parsed.
+    ///
+    /// Rules: untolerated-nodepool-taint, near-miss-key, taint-nobody-tolerates,
+    /// daemonset-does-not-tolerate, requirements-allow-no-efa, requirements-allow-no-gpu,
+    /// label-domain, userdata-limits, two-disk-owners, startup-taint, efa-zones,
+    /// hostpath-infiniband (README: `nodeprep lint`).
+    Lint {
+        /// Files, directories (every *.yaml, *.yml, *.json under them) or - for standard input.
+        #[arg(required = true, value_name = "FILE|DIR|-")]
+        paths: Vec<PathBuf>,
+    },
 }
 
 #[derive(Debug, Subcommand)]

@@ -17,6 +17,7 @@ pub mod commands;
 pub mod config;
 pub mod host;
 pub mod identity;
+pub mod lint;
 pub(crate) mod logging;
 pub mod report;
 pub(crate) mod run;

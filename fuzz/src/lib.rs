@@ -33,7 +33,33 @@ pub const TARGETS: &[(&str, Target)] = &[
     ("runtime_spec", runtime_spec),
     ("containerd_config", containerd_config),
     ("mountinfo", mountinfo),
+    ("lint_yaml", lint_yaml),
 ];
+
+/// `nodeprep lint`'s YAML front end: any text parses to documents whose every node has a line
+/// within the text, or is an error naming a line within it; linting what parses never panics.
+pub fn lint_yaml(data: &[u8]) {
+    let text = String::from_utf8_lossy(data);
+    // YAML breaks lines at \n, \r and \r\n; the end of the text may be one line further.
+    let lines = text.matches(['\n', '\r']).count() + 2;
+    match nodeprep::lint::yaml::parse_stream(&text) {
+        Ok(docs) => {
+            fn check(n: &nodeprep::lint::yaml::Node, lines: usize) {
+                assert!(n.line >= 1 && n.line <= lines, "line {} of {lines}", n.line);
+                n.items().iter().for_each(|c| check(c, lines));
+                n.entries().iter().for_each(|(_, c)| check(c, lines));
+            }
+            docs.iter().for_each(|d| check(d, lines));
+            let objs: Vec<_> =
+                docs.into_iter().flat_map(|d| nodeprep::lint::objects("fuzz.yaml", d)).collect();
+            let opts = nodeprep::lint::Options { startup_taint: "nodeprep.io/not-ready".into() };
+            for f in nodeprep::lint::lint(&objs, &opts) {
+                assert!(!f.message.is_empty() && !f.fix.is_empty(), "{f:?}");
+            }
+        }
+        Err(e) => assert!(e.line >= 1 && e.line <= lines, "{e} of {lines} lines"),
+    }
+}
 
 /// `config.toml`: accepted text means something `config show` can print and read back; rejected
 /// text gets a message naming the file, and a line of the file and the key unless the TOML is

@@ -6,6 +6,7 @@ mod bundle;
 mod catalog;
 mod check;
 mod config;
+mod lint;
 mod serve;
 
 use std::io::Write as _;
@@ -97,6 +98,7 @@ fn dispatch(cli: &Cli) -> Result<u8, UsageError> {
         Command::Config(ConfigCommand::Check) => config::check(g, &host),
         Command::Config(ConfigCommand::Show) => config::show(g, &host),
         Command::Catalog { instance_type } => catalog::catalog(g, instance_type.as_deref()),
+        Command::Lint { paths } => lint::lint(g, &host, paths),
         Command::Boot { dry_run, lock_timeout } => {
             boot::boot(g, host, *dry_run, Duration::from_secs(*lock_timeout))
         }

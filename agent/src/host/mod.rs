@@ -553,6 +553,30 @@ pub fn read_local(path: &Path) -> io::Result<Vec<u8>> {
         .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e.detail))
 }
 
+/// The files of this machine under `dir` (recursively, sorted) whose extension is one of `exts`
+/// (`nodeprep lint DIR`); None when `dir` is not a directory.
+pub fn local_files_under(dir: &Path, exts: &[&str]) -> Option<io::Result<Vec<PathBuf>>> {
+    fn walk(dir: &Path, exts: &[&str], out: &mut Vec<PathBuf>) -> io::Result<()> {
+        for e in std::fs::read_dir(dir)? {
+            let p = e?.path();
+            if p.is_dir() {
+                walk(&p, exts, out)?;
+            } else if p.extension().and_then(OsStr::to_str).is_some_and(|x| exts.contains(&x)) {
+                out.push(p);
+            }
+        }
+        Ok(())
+    }
+    if !dir.is_dir() {
+        return None;
+    }
+    let mut out = Vec::new();
+    Some(walk(dir, exts, &mut out).map(|_| {
+        out.sort();
+        out
+    }))
+}
+
 /// True when something exists at a path of this machine (not a host path).
 pub fn local_exists(path: &Path) -> bool {
     path.exists()

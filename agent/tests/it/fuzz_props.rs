@@ -834,3 +834,7 @@ fn arbitrary_imds_replies_give_a_value_or_an_error() {
         })
         .unwrap();
 }
+#[test]
+fn lint_yaml_random_text() {
+    run_target("lint_yaml", 512);
+}

@@ -19,6 +19,7 @@ mod fuzz_props;
 mod golden;
 mod imds;
 mod limits;
+mod lint;
 mod manifests;
 mod metrics;
 mod nvidia;
