@@ -466,8 +466,9 @@ pub fn lint(objs: &[Object], opts: &Options) -> Vec<Finding> {
     for c in objs.iter().filter(|o| matches!(o.kind(), "EC2NodeClass" | "NodeClass")) {
         let Some(ud) = c.node.at(&["spec", "userData"]) else { continue };
         let text = ud.str().unwrap_or("");
-        // A block scalar's text starts on the line after its key.
-        let first = ud.line + usize::from(!text.is_empty());
+        // A block scalar's line is its first line of text, so its lines are the file's; a quoted
+        // string's lines are not, and its findings name its key's line.
+        let line_of = |i: usize| if ud.block { ud.line + i } else { ud.line };
         for (i, l) in text.lines().enumerate() {
             let t = l.trim();
             if t.starts_with('#') {
@@ -477,7 +478,7 @@ pub fn lint(objs: &[Object], opts: &Options) -> Vec<Finding> {
             let ulimit = t.starts_with("ulimit")
                 && (t.contains("-l") || t.contains("-s") || t.contains("memlock"));
             if limits_d || ulimit {
-                add("userdata-limits", Severity::Warning, c, first + i,
+                add("userdata-limits", Severity::Warning, c, line_of(i),
                     format!("{} {}: `{t}` sets limits for login sessions only: containerd's pods never get them (they get the base runtime spec's rlimits)", c.kind(), c.name()),
                     "let nodeprep set them where pods get them: run `nodeprep boot` (limits.memlock/stack), and check with `nodeprep check --deep`".into());
             }
@@ -497,7 +498,7 @@ pub fn lint(objs: &[Object], opts: &Options) -> Vec<Finding> {
                 .lines()
                 .position(|l| !l.trim().starts_with('#') && l.contains("ephemeral-storage"))
             {
-                add("two-disk-owners", Severity::Error, c, first + i,
+                add("two-disk-owners", Severity::Error, c, line_of(i),
                     format!("{} {}: Bottlerocket ephemeral-storage and nodeprep storage both own the instance-store disks", c.kind(), c.name()),
                     "remove the ephemeral-storage settings, or set storage.enabled = \"never\"".into());
             }

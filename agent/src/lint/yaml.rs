@@ -4,13 +4,15 @@
 //! resolved (an alias is a copy of its anchor's node, at the anchor's line).
 
 use yaml_rust2::parser::{Event, MarkedEventReceiver, Parser};
-use yaml_rust2::scanner::Marker;
+use yaml_rust2::scanner::{Marker, TScalarStyle};
 
 /// One YAML node and the line (1-based) where it starts.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Node {
     pub line: usize,
     pub value: Value,
+    /// A block scalar (`|` or `>`): its `line` is that of its first line of text, not its key's.
+    pub block: bool,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -116,15 +118,16 @@ impl MarkedEventReceiver for Builder {
     fn on_event(&mut self, ev: Event, mark: Marker) {
         let line = mark.line().max(1);
         match ev {
-            Event::Scalar(text, _, anchor, _) => {
-                self.push(Node { line, value: Value::Scalar(text) }, anchor)
+            Event::Scalar(text, style, anchor, _) => {
+                let block = matches!(style, TScalarStyle::Literal | TScalarStyle::Folded);
+                self.push(Node { line, value: Value::Scalar(text), block }, anchor)
             }
             Event::Alias(id) => {
-                let node = self
-                    .anchors
-                    .get(&id)
-                    .cloned()
-                    .unwrap_or(Node { line, value: Value::Scalar(String::new()) });
+                let node = self.anchors.get(&id).cloned().unwrap_or(Node {
+                    line,
+                    value: Value::Scalar(String::new()),
+                    block: false,
+                });
                 self.push(node, 0);
             }
             Event::SequenceStart(anchor, _) => self.stack.push(Open::Seq(anchor, line, Vec::new())),
@@ -133,12 +136,12 @@ impl MarkedEventReceiver for Builder {
             }
             Event::SequenceEnd => {
                 if let Some(Open::Seq(anchor, line, items)) = self.stack.pop() {
-                    self.push(Node { line, value: Value::Seq(items) }, anchor);
+                    self.push(Node { line, value: Value::Seq(items), block: false }, anchor);
                 }
             }
             Event::MappingEnd => {
                 if let Some(Open::Map(anchor, line, entries, _)) = self.stack.pop() {
-                    self.push(Node { line, value: Value::Map(entries) }, anchor);
+                    self.push(Node { line, value: Value::Map(entries), block: false }, anchor);
                 }
             }
             _ => {}
@@ -180,6 +183,11 @@ mod tests {
         assert_eq!(docs[0].get("b").unwrap().items()[1].str_at(&["k"]), Some("v"));
         assert_eq!(docs[1].get("c").unwrap().line, 7);
         assert_eq!(docs[1].get("d").unwrap().items().len(), 2, "alias resolved");
+        let block = parse_stream("a: 1\nb: |\n  one\n  two\nc: plain\n").unwrap();
+        let b = block[0].get("b").unwrap();
+        assert!(b.block && b.str() == Some("one\ntwo\n"));
+        assert_eq!(b.line, 3, "a block scalar's line is its first line of text");
+        assert_eq!(block[0].get("c").unwrap().line, 5);
         let json = parse_stream(r#"{"kind": "List", "items": [{"kind": "Pod"}]}"#).unwrap();
         assert_eq!(json[0].get("items").unwrap().items()[0].str_at(&["kind"]), Some("Pod"));
         let e = parse_stream("a: 1\nb: [1, 2\n").unwrap_err();

@@ -91,9 +91,9 @@ fn the_walkthrough_gives_what_keeps_its_pods_pending_and_nothing_else() {
         ("untolerated-nodepool-taint", "efa-test-pod.yaml", 12),
         ("taint-nobody-tolerates", "efa-nodepool.yaml", 71),
         // userData limits that never reach pods.
-        ("userdata-limits", "efa-nodepool.yaml", 30),
+        ("userdata-limits", "efa-nodepool.yaml", 29),
+        ("userdata-limits", "efa-nodepool.yaml", 36),
         ("userdata-limits", "efa-nodepool.yaml", 37),
-        ("userdata-limits", "efa-nodepool.yaml", 38),
         // An EFA pod on a NodePool of categories c, p, g.
         ("requirements-allow-no-efa", "efa-nodepool.yaml", 51),
     ]
