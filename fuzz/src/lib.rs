@@ -236,7 +236,9 @@ pub fn sysfs(data: &[u8]) {
         identity: &Identity::default(),
     });
     assert_eq!(r.found["devices"], usize::from(usable), "{r:?}");
-    assert_eq!(r.status == nodeprep::report::Status::Pass, usable, "{r:?}");
+    // The tree gives the PCI function no driver and the RDMA device no uevent naming it: an EFA
+    // function there is one EC2 attached with no driver bound, which fails whatever the device.
+    assert_eq!(r.status == nodeprep::report::Status::Pass, usable && !pci_efa, "{r:?}");
     assert!(!r.summary.is_empty());
 
     let mut errors = Vec::new();

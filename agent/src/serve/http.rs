@@ -110,11 +110,11 @@ async fn not_found() -> Response {
     text(StatusCode::NOT_FOUND, "not found; endpoints: /livez /readyz /status /metrics\n".into())
 }
 
-/// How many connections to serve at once: [`MAX_CONNECTIONS`] (and [`WAITING`] more waiting), after raising the soft open-file
-/// limit to hold them if it is lower (systemd's default is 1024, a shell's may be 256); fewer, with a
-/// warning, when the hard limit does not allow that. Without this, accept fails with EMFILE and new
-/// connections (kubelet's probes among them) wait in the backlog.
-/// Also how many may wait for room (what the open files leave, at most [`WAITING`]).
+/// How many connections to serve at once, and how many may wait for room: [`MAX_CONNECTIONS`] and
+/// [`WAITING`], after raising the soft open-file limit to hold them if it is lower (systemd's
+/// default is 1024, a shell's may be 256); fewer, with a warning, when the hard limit does not
+/// allow that (waiting ones get what the held ones leave). Without this, accept fails with EMFILE
+/// and new connections (kubelet's probes among them) wait in the backlog.
 pub fn connection_limit() -> (usize, usize) {
     use rustix::process::{getrlimit, setrlimit, Resource, Rlimit};
     let lim = getrlimit(Resource::Nofile);
