@@ -12,8 +12,12 @@ cat "$R/etc/containerd/base-runtime-spec.json" >/dev/null 2>&1
 ls "$R/etc/systemd/system/containerd.service.d" >/dev/null 2>&1
 # efa: every RDMA device, its PCI ids, port state, uverbs
 for d in "$R"/sys/class/infiniband/*; do
-  cat "$d/device/vendor" "$d/device/device" "$d/ports/1/state" "$d/ports/1/phys_state" >/dev/null
+  cat "$d/device/vendor" "$d/device/device" "$d/device/uevent" "$d/ports/1/state" "$d/ports/1/phys_state" >/dev/null 2>&1
+  # Every hardware counter, per device and per port (the efa check's totals since boot).
+  cat "$d"/hw_counters/* "$d"/ports/1/hw_counters/* >/dev/null 2>&1
 done
+# EFA PCI functions attached, and their driver
+for f in "$R"/sys/bus/pci/devices/*; do [ -e "$f/driver" ] && cat "$f/driver" >/dev/null 2>&1; done
 for u in "$R"/sys/class/infiniband_verbs/uverbs*; do cat "$u/ibdev" >/dev/null; done
 ls "$R/dev/infiniband" >/dev/null
 # nvidia: PCI functions, device nodes, driver version, kernel log
