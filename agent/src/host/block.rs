@@ -56,14 +56,9 @@ fn attr(host: &Host, name: &str, rel: &str) -> String {
 }
 
 /// The NVMe model of a device (`device/model`): `Amazon EC2 NVMe Instance Storage` on instance
-/// store.
-pub fn model(host: &Host, name: &str) -> String {
-    attr(host, name, "device/model")
-}
-
-/// Like [`model`], but a model that exists and cannot be read is an error (a disk whose model
-/// cannot be read might be instance store: not knowing is not "no").
-pub fn model_checked(host: &Host, name: &str) -> super::HostResult<String> {
+/// store; empty when the device has none. A model that exists and cannot be read is an error (a
+/// disk whose model cannot be read might be instance store: not knowing is not "no").
+pub fn model(host: &Host, name: &str) -> super::HostResult<String> {
     host.read_attr_opt(base(name).join("device/model")).map(Option::unwrap_or_default)
 }
 

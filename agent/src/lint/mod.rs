@@ -143,7 +143,7 @@ fn tolerates(tol: &Node, t: &Taint) -> bool {
 }
 
 fn tolerated(spec: &Node, t: &Taint) -> bool {
-    spec.get("tolerations").map(Node::items).unwrap_or_default().iter().any(|tol| tolerates(tol, t))
+    spec.list("tolerations").iter().any(|tol| tolerates(tol, t))
 }
 
 /// The NodePools a pod spec targets: by `karpenter.sh/nodepool` in its nodeSelector or required
@@ -168,7 +168,7 @@ fn targets<'a>(spec: &Node, pools: &'a [&'a Object]) -> Vec<&'a Object> {
         "nodeSelectorTerms",
     ]);
     for term in terms.map(Node::items).unwrap_or_default() {
-        for e in term.get("matchExpressions").map(Node::items).unwrap_or_default() {
+        for e in term.list("matchExpressions") {
             if e.str_at(&["key"]) == Some("karpenter.sh/nodepool")
                 && e.str_at(&["operator"]) == Some("In")
             {
@@ -224,7 +224,7 @@ fn near_miss(key: &str, known: &[&str]) -> Option<String> {
 /// The resources a pod spec requests or limits (any container, init containers too).
 fn requests(spec: &Node, resource: &str) -> bool {
     ["containers", "initContainers"].iter().any(|c| {
-        spec.get(c).map(Node::items).unwrap_or_default().iter().any(|ct| {
+        spec.list(c).iter().any(|ct| {
             ["limits", "requests"].iter().any(|k| ct.at(&["resources", k, resource]).is_some())
         })
     })
@@ -267,7 +267,7 @@ pub fn lint(objs: &[Object], opts: &Options) -> Vec<Finding> {
 
     // Near-miss keys in tolerations and taints.
     for p in &specs {
-        for tol in p.spec.get("tolerations").map(Node::items).unwrap_or_default() {
+        for tol in p.spec.list("tolerations") {
             let key = tol.str_at(&["key"]).unwrap_or("");
             if let Some(k) = near_miss(key, KNOWN_KEYS) {
                 add(
@@ -507,7 +507,7 @@ pub fn lint(objs: &[Object], opts: &Options) -> Vec<Finding> {
 
     // /dev/infiniband whole.
     for p in &specs {
-        for v in p.spec.get("volumes").map(Node::items).unwrap_or_default() {
+        for v in p.spec.list("volumes") {
             if let Some(path) = v
                 .at(&["hostPath", "path"])
                 .filter(|n| n.str().is_some_and(|s| s.trim_end_matches('/') == "/dev/infiniband"))

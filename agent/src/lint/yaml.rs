@@ -53,6 +53,11 @@ impl Node {
         }
     }
 
+    /// The items of the sequence at `key` of a mapping (none when absent or not a sequence).
+    pub fn list(&self, key: &str) -> &[Node] {
+        self.get(key).map(Node::items).unwrap_or_default()
+    }
+
     /// The entries of a mapping (none for anything else).
     pub fn entries(&self) -> &[(String, Node)] {
         match &self.value {

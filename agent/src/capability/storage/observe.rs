@@ -149,7 +149,7 @@ pub fn observe(host: &Host, cfg: &StorageConfig, probe: bool) -> Snapshot {
         }
     } else {
         for name in names.iter().filter(|n| block::is_nvme_namespace(n)) {
-            let model = match block::model_checked(host, name) {
+            let model = match block::model(host, name) {
                 Ok(m) => m,
                 Err(e) => {
                     errors.push(e.into());
