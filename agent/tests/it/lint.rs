@@ -205,6 +205,22 @@ fn a_correct_nodepool_and_pod_give_nothing() {
     assert_eq!((code, f.len()), (0, 0), "{v}");
 }
 
+/// The NVIDIA device plugin's DaemonSet with `tolerations`, beside the clean NodePool.
+fn device_plugin(tolerations: &str) -> String {
+    format!(
+        "{POOL}---
+apiVersion: apps/v1
+kind: DaemonSet
+metadata: {{name: nvidia-device-plugin-daemonset}}
+spec:
+  template:
+    spec:
+      tolerations: [{tolerations}]
+      containers: [{{name: p, image: nvcr.io/nvidia/k8s-device-plugin:v0.17.0}}]
+"
+    )
+}
+
 /// Each rule: one change that makes it fire (and the clean pair above is its negative case).
 #[test]
 fn every_rule_fires_on_its_mistake() {
@@ -214,16 +230,7 @@ fn every_rule_fires_on_its_mistake() {
         ("untolerated-nodepool-taint", format!("{POOL}{}", POD.replace("{karpenter.sh/nodepool: gpu}", "{team: ml}").replace("{key: vpc.amazonaws.com/efa, operator: Exists, effect: NoSchedule}", "{key: vpc.amazonaws.com/efa, value: other, effect: NoSchedule}"))),
         ("near-miss-key", format!("{POOL}{}", POD.replace("key: nvidia.com/gpu, operator", "key: nvidia.com/gpus, operator"))),
         ("taint-nobody-tolerates", format!("{}{POD}", POOL.replace("        - {key: nvidia.com/gpu, value: present, effect: NoSchedule}\n", "        - {key: nvidia.com/gpu, value: present, effect: NoSchedule}\n        - {key: example.com/dedicated, value: ml, effect: NoSchedule}\n"))),
-        ("daemonset-does-not-tolerate", format!("{POOL}---
-apiVersion: apps/v1
-kind: DaemonSet
-metadata: {{name: nvidia-device-plugin-daemonset}}
-spec:
-  template:
-    spec:
-      tolerations: [{{key: nvidia.com/gpu, operator: Exists}}]
-      containers: [{{name: p, image: nvcr.io/nvidia/k8s-device-plugin:v0.17.0}}]
-")),
+        ("daemonset-does-not-tolerate", device_plugin("{key: nvidia.com/gpu, operator: Exists}")),
         ("requirements-allow-no-efa", format!("{}{POD}", POOL.replace("{key: node.kubernetes.io/instance-type, operator: In, values: [p5.48xlarge]}", "{key: karpenter.k8s.aws/instance-category, operator: In, values: [p, g]}"))),
         ("requirements-allow-no-gpu", format!("{}{POD}", POOL.replace("{key: node.kubernetes.io/instance-type, operator: In, values: [p5.48xlarge]}", "{key: karpenter.k8s.aws/instance-category, operator: In, values: [c, m]}"))),
         ("label-domain", format!("{}{POD}", POOL.replace("{key: topology.kubernetes.io/zone", "{key: eks.amazonaws.com/instance-family, operator: In, values: [p5]}\n        - {key: topology.kubernetes.io/zone"))),
@@ -241,16 +248,7 @@ spec:
     }
     // Near, correct variants that must not fire.
     let clean: Vec<(&str, String)> = vec![
-        ("daemonset-does-not-tolerate", format!("{POOL}---
-apiVersion: apps/v1
-kind: DaemonSet
-metadata: {{name: nvidia-device-plugin-daemonset}}
-spec:
-  template:
-    spec:
-      tolerations: [{{operator: Exists}}]
-      containers: [{{name: p, image: nvcr.io/nvidia/k8s-device-plugin:v0.17.0}}]
-")),
+        ("daemonset-does-not-tolerate", device_plugin("{operator: Exists}")),
         ("two-disk-owners", POOL.replace("  amiSelectorTerms:", "  instanceStorePolicy: RAID0\n  amiSelectorTerms:").replace("/usr/bin/nodeprep boot", "mkdir -p /etc/nodeprep\n    cat > /etc/nodeprep/config.toml <<EOF\n    [storage]\n    enabled = \"never\"\n    EOF\n    /usr/bin/nodeprep boot")),
         ("label-domain", format!("{}{POD}", POOL.replace("{key: topology.kubernetes.io/zone", "{key: karpenter.k8s.aws/instance-family, operator: In, values: [p5]}\n        - {key: topology.kubernetes.io/zone"))),
         ("hostpath-infiniband", format!("{POOL}{POD}  volumes:\n    - {{name: ib, hostPath: {{path: /dev/infiniband/uverbs0}}}}\n")),
