@@ -324,7 +324,7 @@ pub fn lint(objs: &[Object], opts: &Options) -> Vec<Finding> {
                 let no_efa: Vec<String> = match (&types, &cats) {
                     (Some((ts, _)), _) => ts
                         .iter()
-                        .filter(|t| crate::catalog::lookup(t).is_some_and(|e| e.efa == 0))
+                        .filter(|t| crate::catalog::lookup(t).is_some_and(|e| e.efa == Some(0)))
                         .map(|t| t.to_string())
                         .collect(),
                     (None, Some((cs, _))) => cs

@@ -261,8 +261,10 @@ fn catalog_prints_entries() {
     let o = nodeprep(&example(), &["catalog", "p5.48xlarge"]);
     let out = stdout(&o);
     assert_eq!(o.status.code(), Some(0));
-    assert!(out.lines().nth(1).unwrap().starts_with("p5.48xlarge"), "{out}");
+    assert_eq!(out.lines().next(), Some("p5.48xlarge"), "{out}");
     assert!(out.contains("H100"), "{out}");
+    let o = nodeprep(&example(), &["catalog"]);
+    assert!(stdout(&o).lines().nth(1).is_some_and(|l| l.starts_with("c5n.18xlarge")));
     let o = nodeprep(&example(), &["--output", "json", "catalog"]);
     let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     assert_eq!(v["p5.48xlarge"]["efa"], 32);
