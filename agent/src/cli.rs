@@ -110,7 +110,8 @@ impl Global {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Apply limits and instance storage, then run every check and write the status file.
+    /// Apply limits and instance storage, link NVIDIA device nodes under /dev/char, then run every
+    /// check and write the status file.
     Boot {
         /// Print the plan (each file and its diff, each command) and change nothing.
         #[arg(long)]
@@ -190,9 +191,17 @@ pub enum Command {
     /// Validate or print the configuration.
     #[command(subcommand)]
     Config(ConfigCommand),
-    /// Print the embedded catalog: what each instance type must have.
+    /// Print the embedded catalog: what each instance type must have, and where that comes from.
+    ///
+    /// The catalog is generated from Karpenter's instance-types reference (GPUs, GPU model and
+    /// memory, EFA maximum, NVMe instance-store total, Neuron devices, architecture) and a hand
+    /// overlay with cited sources (NVSwitch, NVLSM, IMEX, GSP firmware off, the per-disk
+    /// instance-store split, types Karpenter lacks). Without TYPE: one line per type, its SOURCE
+    /// column `karpenter`, `karpenter+overlay` or `overlay`; `?` is unknown. With TYPE: every
+    /// field of that entry and its full source text. With `--output json`: every field of each
+    /// entry (`null`: unknown).
     Catalog {
-        /// One instance type (default: all).
+        /// One instance type, e.g. p5.48xlarge (default: all).
         instance_type: Option<String>,
     },
     /// Find the NodePool, EC2NodeClass, DaemonSet and pod mistakes that leave GPU/EFA pods Pending.

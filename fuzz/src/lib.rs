@@ -101,21 +101,35 @@ pub fn kmsg(data: &[u8]) {
     let mut scan = kmsg::KmsgScan::default();
     kmsg::scan_text(&text, &mut scan);
     let mut records = 0;
-    let mut xids = Vec::new();
+    let (mut xids, mut sxids) = (Vec::new(), Vec::new());
     for line in text.split('\n').filter(|l| !l.starts_with(' ')) {
         if let Some(message) = kmsg::record_message(line) {
             assert!(line.contains(message), "{line:?} → {message:?}");
             records += 1;
-            xids.extend(kmsg::parse_xid(message));
+            match kmsg::parse_xid(message) {
+                Some(x) => xids.push(x),
+                None => sxids.extend(kmsg::parse_sxid(message)),
+            }
         }
     }
     assert_eq!(scan.records, records);
     assert_eq!(scan.xids, xids);
+    assert_eq!(scan.sxids, sxids);
     for x in &scan.xids {
         if let Some(p) = x.pci {
             assert_eq!(PciAddr::parse(&p.to_string()), Some(p), "{x:?}");
             assert_eq!(PciAddr::parse(&x.pci_text), Some(p), "{x:?}");
         }
+        // Every XID has a bucket; XID 154's comes from its own words, "None" meaning recovered.
+        let b = kmsg::bucket(x);
+        if x.xid == 154 {
+            assert_eq!(kmsg::recovery_action(&x.message).unwrap_or(kmsg::Bucket::Unknown), b);
+        }
+        assert!(!b.action(&x.pci_text).is_empty());
+    }
+    for s in &scan.sxids {
+        assert!(text.contains(&format!("{}", s.sxid)), "{s:?}");
+        assert!(text.contains(s.message.as_str()), "{s:?}");
     }
 }
 
@@ -330,6 +344,33 @@ pub fn nvidia_version(data: &[u8]) {
                 && v.split('.').all(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit())),
             "{v}"
         );
+    }
+    // /proc/devices: every major is a number written in the text, before "Block devices:"; the
+    // NVIDIA nodes' numbers follow the driver's.
+    let chars = text.split("Block devices:").next().unwrap_or("");
+    for (name, major) in nvidia::parse_proc_devices(&text) {
+        assert!(
+            chars.contains(&format!("{major} {name}")) || chars.contains(&name),
+            "{major} {name}"
+        );
+        if name == "nvidia-uvm" {
+            let got = nvidia::driver_number("nvidia-uvm", &nvidia::parse_proc_devices(&text));
+            assert_eq!(got.map(|(_, mi)| mi), Some(0));
+        }
+    }
+    for line in text.lines() {
+        if let Some(n) = line.trim().strip_prefix("/dev/") {
+            if let Some((ma, mi)) = nvidia::driver_number(n, &[]) {
+                assert_eq!(ma, 195, "{n}");
+                assert!(
+                    n == "nvidiactl" || n == "nvidia-modeset" || n == format!("nvidia{mi}"),
+                    "{n}"
+                );
+            }
+        }
+    }
+    if let Some(v) = nvidia::parse_enable_gpu_firmware(&text) {
+        assert!(text.contains(&format!("{v}")), "{v}");
     }
     let (name, model) = text.split_once('\n').unwrap_or((&text, ""));
     let _ = nvidia::model_matches(name, model);

@@ -25,7 +25,14 @@
  *     minor <n>                    nvmlDeviceGetMinorNumber (the N of /dev/nvidia<N>; default: its
  *                                  position among the GPUs, as the driver numbers them)
  *     remapped_rows <corr> <unc> <pending> <failure>   nvmlDeviceGetRemappedRows
- *     fabric <state> <status>      nvmlDeviceGetGpuFabricInfo (state 0..3, status an nvmlReturn_t)
+ *     fabric <state> <status>      nvmlDeviceGetGpuFabricInfo (state 0..3, status an nvmlReturn_t);
+ *                                  as the real driver: 0 (not supported) on GB200, whose NVLink
+ *                                  fabric the rack's switch trays run; 2 (in progress) on Blackwell
+ *                                  HGX while NVLSM is not running
+ *     persistence <0|1>            nvmlDeviceGetPersistenceMode (default 1: nvidia-persistenced runs)
+ *     clock_events <mask>          nvmlDeviceGetCurrentClocksEventReasons and its pre-R535 name
+ *                                  nvmlDeviceGetCurrentClocksThrottleReasons (hex or decimal;
+ *                                  default 0x1, GPU idle)
  *     error <function> <code>      that call on this GPU returns <code> (15: GPU is lost,
  *                                  3: not supported)
  *     hang <function>              that call on this GPU never returns
@@ -33,6 +40,8 @@
  * The rest of the API is exported as stubs (see the end of the file). Variants without a function
  * (an older driver) are built with -DOMIT_<function>, e.g.
  * -DOMIT_nvmlDeviceGetGpuFabricInfo: the symbol is then absent, as in a driver that predates it.
+ * -DOMIT_nvmlDeviceGetCurrentClocksEventReasons leaves only ...ThrottleReasons (a driver before R535);
+ * with -DOMIT_nvmlDeviceGetCurrentClocksThrottleReasons too, neither name exists.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -108,6 +117,8 @@ struct fake_gpu {
     unsigned int remap[4];
     unsigned char fabric_state;
     nvmlReturn_t fabric_status;
+    unsigned int persistence;
+    unsigned long long clock_events;
     struct rule rules[MAX_RULES];
     int nrules;
 };
@@ -154,6 +165,8 @@ static void gpu_defaults(struct fake_gpu *g, const char *bus_id, int index) {
     g->minor = (unsigned)index;
     g->fabric_state = 3; /* NVML_GPU_FABRIC_STATE_COMPLETED */
     g->fabric_status = NVML_SUCCESS;
+    g->persistence = 1;
+    g->clock_events = 0x1; /* nvmlClocksEventReasonGpuIdle */
 }
 
 static void defaults(void) {
@@ -218,6 +231,10 @@ static int load_config(const char *path) {
             g->retired_pending = (unsigned)strtoul(rest, NULL, 10);
         } else if (g && !strcmp(key, "remapped_rows")) {
             sscanf(rest, "%u %u %u %u", &g->remap[0], &g->remap[1], &g->remap[2], &g->remap[3]);
+        } else if (g && !strcmp(key, "persistence")) {
+            g->persistence = (unsigned)strtoul(rest, NULL, 10);
+        } else if (g && !strcmp(key, "clock_events")) {
+            g->clock_events = strtoull(rest, NULL, 0);
         } else if (g && !strcmp(key, "fabric")) {
             unsigned st = 0, status = 0;
             sscanf(rest, "%u %u", &st, &status);
@@ -434,6 +451,38 @@ EXPORT nvmlReturn_t nvmlDeviceGetGpuFabricInfo(nvmlDevice_t d, nvmlGpuFabricInfo
 }
 #endif
 
+#ifndef OMIT_nvmlDeviceGetPersistenceMode
+/* nvmlEnableState_t: 0 disabled, 1 enabled. */
+EXPORT nvmlReturn_t nvmlDeviceGetPersistenceMode(nvmlDevice_t d, unsigned int *mode) {
+    nvmlReturn_t r = device_call("nvmlDeviceGetPersistenceMode", d);
+    if (r) return r;
+    if (!mode) return NVML_ERROR_INVALID_ARGUMENT;
+    *mode = d->persistence ? 1 : 0;
+    return NVML_SUCCESS;
+}
+#endif
+
+#ifndef OMIT_nvmlDeviceGetCurrentClocksEventReasons
+EXPORT nvmlReturn_t nvmlDeviceGetCurrentClocksEventReasons(nvmlDevice_t d, unsigned long long *reasons) {
+    nvmlReturn_t r = device_call("nvmlDeviceGetCurrentClocksEventReasons", d);
+    if (r) return r;
+    if (!reasons) return NVML_ERROR_INVALID_ARGUMENT;
+    *reasons = d->clock_events;
+    return NVML_SUCCESS;
+}
+#endif
+
+#ifndef OMIT_nvmlDeviceGetCurrentClocksThrottleReasons
+/* The same call under its name before R535 (kept, deprecated, by later drivers). */
+EXPORT nvmlReturn_t nvmlDeviceGetCurrentClocksThrottleReasons(nvmlDevice_t d, unsigned long long *reasons) {
+    nvmlReturn_t r = device_call("nvmlDeviceGetCurrentClocksThrottleReasons", d);
+    if (r) return r;
+    if (!reasons) return NVML_ERROR_INVALID_ARGUMENT;
+    *reasons = d->clock_events;
+    return NVML_SUCCESS;
+}
+#endif
+
 /*
  * Every other function of the NVML API (those nvml-wrapper-sys 0.10 resolves when it loads the
  * library), as a current driver exports them all: loading the fake then costs what loading the real
@@ -497,8 +546,6 @@ STUB(nvmlDeviceGetCudaComputeCapability)
 STUB(nvmlDeviceGetCurrPcieLinkGeneration)
 STUB(nvmlDeviceGetCurrPcieLinkWidth)
 STUB(nvmlDeviceGetCurrentClockFreqs)
-STUB(nvmlDeviceGetCurrentClocksEventReasons)
-STUB(nvmlDeviceGetCurrentClocksThrottleReasons)
 STUB(nvmlDeviceGetDecoderUtilization)
 STUB(nvmlDeviceGetDefaultApplicationsClock)
 STUB(nvmlDeviceGetDefaultEccMode)
@@ -607,7 +654,6 @@ STUB(nvmlDeviceGetPcieThroughput)
 STUB(nvmlDeviceGetPdi)
 STUB(nvmlDeviceGetPerformanceModes)
 STUB(nvmlDeviceGetPerformanceState)
-STUB(nvmlDeviceGetPersistenceMode)
 STUB(nvmlDeviceGetPgpuMetadataString)
 STUB(nvmlDeviceGetPlatformInfo)
 STUB(nvmlDeviceGetPowerManagementDefaultLimit)

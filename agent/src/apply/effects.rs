@@ -134,6 +134,50 @@ pub fn write_atomic(
     Ok(true)
 }
 
+/// Makes the host path `link` a symbolic link to `target` (as written: relative to the link's
+/// directory) when nothing is there, creating its directory if needed. Returns false when it is
+/// already that link. Anything else there is left alone and is an error naming it; so is a
+/// directory that leads out of `--root`.
+pub fn symlink(host: &Host, link: &Path, target: &str) -> Result<bool, WriteError> {
+    let path = host.path(link);
+    let refuse = |why: String| WriteError {
+        op: "linking",
+        path: path.clone(),
+        source: std::io::Error::new(std::io::ErrorKind::AlreadyExists, why),
+    };
+    if let Some(crate::host::Resolved::Outside(real)) = link.parent().and_then(|d| host.resolve(d))
+    {
+        return Err(refuse(format!(
+            "its directory leads to {} outside --root {}; nothing was linked",
+            real.display(),
+            host.root().display()
+        )));
+    }
+    let same = |p: &Path| std::fs::read_link(p).is_ok_and(|t| t == Path::new(target));
+    if std::fs::symlink_metadata(&path).is_ok() {
+        return if same(&path) {
+            Ok(false)
+        } else {
+            Err(refuse(
+                "something else is there; left alone (nodeprep links only where nothing is)".into(),
+            ))
+        };
+    }
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).map_err(|source| WriteError {
+            op: "creating directory",
+            path: dir.to_path_buf(),
+            source,
+        })?;
+    }
+    match std::os::unix::fs::symlink(target, &path) {
+        Ok(()) => Ok(true),
+        // udev (or another boot) made it meanwhile.
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists && same(&path) => Ok(false),
+        Err(source) => Err(WriteError { op: "linking", path, source }),
+    }
+}
+
 /// Writes a new file of this machine (not a host path: a file the operator named, such as a
 /// support bundle), mode 0600: whole or not at all, and never over an existing file.
 pub fn write_new_local(path: &Path, content: &[u8]) -> Result<(), WriteError> {
@@ -392,6 +436,29 @@ mod tests {
 
     /// A link planted at the file (or on the way out of a --root tree) is refused; the file it
     /// points at keeps its content and mode.
+    #[test]
+    fn a_link_is_made_only_where_nothing_is_and_never_out_of_the_root() {
+        let dir = tempfile::tempdir().unwrap();
+        let host = Host::new(dir.path());
+        let link = Path::new("/dev/char/195:0");
+        assert!(symlink(&host, link, "../nvidia0").unwrap(), "made, with its directory");
+        assert_eq!(
+            std::fs::read_link(dir.path().join("dev/char/195:0")).unwrap(),
+            Path::new("../nvidia0")
+        );
+        assert!(!symlink(&host, link, "../nvidia0").unwrap(), "already there: nothing to do");
+        let e = symlink(&host, link, "../nvidia1").unwrap_err();
+        assert!(e.to_string().contains("something else is there; left alone"), "{e}");
+        // dev/char leading out of the tree: refused, nothing made outside.
+        let outside = tempfile::tempdir().unwrap();
+        let other = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(other.path().join("dev")).unwrap();
+        std::os::unix::fs::symlink(outside.path(), other.path().join("dev/char")).unwrap();
+        let e = symlink(&Host::new(other.path()), link, "../nvidia0").unwrap_err();
+        assert!(e.to_string().contains("outside --root"), "{e}");
+        assert_eq!(std::fs::read_dir(outside.path()).unwrap().count(), 0);
+    }
+
     #[test]
     fn atomic_write_never_goes_through_a_symlink() {
         let dir = tempfile::tempdir().unwrap();

@@ -12,7 +12,7 @@ pub mod lock;
 pub mod programs;
 
 use std::fmt::Write as _;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 pub use effects::{write_atomic, write_new_local, Durability, WriteError};
@@ -38,6 +38,9 @@ pub enum Action {
     PrepareBindSource { target: String, source: String, staging: String },
     /// Bind-mount `source` onto `target`.
     Bind { source: String, target: String },
+    /// Make the host path `link` a symbolic link to `target` (relative to the link's directory)
+    /// where nothing is.
+    Symlink { link: String, target: String, why: String },
     /// Something a person must know or do; nodeprep does not do it itself.
     Notice { message: String },
     /// A part of the plan that is not done, and why.
@@ -159,6 +162,10 @@ impl Plan {
                     let _ =
                         writeln!(out, "{}: would bind-mount {source} on {target}", self.capability);
                 }
+                Action::Symlink { link, target, why } => {
+                    let _ =
+                        writeln!(out, "{}: would link {link} -> {target}: {why}", self.capability);
+                }
                 Action::Refuse { message } => {
                     let _ = writeln!(out, "{}: REFUSED: {message}", self.capability);
                 }
@@ -198,6 +205,13 @@ pub fn execute(host: &Host, plan: &Plan) -> Vec<Outcome> {
             Action::Notice { message } => Outcome::Notice(message.clone()),
             Action::Skip { what, why } => Outcome::Skipped(format!("{what}: {why}")),
             Action::Refuse { message } => Outcome::Failed(format!("refused: {message}")),
+            Action::Symlink { link, target, .. } => {
+                match effects::symlink(host, Path::new(link), target) {
+                    Ok(true) => Outcome::Done(format!("linked {link} -> {target}")),
+                    Ok(false) => Outcome::Skipped(format!("{link} already links to {target}")),
+                    Err(e) => Outcome::Failed(e.to_string()),
+                }
+            }
             Action::MakeDir { .. }
             | Action::Mount { .. }
             | Action::VerifyMount { .. }

@@ -1,11 +1,11 @@
-//! `nodeprep boot`: apply limits and instance storage, then run every check and write the status
-//! file.
+//! `nodeprep boot`: apply limits and instance storage, link the NVIDIA device nodes under
+//! `/dev/char`, then run every check and write the status file.
 
 use std::time::{Duration, Instant};
 
 use super::{exit_code, load_config, print_report, say, UsageError, EXIT_NOT_READY, EXIT_READY};
 use crate::apply::{self, Outcome, Plan};
-use crate::capability::{limits, storage};
+use crate::capability::{limits, nvidia, storage};
 use crate::cli::Global;
 use crate::config::Mode;
 use crate::host::Host;
@@ -110,15 +110,17 @@ pub(super) fn boot(
         "storage observed"
     );
     let storage = storage::plan(&snap, &cfg.storage);
+    let gpus = nvidia::plan(&nvidia::dev_char(host));
     if dry_run {
         let root = g.root.display();
         say(g, &format!("nodeprep boot --dry-run: nothing is changed (root {root})"));
         say(g, limits.render().trim_end());
         say(g, storage.render().trim_end());
+        say(g, gpus.render().trim_end());
         return Ok(if storage.refuses() { EXIT_NOT_READY } else { EXIT_READY });
     }
     let mut failed = false;
-    for plan in [&limits, &storage] {
+    for plan in [&limits, &storage, &gpus] {
         failed |= apply_plan(g, host, plan);
     }
     watch.pause();

@@ -525,6 +525,32 @@ impl Host {
         }
     }
 
+    /// `(major, minor)` of a character device node; `None` when the path is something else (a
+    /// fixture tree's stand-in file).
+    pub fn char_device(&self, host_path: impl AsRef<Path>) -> HostResult<Option<(u32, u32)>> {
+        use std::os::unix::fs::FileTypeExt;
+        let path = self.path(host_path);
+        let _r = self.reading(&path);
+        let m = std::fs::metadata(&path).map_err(|e| HostError::io("inspecting", path, &e))?;
+        let rdev = m.rdev();
+        Ok(m.file_type().is_char_device().then(|| (libc::major(rdev), libc::minor(rdev))))
+    }
+
+    /// Where a symbolic link points, as written; `None` when nothing is there. A path that is not
+    /// a link is an error naming it.
+    pub fn link_target(&self, host_path: impl AsRef<Path>) -> HostResult<Option<PathBuf>> {
+        let path = self.path(host_path);
+        let _r = self.reading(&path);
+        match std::fs::read_link(&path) {
+            Ok(t) => Ok(Some(t)),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+            Err(e) if e.kind() == io::ErrorKind::InvalidInput => {
+                Err(HostError::malformed(path, "not a symbolic link"))
+            }
+            Err(e) => Err(HostError::io("reading link", path, &e)),
+        }
+    }
+
     /// The last path component a sysfs symlink points to (e.g. the driver name behind
     /// `device/driver`), or, in a fixture tree where the link is a regular file, its content.
     pub fn link_name(&self, host_path: impl AsRef<Path>) -> HostResult<Option<String>> {

@@ -9,6 +9,7 @@
 
 mod architecture;
 mod bundle;
+mod catalog;
 mod cli;
 mod common;
 mod containerd;
@@ -16,6 +17,7 @@ mod device_plugins;
 mod efa;
 mod faults;
 mod fuzz_props;
+mod generations;
 mod golden;
 mod imds;
 mod limits;

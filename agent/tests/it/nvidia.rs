@@ -309,14 +309,23 @@ fn xid_79_fails_naming_the_gpu() {
     let c = &r.check;
     assert_eq!(r.code, 1, "{}", r.stdout);
     assert_eq!(c["status"], "fail");
-    assert_eq!(summary(c), "GPU 0 (0000:53:00.0): XID 79: pid=1234, GPU has fallen off the bus.");
+    assert_eq!(
+        summary(c),
+        "GPU 0 (0000:53:00.0): XID 79: pid=1234, GPU has fallen off the bus. [reboot: reboot the node]"
+    );
     assert_eq!(c["found"]["gpus"], 7);
     assert_eq!(
         c["found"]["xid_errors"],
-        json!([{"xid": 79, "pci": "0000:53:00.0", "message": "pid=1234, GPU has fallen off the bus.", "count": 1, "fatal": true, "gpu": 0}])
+        json!([{"xid": 79, "pci": "0000:53:00.0", "message": "pid=1234, GPU has fallen off the bus.", "count": 1, "fatal": true, "gpu": 0, "bucket": "reboot", "action": "reboot the node"}])
     );
     assert_eq!(c["found"]["devices"][0]["healthy"], false);
-    assert!(c["remedy"].as_str().unwrap().starts_with("drain the node"), "{c}");
+    assert!(
+        c["remedy"]
+            .as_str()
+            .unwrap()
+            .starts_with("NVIDIA's XID catalog says to reboot: drain the node"),
+        "{c}"
+    );
 }
 
 #[test]
@@ -333,7 +342,7 @@ fn xid_13_warns_and_the_node_stays_ready() {
     assert_eq!(c["status"], "warn");
     assert_eq!(
         summary(c),
-        "8 of 8 GPUs healthy (NVIDIA H100 80GB HBM3), driver 550.127.05, fabric complete; XID 13: pid='<unknown>', name=<unknown>, Graphics Exception: ESR 0x514648=0x1000f on GPU 1 (0000:64:00.0)"
+        "8 of 8 GPUs healthy (NVIDIA H100 80GB HBM3), driver 550.127.05, fabric complete; XID 13: pid='<unknown>', name=<unknown>, Graphics Exception: ESR 0x514648=0x1000f [monitor: watch GPU 0000:64:00 for repeats] on GPU 1 (0000:64:00.0)"
     );
     assert_eq!(c["found"]["gpus"], 8);
     assert_eq!(c["found"]["xid_errors"][0]["xid"], 13);
@@ -355,7 +364,10 @@ fn the_fatal_list_is_configurable() {
     let dir = tree(&spec);
     let r = run(dir.path(), Lib::Fake(&[]), None, &[], true);
     assert_eq!(r.code, 1);
-    assert_eq!(summary(&r.check), "GPU 5 (0001:a8:00.0): XID 13: pid=77, Graphics Exception");
+    assert_eq!(
+        summary(&r.check),
+        "GPU 5 (0001:a8:00.0): XID 13: pid=77, Graphics Exception [monitor: watch GPU 0001:a8:00 for repeats]"
+    );
     assert_eq!(r.check["found"]["xid_errors"][1]["fatal"], false);
 }
 
@@ -389,7 +401,7 @@ fn a_100k_line_kmsg_is_parsed_completely() {
     assert_eq!(x.len(), 2, "{x:?}");
     assert_eq!(
         x[0],
-        json!({"xid": 31, "pci": "0001:ca:00.0", "message": "pid=7, Ch 00000008, intr 10000000. MMU Fault", "count": 4, "fatal": false, "gpu": 7})
+        json!({"xid": 31, "pci": "0001:ca:00.0", "message": "pid=7, Ch 00000008, intr 10000000. MMU Fault", "count": 4, "fatal": false, "gpu": 7, "bucket": "monitor", "action": "watch GPU 0001:ca:00 for repeats"})
     );
     assert_eq!((&x[1]["xid"], &x[1]["fatal"], &x[1]["gpu"]), (&json!(48), &json!(true), &json!(3)));
     assert_eq!(r.code, 1);
@@ -401,21 +413,40 @@ fn a_100k_line_kmsg_is_parsed_completely() {
 }
 
 #[test]
-fn uncorrected_ecc_and_pending_remaps_make_gpus_unhealthy() {
+fn uncorrected_ecc_and_failed_remaps_make_gpus_unhealthy_pending_ones_warn() {
     let dir = p5();
     let control = p5_control(|i| match i {
         2 => "ecc_uncorrected 4\n".into(),
         6 => "remapped_rows 0 1 1 0\n".into(),
+        7 => "remapped_rows 0 2 0 1\n".into(),
         _ => String::new(),
     });
     let r = run(dir.path(), Lib::Fake(&[]), Some(&control), &[], true);
     let c = &r.check;
     assert_eq!(r.code, 1);
-    assert_eq!(c["found"]["gpus"], 6);
+    assert_eq!(c["found"]["gpus"], 6, "GPU 6's pending remap does not stop it");
     assert_eq!(
         summary(c),
-        "GPU 2 (0000:75:00.0): 4 uncorrected ECC errors since the driver loaded, GPU 6 (0001:b9:00.0): row remapping pending (a GPU reset or reboot applies it)"
+        "GPU 2 (0000:75:00.0): 4 uncorrected ECC errors since the driver loaded, GPU 7 (0001:ca:00.0): row remapping failed"
     );
+    assert_eq!(c["found"]["devices"][6]["healthy"], true);
+    // Alone, a pending remap is a warning naming the GPU to reset; the node stays ready.
+    let control = p5_control(|i| {
+        if i == 6 {
+            "remapped_rows 0 1 1 0\nretired_pending 1\n".into()
+        } else {
+            String::new()
+        }
+    });
+    let r = run(dir.path(), Lib::Fake(&[]), Some(&control), &[], true);
+    assert_eq!((r.code, r.check["status"].as_str()), (0, Some("warn")), "{}", r.check);
+    assert!(summary(&r.check).contains("GPU 6 (0001:b9:00.0): row remapping pending (reset GPU 0001:b9:00 or reboot to apply it)"), "{}", r.check);
+    assert!(
+        summary(&r.check).contains("GPU 6 (0001:b9:00.0): retired pages pending"),
+        "{}",
+        r.check
+    );
+    assert!(r.check["remedy"].as_str().unwrap().contains("nvidia-smi -r -i"), "{}", r.check);
     assert_eq!(
         c["found"]["devices"][2]["problems"],
         json!(["4 uncorrected ECC errors since the driver loaded"])

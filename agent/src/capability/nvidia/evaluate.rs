@@ -1,14 +1,17 @@
-//! The `nvidia` verdict, step by step: NVML itself, the GPU counts three ways, each GPU's health,
-//! the NVSwitch fabric, the XIDs of this boot; then the summary and one remedy per kind of problem.
+//! The `nvidia` verdict, step by step: NVML itself, the GPU counts three ways, each GPU's health
+//! and hygiene, the NVLink fabric as the generation needs it (fabric manager, NVLSM, IMEX), the
+//! GSP firmware setting, the `/dev/char` links, the XIDs and SXids of this boot; then the summary
+//! and one remedy per kind of problem.
 
 use std::collections::BTreeMap;
 
 use serde_json::{json, Value};
 
 use super::nvml::{self, FabricInfo, Field, GpuInfo, NvmlErrorKind, NvmlReport, Outcome};
+use super::xid::{self, Bucket};
 use super::{
-    Expect, FabricUnit, Snapshot, GPUS_EXPECTED, GPUS_HEALTHY, GPU_HEALTHY, PCI_DEVICES,
-    PROC_VERSION, XID_ERRORS,
+    CharLink, Expect, FabricUnit, Snapshot, GPUS_EXPECTED, GPUS_HEALTHY, GPU_HEALTHY, PCI_DEVICES,
+    PROC_PARAMS, PROC_VERSION, XID_ERRORS,
 };
 use crate::capability::{error_lines, read_failure_remedy};
 use crate::host::pci::PciAddr;
@@ -50,6 +53,18 @@ enum Remedy {
     GpuFault,
     Model,
     Fabric,
+    Nvlsm,
+    Imex,
+    Nvswitch,
+    XidIsolate,
+    XidReboot,
+    XidReset,
+    XidWarn,
+    MemoryPending,
+    Clocks,
+    Persistence,
+    Gsp,
+    DevChar,
     Other,
 }
 
@@ -69,6 +84,18 @@ impl Remedy {
             Remedy::GpuFault => "drain the node (`kubectl drain`) and reboot it; if the error comes back, stop and start the instance to move to other hardware, or replace it",
             Remedy::Model => "the GPUs are not the model this instance type has: check the instance type, or set expect.gpu_model in the config",
             Remedy::Fabric => "start the fabric manager: `systemctl enable --now nvidia-fabricmanager` (its version must match the driver's exactly); GPUs of NVSwitch instances cannot run CUDA until it has registered them",
+            Remedy::Nvlsm => "Blackwell HGX needs NVLSM (the NVLink subnet manager) running beside the fabric manager: install nvlsm (the EKS AL2023 NVIDIA AMIs ship it since 2025-05) and restart nvidia-fabricmanager, whose start script launches it; until it runs the GPUs' fabric stays \"In Progress\" and CUDA returns cudaErrorSystemNotReady",
+            Remedy::Imex => "start the IMEX service: `systemctl enable --now nvidia-imex`, with /etc/nvidia-imex/nodes_config.cfg listing every node of the NVLink domain; multi-node NVLink on GB200 needs it (the fabric manager's \"not supported\" is normal there)",
+            Remedy::Nvswitch => "a fatal NVSwitch error (SXid) breaks the NVLink fabric: drain the node and reboot it to reset the fabric; if it comes back, replace the instance",
+            Remedy::XidIsolate => "NVIDIA's XID catalog says to take the GPU out of service: drain the node and replace the instance",
+            Remedy::XidReboot => "NVIDIA's XID catalog says to reboot: drain the node (`kubectl drain`) and reboot it; if the XID comes back, stop and start the instance to move to other hardware",
+            Remedy::XidReset => "NVIDIA's XID catalog says to reset the GPU: drain the node and reset the GPU named (`nvidia-smi -r -i <index>`) or reboot the node; if the XID comes back, stop and start the instance",
+            Remedy::XidWarn => "non-fatal XID errors usually point at the application (e.g. XID 13, 31, 43); watch for repeats on the same GPU and drain the node if they continue",
+            Remedy::MemoryPending => "a pending row remap or page retirement is applied by a GPU reset or a reboot: drain the node, then `nvidia-smi -r -i <index>` or reboot",
+            Remedy::Clocks => "the hardware is holding the GPU's clocks down (thermal, power brake or slowdown): check `nvidia-smi -q -d PERFORMANCE`; if it stays, drain the node and stop and start the instance",
+            Remedy::Persistence => "enable persistence mode: `systemctl enable --now nvidia-persistenced` (or `nvidia-smi -pm 1`); without it every new client re-initialises the GPUs",
+            Remedy::Gsp => "this type runs the proprietary NVIDIA kernel module with GSP firmware off, as the EKS AMI's nvidia-kmod-load does: load the proprietary module with `options nvidia NVreg_EnableGpuFirmware=0` (/etc/modprobe.d) and reboot",
+            Remedy::DevChar => "run `nodeprep boot` (it creates the missing /dev/char links) or `nvidia-ctk system create-dev-char-symlinks --create-all`; without them a `systemctl daemon-reload` cuts the GPUs from running containers (\"Failed to initialize NVML: Unknown Error\")",
             Remedy::Other => "run `nodeprep check --only nvidia -vv` and `nvidia-smi -q` to see more",
         }
     }
@@ -104,6 +131,15 @@ struct XidGroup {
     message: String,
     count: usize,
     fatal: bool,
+    bucket: Bucket,
+}
+
+/// One named part of the check (a generation's requirement): `ok`, `warn`, `fail` or `unknown`,
+/// and what was seen.
+struct Part {
+    name: &'static str,
+    status: &'static str,
+    detail: String,
 }
 
 /// What the steps found: problems (with their remedy), warnings, and problems of each GPU by its
@@ -114,8 +150,9 @@ struct Findings<'a> {
     report: Option<&'a NvmlReport>,
     gpus: &'a [GpuInfo],
     problems: Vec<(String, Remedy)>,
-    warnings: Vec<String>,
+    warnings: Vec<(String, Remedy)>,
     per_gpu: BTreeMap<u32, Vec<(String, Remedy)>>,
+    parts: Vec<Part>,
     /// A problem of the whole node that stops every GPU, once the steps have looked.
     node_fault: Option<String>,
 }
@@ -127,6 +164,14 @@ impl Findings<'_> {
 
     fn gpu_problem(&mut self, index: u32, text: String, remedy: Remedy) {
         self.per_gpu.entry(index).or_default().push((text, remedy));
+    }
+
+    fn warn(&mut self, text: String, remedy: Remedy) {
+        self.warnings.push((text, remedy));
+    }
+
+    fn part(&mut self, name: &'static str, status: &'static str, detail: String) {
+        self.parts.push(Part { name, status, detail });
     }
 
     /// No problem of its own and no fault of the node.
@@ -149,12 +194,15 @@ fn label(g: &GpuInfo) -> String {
 
 /// Decides the check's result from a snapshot.
 pub fn evaluate(snap: &Snapshot, want: &Expect) -> CheckResult {
-    let required = want.gpus.is_some_and(|n| n > 0);
+    let required = want.needs_gpus();
     let mut r = CheckResult::new("nvidia", Status::Pass, "")
         .required(required)
         .expect("gpus", want.gpus.map_or(Value::Null, Value::from))
         .expect("gpu_model", want.gpu_model.clone().map_or(Value::Null, Value::from))
         .expect("nvswitch", want.nvswitch.map_or(Value::Null, Value::from));
+    if want.fractional {
+        r = r.expect("gpu_fraction", true);
+    }
     let report = match &snap.nvml {
         Some(Outcome::Answered(rep)) => Some(rep),
         _ => None,
@@ -198,6 +246,7 @@ pub fn evaluate(snap: &Snapshot, want: &Expect) -> CheckResult {
         problems: Vec::new(),
         warnings: Vec::new(),
         per_gpu: BTreeMap::new(),
+        parts: Vec::new(),
         node_fault: None,
     };
     nvml_itself(&mut f, driver_version.is_some());
@@ -215,8 +264,17 @@ pub fn evaluate(snap: &Snapshot, want: &Expect) -> CheckResult {
     for g in gpus {
         gpu_health(&mut f, g);
     }
-    let fabric_state = (want.nvswitch == Some(true)).then(|| fabric(&mut f));
+    let fabric_state = if want.imex {
+        Some(imex_fabric(&mut f))
+    } else {
+        (want.nvswitch == Some(true)).then(|| fabric(&mut f))
+    };
+    if want.gsp_off {
+        gsp(&mut f);
+    }
+    dev_char(&mut f);
     let groups = xids(&mut f);
+    sxids(&mut f);
 
     // A fault of the node (the driver, NVML, the fabric, what could not be read) stops every GPU:
     // none counts as healthy then. Counting GPUs (one missing from PCI or NVML, one too many, a
@@ -251,13 +309,29 @@ pub fn evaluate(snap: &Snapshot, want: &Expect) -> CheckResult {
     }
     let xid_errors: Vec<Value> = groups
         .iter()
-        .map(|x| json!({"xid": x.xid, "pci": x.pci, "message": x.message, "count": x.count, "fatal": x.fatal, "gpu": x.gpu}))
+        .map(|x| json!({"xid": x.xid, "pci": x.pci, "message": x.message, "count": x.count, "fatal": x.fatal, "gpu": x.gpu, "bucket": x.bucket.as_str(), "action": x.bucket.action(&short_pci(&x.pci))}))
+        .collect();
+    let parts: serde_json::Map<String, Value> = f
+        .parts
+        .iter()
+        .map(|p| (p.name.to_string(), json!({"status": p.status, "detail": p.detail})))
         .collect();
     r = r
         .found("gpus", healthy)
         .found("nvml_gpus", nvml_count.map_or(Value::Null, Value::from))
         .found("xid_errors", xid_errors)
-        .found("devices", devices(&f));
+        .found("devices", devices(&f))
+        .found("parts", parts);
+    if let Ok(scan) = &snap.kmsg {
+        if !scan.sxids.is_empty() {
+            let sx: Vec<Value> = scan
+                .sxids
+                .iter()
+                .map(|x| json!({"sxid": x.sxid, "pci": x.pci_text, "fatal": x.fatal, "message": x.message}))
+                .collect();
+            r = r.found("sxid_errors", sx);
+        }
+    }
     if let Some(state) = &fabric_state {
         r = r.found("fabric", state.clone());
     }
@@ -314,7 +388,7 @@ fn nvml_itself(f: &mut Findings, driver_version_known: bool) {
                 Field::Error(e) | Field::Unknown(e) => e.as_str(),
                 Field::Value(_) => "",
             };
-            f.warnings.push(format!("driver version unknown ({why}; no {PROC_VERSION})"));
+            f.warn(format!("driver version unknown ({why}; no {PROC_VERSION})"), Remedy::Other);
         }
     }
 }
@@ -353,6 +427,13 @@ fn counts(f: &mut Findings) -> Option<usize> {
         true => String::new(),
         false => format!(": {} on PCI but not seen by NVML", some(&missing)),
     };
+    if f.want.fractional && p == 0 && n.unwrap_or(0) == 0 {
+        let model = f.want.gpu_model.as_deref().unwrap_or("NVIDIA");
+        f.problem(
+            format!("no GPU on the PCI bus or in NVML: this type has a fractional {model} GPU"),
+            Remedy::PciMissing,
+        );
+    }
     match f.want.gpus {
         Some(e) => {
             let e = e as usize;
@@ -409,9 +490,10 @@ fn gpu_health(f: &mut Findings, g: &GpuInfo) {
         (Field::Value(name), Some(model)) if !model_matches(name, model) => {
             f.gpu_problem(i, format!("is a {name}, expected {model}"), Remedy::Model);
         }
-        (Field::Unknown(_), Some(model)) => {
-            f.warnings.push(format!("{}: name unknown, so not confirmed to be {model}", label(g)))
-        }
+        (Field::Unknown(_), Some(model)) => f.warn(
+            format!("{}: name unknown, so not confirmed to be {model}", label(g)),
+            Remedy::Other,
+        ),
         _ => {}
     }
     match &g.ecc_uncorrected_volatile {
@@ -423,11 +505,14 @@ fn gpu_health(f: &mut Findings, g: &GpuInfo) {
         ),
         Field::Error(e) => f.gpu_problem(i, e.clone(), Remedy::GpuFault),
     }
+    let pci = addr_of(g).map_or_else(|| format!("GPU {i}"), |a| short_pci(&a.to_string()));
     match &g.retired_pages_pending {
-        Field::Value(true) => f.gpu_problem(
-            i,
-            "retired pages pending (a reboot retires them)".into(),
-            Remedy::GpuFault,
+        Field::Value(true) => f.warn(
+            format!(
+                "{}: retired pages pending (reset GPU {pci} or reboot to retire them)",
+                label(g)
+            ),
+            Remedy::MemoryPending,
         ),
         Field::Error(e) => f.gpu_problem(i, e.clone(), Remedy::GpuFault),
         _ => {}
@@ -436,10 +521,9 @@ fn gpu_health(f: &mut Findings, g: &GpuInfo) {
         Field::Value(rows) if rows.failure => {
             f.gpu_problem(i, "row remapping failed".into(), Remedy::GpuFault)
         }
-        Field::Value(rows) if rows.pending => f.gpu_problem(
-            i,
-            "row remapping pending (a GPU reset or reboot applies it)".into(),
-            Remedy::GpuFault,
+        Field::Value(rows) if rows.pending => f.warn(
+            format!("{}: row remapping pending (reset GPU {pci} or reboot to apply it)", label(g)),
+            Remedy::MemoryPending,
         ),
         Field::Error(e) => f.gpu_problem(i, e.clone(), Remedy::GpuFault),
         _ => {}
@@ -448,13 +532,74 @@ fn gpu_health(f: &mut Findings, g: &GpuInfo) {
         && matches!(g.retired_pages_pending, Field::Unknown(_))
         && matches!(g.remapped_rows, Field::Unknown(_))
     {
-        f.warnings.push(format!("{}: memory health unknown (this driver reports no ECC, page retirement or row remapping)", label(g)));
+        f.warn(format!("{}: memory health unknown (this driver reports no ECC, page retirement or row remapping)", label(g)), Remedy::Other);
+    }
+    hygiene(f, g);
+}
+
+/// Warnings of one GPU that do not stop it: persistence mode off, clocks held down by the
+/// hardware. A field this driver cannot tell is not a warning of its own.
+fn hygiene(f: &mut Findings, g: &GpuInfo) {
+    if let Field::Value(false) = g.persistence {
+        f.warn(format!("{}: persistence mode off", label(g)), Remedy::Persistence);
+    }
+    if let Field::Value(bits) = g.clock_events {
+        let held: Vec<&str> =
+            nvml::CLOCK_EVENTS.iter().filter(|(b, _)| bits & b != 0).map(|(_, n)| *n).collect();
+        if !held.is_empty() {
+            f.warn(
+                format!(
+                    "{}: clocks held down by {} (clock event reasons {bits:#x})",
+                    label(g),
+                    held.join(", ")
+                ),
+                Remedy::Clocks,
+            );
+        }
     }
 }
 
-/// The NVSwitch fabric: each GPU's registration from NVML, else whether the fabric manager runs.
-/// Returns the state in words.
+/// `0000:75:00.0` → `0000:75:00` (the GPU, as the driver's XID lines name it).
+fn short_pci(pci: &str) -> String {
+    pci.strip_suffix(".0").unwrap_or(pci).to_string()
+}
+
+/// The NVSwitch fabric: each GPU's registration from NVML, else whether the fabric manager runs;
+/// on Blackwell HGX also NVLSM (without it the fabric stays "in progress", so those problems get
+/// its remedy). Returns the state in words.
 fn fabric(f: &mut Findings) -> String {
+    let nvlsm_down = f.want.nvlsm && !matches!(f.snap.nvlsm, Some(FabricUnit::Running { .. }));
+    let fabric_remedy = if nvlsm_down { Remedy::Nvlsm } else { Remedy::Fabric };
+    if f.want.nvlsm {
+        match &f.snap.nvlsm {
+            Some(FabricUnit::Running { pid, how }) => {
+                f.part("nvlsm", "ok", format!("NVLSM running (pid {pid}, from its {how})"))
+            }
+            _ => {
+                f.part("nvlsm", "fail", "NVLSM not running".into());
+                f.problem(
+                    "NVLSM (NVLink subnet manager) is not running: Blackwell's NVSwitch fabric cannot come up without it".into(),
+                    Remedy::Nvlsm,
+                );
+            }
+        }
+    }
+    let state = fabric_states(f, fabric_remedy);
+    let status = if f
+        .problems
+        .iter()
+        .chain(f.per_gpu.values().flatten())
+        .any(|(_, r)| *r == fabric_remedy)
+    {
+        "fail"
+    } else {
+        "ok"
+    };
+    f.part("fabric-manager", status, state.clone());
+    state
+}
+
+fn fabric_states(f: &mut Findings, fabric_remedy: Remedy) -> String {
     let gpus = f.gpus;
     let mut use_unit = f.report.is_none() || gpus.is_empty();
     let mut complete = 0;
@@ -465,18 +610,18 @@ fn fabric(f: &mut Findings) -> String {
                 complete += 1
             }
             Some(Field::Value(FabricInfo { state: nvml::FABRIC_COMPLETED, error: Some(e) })) => {
-                f.gpu_problem(i, format!("fabric registration failed: {e}"), Remedy::Fabric)
+                f.gpu_problem(i, format!("fabric registration failed: {e}"), fabric_remedy)
             }
             Some(Field::Value(FabricInfo { state: nvml::FABRIC_NOT_STARTED, .. })) => f
                 .gpu_problem(
                     i,
                     "fabric manager has not started registering it".into(),
-                    Remedy::Fabric,
+                    fabric_remedy,
                 ),
             Some(Field::Value(FabricInfo { state: nvml::FABRIC_IN_PROGRESS, .. })) => {
-                f.gpu_problem(i, "fabric registration still in progress".into(), Remedy::Fabric)
+                f.gpu_problem(i, "fabric registration still in progress".into(), fabric_remedy)
             }
-            Some(Field::Error(e)) => f.gpu_problem(i, e.clone(), Remedy::Fabric),
+            Some(Field::Error(e)) => f.gpu_problem(i, e.clone(), fabric_remedy),
             Some(Field::Value(_) | Field::Unknown(_)) | None => use_unit = true,
         }
     }
@@ -488,7 +633,7 @@ fn fabric(f: &mut Findings) -> String {
             _ => {
                 f.problem(
                     "nvidia-fabricmanager is not running (NVSwitch fabric down)".into(),
-                    Remedy::Fabric,
+                    fabric_remedy,
                 );
                 "fabric manager not running".into()
             }
@@ -498,6 +643,164 @@ fn fabric(f: &mut Findings) -> String {
         "fabric complete".into()
     } else {
         format!("fabric complete on {complete} of {} GPUs", gpus.len())
+    }
+}
+
+/// GB200: each GPU's NVLink fabric state from NVML ("not supported" is normal: the rack's switch
+/// trays run the fabric), and the IMEX service, which multi-node NVLink needs. Returns the state in
+/// words.
+fn imex_fabric(f: &mut Findings) -> String {
+    match &f.snap.imex {
+        Some(FabricUnit::Running { pid, how }) => {
+            f.part("imex", "ok", format!("nvidia-imex running (pid {pid}, from its {how})"))
+        }
+        _ => {
+            f.part("imex", "fail", "nvidia-imex not running".into());
+            f.problem(
+                "the IMEX service (nvidia-imex) is not running: GB200's multi-node NVLink needs it"
+                    .into(),
+                Remedy::Imex,
+            );
+        }
+    }
+    let mut states: BTreeMap<&'static str, usize> = BTreeMap::new();
+    for g in f.gpus {
+        let state = match &g.fabric {
+            Some(Field::Value(FabricInfo { state: nvml::FABRIC_COMPLETED, error: None })) => {
+                "completed"
+            }
+            Some(Field::Value(FabricInfo { state: nvml::FABRIC_COMPLETED, error: Some(e) })) => {
+                f.gpu_problem(
+                    g.index,
+                    format!("NVLink fabric registration failed: {e}"),
+                    Remedy::Imex,
+                );
+                "failed"
+            }
+            Some(Field::Value(FabricInfo { state: nvml::FABRIC_NOT_SUPPORTED, .. })) => {
+                "not supported (normal on GB200)"
+            }
+            Some(Field::Value(FabricInfo {
+                state: nvml::FABRIC_NOT_STARTED | nvml::FABRIC_IN_PROGRESS,
+                ..
+            })) => {
+                f.warn(
+                    format!("{}: NVLink fabric registration not complete yet", label(g)),
+                    Remedy::Imex,
+                );
+                "in progress"
+            }
+            _ => "unknown",
+        };
+        *states.entry(state).or_default() += 1;
+    }
+    let words: Vec<String> = states.iter().map(|(s, n)| format!("{n} {s}")).collect();
+    format!("NVLink fabric: {}", if words.is_empty() { "no GPUs".into() } else { words.join(", ") })
+}
+
+/// g4dn/g5/g5g: the proprietary kernel module with GSP firmware off, as the EKS AMI loads it.
+fn gsp(f: &mut Findings) {
+    let Some(gsp) = f.snap.gsp.clone() else { return };
+    match (gsp.open_kmod, gsp.enable_gpu_firmware) {
+        (Some(true), _) => {
+            f.part(
+                "gsp-off",
+                "warn",
+                "the open kernel module is loaded (GSP firmware always on)".into(),
+            );
+            f.warn(
+                "the open NVIDIA kernel module is loaded; this type runs the proprietary one with GSP firmware off".into(),
+                Remedy::Gsp,
+            );
+        }
+        (_, Some(0)) => f.part(
+            "gsp-off",
+            "ok",
+            format!("proprietary kernel module, {PROC_PARAMS} EnableGpuFirmware: 0"),
+        ),
+        (_, Some(v)) => {
+            f.part("gsp-off", "warn", format!("{PROC_PARAMS} EnableGpuFirmware: {v}"));
+            f.warn(
+                format!("GSP firmware is on (EnableGpuFirmware: {v}); this type runs with it off"),
+                Remedy::Gsp,
+            );
+        }
+        (_, None) => {
+            f.part("gsp-off", "unknown", format!("no EnableGpuFirmware in {PROC_PARAMS}"));
+            f.warn(
+                format!("GSP firmware setting unknown (no EnableGpuFirmware in {PROC_PARAMS})"),
+                Remedy::Gsp,
+            );
+        }
+    }
+}
+
+/// Every NVIDIA device node's `/dev/char` link: missing ones are a warning (`boot` makes them).
+fn dev_char(f: &mut Findings) {
+    let nodes = &f.snap.dev_char;
+    if nodes.is_empty() {
+        return;
+    }
+    let missing: Vec<String> = nodes
+        .iter()
+        .filter(|n| n.link == CharLink::Missing)
+        .map(|n| match n.number {
+            Some((ma, mi)) => format!("/dev/char/{ma}:{mi} (/dev/{})", n.name),
+            None => format!("/dev/{}", n.name),
+        })
+        .collect();
+    let other: Vec<String> = nodes
+        .iter()
+        .filter_map(|n| match &n.link {
+            CharLink::Other(t) | CharLink::Unknown(t) => Some(t.clone()),
+            _ => None,
+        })
+        .collect();
+    let how = nodes.iter().map(|n| n.how).find(|h| *h != "stat").unwrap_or("stat");
+    if missing.is_empty() && other.is_empty() {
+        f.part(
+            "dev-char",
+            "ok",
+            format!(
+                "{} NVIDIA device nodes linked under /dev/char (numbers from {how})",
+                nodes.len()
+            ),
+        );
+        return;
+    }
+    let mut words = Vec::new();
+    if !missing.is_empty() {
+        words.push(format!(
+            "{} of {} NVIDIA device nodes have no /dev/char link: {}",
+            missing.len(),
+            nodes.len(),
+            some(&missing)
+        ));
+    }
+    if !other.is_empty() {
+        words.push(some(&other));
+    }
+    let text = words.join("; ");
+    f.part("dev-char", "warn", text.clone());
+    f.warn(text, Remedy::DevChar);
+}
+
+/// NVSwitch SXids of this boot: a fatal one breaks the fabric (a fault of the node); others warn.
+fn sxids(f: &mut Findings) {
+    let Ok(scan) = &f.snap.kmsg else { return };
+    let mut seen: BTreeMap<(u32, String, bool), (usize, String)> = BTreeMap::new();
+    for x in &scan.sxids {
+        let e = seen.entry((x.sxid, x.pci_text.clone(), x.fatal)).or_insert((0, x.message.clone()));
+        e.0 += 1;
+    }
+    for ((sxid, pci, fatal), (count, message)) in seen {
+        let times = if count > 1 { format!(" ({count} times)") } else { String::new() };
+        let text = format!("NVSwitch {pci}: SXid {sxid}{times}: {message}");
+        if fatal {
+            f.problem(format!("{text} (fatal)"), Remedy::Nvswitch);
+        } else {
+            f.warn(text, Remedy::XidWarn);
+        }
     }
 }
 
@@ -531,28 +834,49 @@ fn xids(f: &mut Findings) -> Vec<XidGroup> {
                             gpu: gpu.map(|g| g.index),
                             message: x.message.clone(),
                             count: 1,
-                            fatal: f.want.fatal_xids.contains(&x.xid),
+                            fatal: fatal(x, &f.want.fatal_xids),
+                            bucket: xid::bucket(x),
                         });
                     }
                 }
             }
         }
-        Err(e) => f.warnings.push(format!("XID errors unknown: {e}")),
+        Err(e) => f.warn(format!("XID errors unknown: {e}"), Remedy::Other),
     }
     for x in &groups {
         let times = if x.count > 1 { format!(" ({} times)", x.count) } else { String::new() };
-        let what = format!("XID {}{times}: {}", x.xid, x.message);
+        let action = x.bucket.action(&short_pci(&x.pci));
+        let what = format!("XID {}{times}: {} [{}: {action}]", x.xid, x.message, x.bucket.as_str());
+        let remedy = match x.bucket {
+            Bucket::Isolate => Remedy::XidIsolate,
+            Bucket::Reboot => Remedy::XidReboot,
+            Bucket::ResetGpu | Bucket::DrainAndReset | Bucket::DrainP2p => Remedy::XidReset,
+            _ if x.fatal => Remedy::GpuFault,
+            _ => Remedy::XidWarn,
+        };
         match (x.fatal, x.gpu) {
-            (true, Some(i)) => f.gpu_problem(i, what, Remedy::GpuFault),
-            (true, None) => f.problem(format!("{what} on {}", x.pci), Remedy::GpuFault),
+            (true, Some(i)) => f.gpu_problem(i, what, remedy),
+            (true, None) => f.problem(format!("{what} on {}", x.pci), remedy),
             (false, Some(i)) => {
                 let g = gpus.iter().find(|g| g.index == i).expect("mapped to a GPU of this report");
-                f.warnings.push(format!("{} on {}", what, label(g)));
+                f.warn(format!("{} on {}", what, label(g)), Remedy::XidWarn);
             }
-            (false, None) => f.warnings.push(format!("{what} on {}", x.pci)),
+            (false, None) => f.warn(format!("{what} on {}", x.pci), Remedy::XidWarn),
         }
     }
     groups
+}
+
+/// Whether an XID stops its GPU: one of `nvidia.fatal_xids`; XID 154 by the recovery action it
+/// names instead (a reset, a reboot or isolation needed: fatal; "None": recovered).
+fn fatal(x: &xid::XidEvent, fatal_xids: &[u32]) -> bool {
+    if x.xid == 154 {
+        return matches!(
+            xid::bucket(x),
+            Bucket::ResetGpu | Bucket::DrainAndReset | Bucket::Reboot | Bucket::Isolate
+        );
+    }
+    fatal_xids.contains(&x.xid)
 }
 
 /// Each GPU for the report: what NVML said and what is wrong with it.
@@ -603,15 +927,28 @@ fn verdict(
     healthy: usize,
     driver_version: Option<String>,
     fabric_state: Option<String>,
-    groups: &[XidGroup],
+    _groups: &[XidGroup],
 ) -> CheckResult {
     let want = f.want;
+    let remedy_text = |remedies: &mut Vec<Remedy>| {
+        remedies.sort();
+        remedies.dedup();
+        let text: Vec<String> = remedies
+            .iter()
+            .map(|r| match r {
+                Remedy::Unreadable => read_failure_remedy(&f.snap.errors, FIX_UNREADABLE),
+                other => other.text().to_string(),
+            })
+            .collect();
+        text.join(". Also: ")
+    };
     if f.problems.is_empty() {
         let mut names: Vec<&str> =
             f.gpus.iter().filter_map(|g| g.name.value().map(String::as_str)).collect();
         names.dedup();
         let mut s = match want.gpus {
             Some(e) => format!("{healthy} of {e} GPUs healthy"),
+            None if want.fractional => format!("{healthy} fractional GPU healthy"),
             None => format!("{healthy} GPUs healthy"),
         };
         if !names.is_empty() {
@@ -623,23 +960,20 @@ fn verdict(
         if let Some(state) = &fabric_state {
             s.push_str(&format!(", {state}"));
         }
-        if want.gpus.is_none() {
+        if want.gpus.is_none() && !want.fractional {
             s.push_str("; instance type unknown: counts checked for consistency only");
         }
         if !f.warnings.is_empty() {
             r.status = Status::Warn;
-            s.push_str(&format!("; {}", some(&f.warnings)));
-            let xid_warn = groups.iter().any(|x| !x.fatal);
-            r = r.remedy(if xid_warn {
-                "non-fatal XID errors usually point at the application (e.g. XID 13, 31, 43); watch for repeats on the same GPU and drain the node if they continue"
-            } else {
-                Remedy::Other.text()
-            });
+            let texts: Vec<String> = f.warnings.iter().map(|(t, _)| t.clone()).collect();
+            s.push_str(&format!("; {}", some(&texts)));
+            let mut remedies: Vec<Remedy> = f.warnings.iter().map(|(_, r)| *r).collect();
+            r = r.remedy(remedy_text(&mut remedies));
         }
         r.summary = s;
         return r;
     }
-    let required = want.gpus.is_some_and(|n| n > 0);
+    let required = want.needs_gpus();
     r.status = if required { Status::Fail } else { Status::Warn };
     let texts: Vec<String> = f.problems.iter().map(|(t, _)| t.clone()).collect();
     r.summary = some(&texts);
@@ -651,16 +985,7 @@ fn verdict(
         });
     }
     let mut remedies: Vec<Remedy> = f.problems.iter().map(|(_, rem)| *rem).collect();
-    remedies.sort();
-    remedies.dedup();
-    let text: Vec<String> = remedies
-        .iter()
-        .map(|r| match r {
-            Remedy::Unreadable => read_failure_remedy(&f.snap.errors, FIX_UNREADABLE),
-            other => other.text().to_string(),
-        })
-        .collect();
-    r.remedy(text.join(". Also: "))
+    r.remedy(remedy_text(&mut remedies))
 }
 #[cfg(test)]
 mod tests {
@@ -699,6 +1024,8 @@ mod tests {
                 pending: false,
                 failure: false,
             }),
+            persistence: Field::Value(true),
+            clock_events: Field::Value(0x1),
             fabric: Some(Field::Value(FabricInfo { state: nvml::FABRIC_COMPLETED, error: None })),
         }
     }
@@ -726,6 +1053,10 @@ mod tests {
             })),
             kmsg: Ok(KmsgScan::default()),
             fabric_unit: Some(FabricUnit::NotRunning),
+            nvlsm: None,
+            imex: None,
+            gsp: None,
+            dev_char: vec![],
             errors: vec![],
         }
     }
@@ -736,6 +1067,10 @@ mod tests {
             gpus: Some(8),
             gpu_model: Some("H100".into()),
             nvswitch: Some(true),
+            fractional: false,
+            nvlsm: false,
+            imex: false,
+            gsp_off: false,
             fatal_xids: vec![48, 79],
         }
     }
@@ -776,13 +1111,13 @@ mod tests {
             Some(Field::Value(FabricInfo { state: nvml::FABRIC_IN_PROGRESS, error: None }));
         let r = evaluate(&s, &p5());
         assert_eq!(r.status, Status::Fail);
-        assert_eq!(r.found["gpus"], 5);
+        assert_eq!(r.found["gpus"], 6, "a pending remap warns: GPU 2 still counts");
         assert!(
             r.summary.contains("GPU 1 (0000:64:00.0): 3 uncorrected ECC errors"),
             "{}",
             r.summary
         );
-        assert!(r.summary.contains("GPU 2 (0000:75:00.0): row remapping pending"), "{}", r.summary);
+        assert_eq!(r.found["devices"][2]["healthy"], true);
         assert!(
             r.summary.contains("GPU 3 (0000:86:00.0): fabric registration still in progress"),
             "{}",
@@ -856,12 +1191,12 @@ mod tests {
         assert_eq!(r.found["gpus"], 7);
         assert_eq!(
             r.summary,
-            "GPU 0 (0000:53:00.0): XID 79 (2 times): pid=1, GPU has fallen off the bus."
+            "GPU 0 (0000:53:00.0): XID 79 (2 times): pid=1, GPU has fallen off the bus. [reboot: reboot the node]"
         );
         let x = &r.found["xid_errors"];
         assert_eq!(
             x[0],
-            json!({"xid": 79, "pci": "0000:53:00.0", "message": "pid=1, GPU has fallen off the bus.", "count": 2, "fatal": true, "gpu": 0})
+            json!({"xid": 79, "pci": "0000:53:00.0", "message": "pid=1, GPU has fallen off the bus.", "count": 2, "fatal": true, "gpu": 0, "bucket": "reboot", "action": "reboot the node"})
         );
         assert_eq!(x[1]["xid"], 13);
         assert_eq!(x[1]["fatal"], false);
@@ -877,6 +1212,10 @@ mod tests {
             nvml: None,
             kmsg: Ok(KmsgScan::default()),
             fabric_unit: None,
+            nvlsm: None,
+            imex: None,
+            gsp: None,
+            dev_char: vec![],
             errors: vec![],
         };
         let want = Expect {
@@ -884,6 +1223,10 @@ mod tests {
             gpus: Some(0),
             gpu_model: None,
             nvswitch: Some(false),
+            fractional: false,
+            nvlsm: false,
+            imex: false,
+            gsp_off: false,
             fatal_xids: vec![],
         };
         let r = evaluate(&s, &want);
@@ -901,6 +1244,10 @@ mod tests {
             gpus: None,
             gpu_model: None,
             nvswitch: None,
+            fractional: false,
+            nvlsm: false,
+            imex: false,
+            gsp_off: false,
             fatal_xids: vec![79],
         };
         let r = evaluate(&s, &want);

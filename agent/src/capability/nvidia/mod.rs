@@ -1,5 +1,12 @@
 //! `nvidia`: the GPUs the instance type promises are present and healthy, the driver answers, the
-//! NVSwitch fabric is up, and the kernel has logged no fatal XID error this boot.
+//! NVLink fabric is up as this GPU generation needs it, and the kernel has logged no fatal XID
+//! error this boot.
+//!
+//! Each generation's own requirement is a named part of the check (`found.parts` in the report), with its remedy:
+//! Blackwell HGX (p6-b200, p6-b300) needs NVLSM running beside the fabric manager; GB200
+//! (p6e-gb200) needs the IMEX service, and its fabric manager state "not supported" is normal;
+//! g4dn/g5/g5g run the proprietary kernel module with GSP firmware off. Every NVIDIA device node
+//! needs its `/dev/char/MAJOR:MINOR` link (`boot` makes the missing ones: see [`plan`]).
 //!
 //! GPUs are counted three ways and compared with the catalog: on PCI (vendor 0x10de, class
 //! 0x0300xx/0x0302xx; NVSwitch bridges 0x0680xx are counted apart), as `/dev/nvidia<N>` nodes,
@@ -20,15 +27,18 @@
 mod evaluate;
 pub mod nvml;
 mod observe;
+mod plan;
 pub mod xid;
 
 use std::time::Duration;
 
 pub use evaluate::{evaluate, model_matches};
 pub use observe::{
-    dev_nodes, fabric_unit, observe, parse_proc_version, pci_scan, FabricUnit, Options, PciGpu,
-    Snapshot,
+    dev_char, dev_nodes, driver_number, fabric_unit, imex, nvlsm, observe,
+    parse_enable_gpu_firmware, parse_proc_devices, parse_proc_version, pci_scan, CharLink, DevChar,
+    FabricUnit, Gsp, Options, PciGpu, Snapshot,
 };
+pub use plan::plan;
 
 use super::{Check, Context, Registration, When};
 pub use crate::host::pci::{PciAddr, PCI_DEVICES};
@@ -37,6 +47,9 @@ use crate::report::{CheckResult, MetricDef, MetricKind};
 pub const PROC_VERSION: &str = "/proc/driver/nvidia/version";
 pub const FM_PID_FILE: &str = "/run/nvidia-fabricmanager/nv-fabricmanager.pid";
 pub const FM_UNIT: &str = "nvidia-fabricmanager.service";
+pub const PROC_PARAMS: &str = "/proc/driver/nvidia/params";
+pub const NVLSM_PID_FILE: &str = "/run/nvlsm.pid";
+pub const IMEX_UNIT: &str = "nvidia-imex.service";
 pub const NVIDIA_VENDOR: &str = "0x10de";
 
 /// What the node must show.
@@ -46,7 +59,22 @@ pub struct Expect {
     pub gpus: Option<u32>,
     pub gpu_model: Option<String>,
     pub nvswitch: Option<bool>,
+    /// A fractional GPU (a slice of one): present and healthy, never counted as whole GPUs.
+    pub fractional: bool,
+    /// Blackwell HGX: NVLSM must run beside the fabric manager.
+    pub nvlsm: bool,
+    /// GB200: the IMEX service must run; fabric manager "not supported" is normal.
+    pub imex: bool,
+    /// The proprietary kernel module with GSP firmware off (g4dn, g5, g5g).
+    pub gsp_off: bool,
     pub fatal_xids: Vec<u32>,
+}
+
+impl Expect {
+    /// Whether the node must have NVIDIA GPUs (whole or a slice).
+    pub fn needs_gpus(&self) -> bool {
+        self.gpus.is_some_and(|n| n > 0) || self.fractional
+    }
 }
 
 pub static GPUS_HEALTHY: MetricDef = MetricDef {
@@ -93,6 +121,10 @@ impl Nvidia {
             gpus: ctx.expected.gpus,
             gpu_model: ctx.expected.gpu_model.clone(),
             nvswitch: ctx.expected.nvswitch,
+            fractional: ctx.expected.gpu_fraction,
+            nvlsm: ctx.expected.nvlsm,
+            imex: ctx.expected.imex,
+            gsp_off: ctx.expected.gsp_off,
             fatal_xids: ctx.config.nvidia.fatal_xids.clone(),
         }
     }
@@ -108,14 +140,17 @@ impl Nvidia {
 
 impl Check for Nvidia {
     fn required(&self, ctx: &Context) -> bool {
-        ctx.expected.gpus.is_some_and(|n| n > 0)
+        Self::expect(ctx).needs_gpus()
     }
 
     fn run(&self, ctx: &Context) -> CheckResult {
         let want = Self::expect(ctx);
         let opts = Options {
-            expected_gpus: want.gpus,
+            expected_gpus: if want.fractional { Some(1) } else { want.gpus },
             nvswitch: want.nvswitch == Some(true),
+            nvlsm: want.nvlsm,
+            imex: want.imex,
+            gsp_off: want.gsp_off,
             deadlines: Self::deadlines(ctx),
             lib_env: std::env::var_os(nvml::LIB_ENV),
         };

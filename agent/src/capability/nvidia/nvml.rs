@@ -167,9 +167,23 @@ pub struct GpuInfo {
     pub ecc_uncorrected_volatile: Field<u64>,
     pub retired_pages_pending: Field<bool>,
     pub remapped_rows: Field<RemappedRows>,
-    /// Asked only on NVSwitch types.
+    /// `nvmlDeviceGetPersistenceMode`: the driver stays initialised between clients.
+    pub persistence: Field<bool>,
+    /// `nvmlDeviceGetCurrentClocksEventReasons` (R535+; `...ThrottleReasons` before): the bits of
+    /// [`CLOCK_EVENTS`] that hold the clocks down now.
+    pub clock_events: Field<u64>,
+    /// Asked only where the type has an NVLink fabric (NVSwitch or IMEX).
     pub fabric: Option<Field<FabricInfo>>,
 }
+
+/// `nvmlClocksEventReasons`: the bits that mean the hardware holds the GPU back (the others, e.g.
+/// 0x1 GPU idle or 0x4 the software power cap, are normal).
+pub const CLOCK_EVENTS: &[(u64, &str)] = &[
+    (0x8, "hardware slowdown"),
+    (0x20, "software thermal slowdown"),
+    (0x40, "hardware thermal slowdown"),
+    (0x80, "hardware power brake"),
+];
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NvmlReport {
@@ -436,6 +450,8 @@ fn ask(lib: &LibChoice, fabric: bool, progress: &Mutex<Progress>) -> Outcome {
                     ecc_uncorrected_volatile: no_handle(),
                     retired_pages_pending: no_handle(),
                     remapped_rows: no_handle(),
+                    persistence: no_handle(),
+                    clock_events: no_handle(),
                     fabric: None,
                 });
                 continue;
@@ -466,6 +482,14 @@ fn ask(lib: &LibChoice, fabric: bool, progress: &Mutex<Progress>) -> Outcome {
         say(on("nvmlDeviceGetRemappedRows"));
         let remapped_rows =
             Field::from_result("nvmlDeviceGetRemappedRows", remapped_rows(&nvml, &device));
+        say(on("nvmlDeviceGetPersistenceMode"));
+        let persistence =
+            Field::from_result("nvmlDeviceGetPersistenceMode", device.is_in_persistent_mode());
+        say(on("nvmlDeviceGetCurrentClocksEventReasons"));
+        let clock_events = Field::from_result(
+            "nvmlDeviceGetCurrentClocksEventReasons",
+            clock_events(&nvml, &device),
+        );
         let fabric = fabric.then(|| {
             say(on("nvmlDeviceGetGpuFabricInfo"));
             Field::from_result("nvmlDeviceGetGpuFabricInfo", fabric_info(&nvml, &device))
@@ -481,6 +505,8 @@ fn ask(lib: &LibChoice, fabric: bool, progress: &Mutex<Progress>) -> Outcome {
             ecc_uncorrected_volatile,
             retired_pages_pending,
             remapped_rows,
+            persistence,
+            clock_events,
             fabric,
         });
     }
@@ -507,6 +533,21 @@ fn remapped_rows(nvml: &Nvml, device: &Device) -> Result<RemappedRows, NvmlError
         f(device.handle(), &mut corrected, &mut uncorrected, &mut pending, &mut failure)
     })?;
     Ok(RemappedRows { corrected, uncorrected, pending: pending != 0, failure: failure != 0 })
+}
+
+/// `nvmlDeviceGetCurrentClocksEventReasons` (R535 and newer), else its older name
+/// `nvmlDeviceGetCurrentClocksThrottleReasons` (the same call): nvml-wrapper knows only the old.
+fn clock_events(nvml: &Nvml, device: &Device) -> Result<u64, NvmlError> {
+    let lib = nvml.lib();
+    let f = lib
+        .nvmlDeviceGetCurrentClocksEventReasons
+        .as_ref()
+        .or(lib.nvmlDeviceGetCurrentClocksThrottleReasons.as_ref())
+        .map_err(|e| NvmlError::FailedToLoadSymbol(e.to_string()))?;
+    let mut reasons = 0;
+    // SAFETY: as for remapped_rows; `reasons` is a valid out pointer for the call.
+    nvml_try(unsafe { f(device.handle(), &mut reasons) })?;
+    Ok(reasons)
 }
 
 /// `nvmlDeviceGetGpuFabricInfo` (R525 and newer), which nvml-wrapper does not wrap.

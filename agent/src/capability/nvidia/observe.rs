@@ -1,12 +1,15 @@
-//! What the `nvidia` check reads, once: GPUs and NVSwitches on PCI, `/dev/nvidia<N>`, the driver
-//! version, NVML (on its own thread, started first), the kernel log's XIDs and, on NVSwitch types,
-//! the fabric manager service.
+//! What the `nvidia` check reads, once: GPUs and NVSwitches on PCI, `/dev/nvidia<N>` and their
+//! `/dev/char` links, the driver version and kind, NVML (on its own thread, started first), the
+//! kernel log's XIDs and SXids and, where the type needs them, the fabric manager, NVLSM and IMEX
+//! services and the driver's GSP firmware setting.
 
 use std::ffi::OsString;
 
 use super::nvml::{self, Outcome};
 use super::xid::{self, KmsgScan};
-use super::{FM_PID_FILE, FM_UNIT, NVIDIA_VENDOR, PROC_VERSION};
+use super::{
+    FM_PID_FILE, FM_UNIT, IMEX_UNIT, NVIDIA_VENDOR, NVLSM_PID_FILE, PROC_PARAMS, PROC_VERSION,
+};
 use crate::host::pci::{self, PciAddr, PCI_DEVICES};
 use crate::host::{proc, Host, HostError};
 
@@ -19,11 +22,45 @@ pub struct PciGpu {
     pub device: String,
 }
 
-/// The `nvidia-fabricmanager` service as the host shows it.
+/// A service (fabric manager, NVLSM, IMEX) as the host shows it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum FabricUnit {
     Running { pid: u32, how: &'static str },
     NotRunning,
+}
+
+/// How the kernel module runs the GPUs' firmware (GSP), from `/proc/driver/nvidia`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Gsp {
+    /// The open kernel module (`NVRM version: ... Open Kernel Module`): GSP firmware always on.
+    pub open_kmod: Option<bool>,
+    /// `EnableGpuFirmware:` in `/proc/driver/nvidia/params` (0: off); `None`: not listed.
+    pub enable_gpu_firmware: Option<u32>,
+}
+
+/// One NVIDIA device node and its `/dev/char/MAJOR:MINOR` link.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DevChar {
+    /// Its name under `/dev`, e.g. `nvidia0`, `nvidiactl`, `nvidia-uvm`.
+    pub name: String,
+    /// `(major, minor)`; `None`: not known (see `how`).
+    pub number: Option<(u32, u32)>,
+    /// Where the number comes from: the node itself (`stat`), or the driver's fixed numbering with
+    /// the majors of `/proc/devices` (a fixture tree, whose nodes are plain files).
+    pub how: &'static str,
+    /// What `/dev/char/MAJOR:MINOR` is now.
+    pub link: CharLink,
+}
+
+/// The state of one `/dev/char` link.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CharLink {
+    /// A link to the node.
+    Ok,
+    Missing,
+    /// A link to something else, or not a link: left alone.
+    Other(String),
+    Unknown(String),
 }
 
 /// Everything the check reads, read once.
@@ -40,6 +77,14 @@ pub struct Snapshot {
     pub kmsg: Result<KmsgScan, HostError>,
     /// Looked at on NVSwitch types only.
     pub fabric_unit: Option<FabricUnit>,
+    /// NVLSM (Blackwell HGX types only).
+    pub nvlsm: Option<FabricUnit>,
+    /// The IMEX service (GB200 types only).
+    pub imex: Option<FabricUnit>,
+    /// The GSP firmware setting (types that need it off only).
+    pub gsp: Option<Gsp>,
+    /// NVIDIA device nodes and their `/dev/char` links.
+    pub dev_char: Vec<DevChar>,
     /// Things that exist but could not be read.
     pub errors: Vec<HostError>,
 }
@@ -50,6 +95,12 @@ pub struct Options {
     pub expected_gpus: Option<u32>,
     /// Ask NVML for fabric state and look at the fabric manager service.
     pub nvswitch: bool,
+    /// Look for NVLSM beside the fabric manager.
+    pub nvlsm: bool,
+    /// Look for the IMEX service (and ask NVML for fabric state).
+    pub imex: bool,
+    /// Read the GSP firmware setting.
+    pub gsp_off: bool,
     pub deadlines: nvml::Deadlines,
     /// `NODEPREP_NVML_LIB`.
     pub lib_env: Option<OsString>,
@@ -103,16 +154,152 @@ pub fn parse_proc_version(text: &str) -> Option<String> {
         .map(str::to_string)
 }
 
+/// NVLSM: started by the fabric manager's start script inside `nvidia-fabricmanager.service`
+/// (`/opt/nvidia/nvlsm/sbin/nvlsm ... --pid_file /var/run/nvlsm.pid`): its pid file naming a live
+/// `nvlsm`, else an `nvlsm` among the unit's processes (or, with no such cgroup, anywhere).
+pub fn nvlsm(host: &Host) -> FabricUnit {
+    let is_it = |c: &str| c == "nvlsm";
+    if let Some(pid) = live_pid_file(host, NVLSM_PID_FILE, is_it) {
+        return FabricUnit::Running { pid, how: "pid file" };
+    }
+    match proc::find(host, FM_UNIT, is_it) {
+        Some((pid, found)) => FabricUnit::Running { pid, how: found.as_str() },
+        None => FabricUnit::NotRunning,
+    }
+}
+
+/// The IMEX service (`nvidia-imex.service`, process `nvidia-imex`): a process in the unit's
+/// cgroup, else (no such cgroup) an `nvidia-imex` process anywhere.
+pub fn imex(host: &Host) -> FabricUnit {
+    if let Some(text) = proc::unit_cgroup(host, IMEX_UNIT).and_then(|p| host.read_attr(p).ok()) {
+        let listed = text.lines().find_map(|l| l.trim().parse::<u32>().ok());
+        return listed
+            .map_or(FabricUnit::NotRunning, |pid| FabricUnit::Running { pid, how: "cgroup" });
+    }
+    match proc::walk(host, |c| c == "nvidia-imex") {
+        Some(pid) => FabricUnit::Running { pid, how: proc::Found::Walk.as_str() },
+        None => FabricUnit::NotRunning,
+    }
+}
+
+/// The pid in a pid file when that process is alive and its `comm` is right.
+fn live_pid_file(host: &Host, file: &str, is_it: impl Fn(&str) -> bool) -> Option<u32> {
+    let pid = host.read_attr_opt(file).ok()??.parse::<u32>().ok()?;
+    host.read_attr(format!("/proc/{pid}/comm")).is_ok_and(|c| is_it(&c)).then_some(pid)
+}
+
+/// `EnableGpuFirmware: N` in `/proc/driver/nvidia/params`.
+pub fn parse_enable_gpu_firmware(params: &str) -> Option<u32> {
+    params.lines().find_map(|l| l.strip_prefix("EnableGpuFirmware:")?.trim().parse().ok())
+}
+
+/// The GSP firmware setting: the kernel module's kind and its `EnableGpuFirmware` parameter.
+pub fn gsp(host: &Host, errors: &mut Vec<HostError>) -> Gsp {
+    let open_kmod = match host.read_string(PROC_VERSION) {
+        Ok(t) => Some(t.contains("Open Kernel Module")),
+        Err(_) => None,
+    };
+    let enable_gpu_firmware = match host.read_string(PROC_PARAMS) {
+        Ok(t) => parse_enable_gpu_firmware(&t),
+        Err(e) if e.is_not_found() => None,
+        Err(e) => {
+            errors.push(e);
+            None
+        }
+    };
+    Gsp { open_kmod, enable_gpu_firmware }
+}
+
+/// The NVIDIA driver's fixed major number (`NV_MAJOR_DEVICE_NUMBER`): `/dev/nvidia<N>` is
+/// 195:N, `nvidiactl` 195:255, `nvidia-modeset` 195:254.
+pub const NVIDIA_MAJOR: u32 = 195;
+
+/// The majors of `/proc/devices`' character devices, by name.
+pub fn parse_proc_devices(text: &str) -> Vec<(String, u32)> {
+    let chars = text.split("Block devices:").next().unwrap_or("");
+    chars
+        .lines()
+        .filter_map(|l| {
+            let (n, name) = l.trim().split_once(' ')?;
+            Some((name.trim().to_string(), n.parse().ok()?))
+        })
+        .collect()
+}
+
+/// The device number the NVIDIA driver gives a node of this name, with `/proc/devices`' majors
+/// for the dynamically numbered ones (`nvidia-uvm`: minor 0, `nvidia-uvm-tools`: minor 1).
+pub fn driver_number(name: &str, majors: &[(String, u32)]) -> Option<(u32, u32)> {
+    let major_of = |n: &str| majors.iter().find(|(m, _)| m == n).map(|(_, v)| *v);
+    match name {
+        "nvidiactl" => Some((NVIDIA_MAJOR, 255)),
+        "nvidia-modeset" => Some((NVIDIA_MAJOR, 254)),
+        "nvidia-uvm" => major_of("nvidia-uvm").map(|m| (m, 0)),
+        "nvidia-uvm-tools" => major_of("nvidia-uvm").map(|m| (m, 1)),
+        n => {
+            let i: u32 = n.strip_prefix("nvidia")?.parse().ok()?;
+            (i < 254).then_some((NVIDIA_MAJOR, i))
+        }
+    }
+}
+
+/// The NVIDIA device nodes containers get (`nvidia<N>`, `nvidiactl`, `nvidia-modeset`,
+/// `nvidia-uvm`, `nvidia-uvm-tools`) and the state of each one's `/dev/char` link.
+pub fn dev_char(host: &Host) -> Vec<DevChar> {
+    let names: Vec<String> = host
+        .list_dir_opt("/dev")
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|n| driver_number(n, &[("nvidia-uvm".into(), 0)]).is_some())
+        .collect();
+    if names.is_empty() {
+        return Vec::new();
+    }
+    let majors =
+        host.read_string("/proc/devices").map(|t| parse_proc_devices(&t)).unwrap_or_default();
+    let mut out: Vec<DevChar> = names
+        .into_iter()
+        .map(|name| {
+            let (number, how) = match host.char_device(format!("/dev/{name}")) {
+                Ok(Some(n)) => (Some(n), "stat"),
+                _ => (driver_number(&name, &majors), "/proc/devices"),
+            };
+            let link = match number {
+                None => CharLink::Unknown(format!("no device number for /dev/{name}")),
+                Some((ma, mi)) => char_link(host, &format!("/dev/char/{ma}:{mi}"), &name),
+            };
+            DevChar { name, number, how, link }
+        })
+        .collect();
+    // By device number (nvidia0, 1, ..., nvidiactl, nvidia-uvm), unknown ones last.
+    out.sort_by(|a, b| {
+        (a.number.is_none(), a.number, &a.name).cmp(&(b.number.is_none(), b.number, &b.name))
+    });
+    out
+}
+
+/// Whether `link` is a symbolic link to `/dev/<name>` (`../<name>` as udev and nvidia-ctk make
+/// them, or `/dev/<name>`).
+fn char_link(host: &Host, link: &str, name: &str) -> CharLink {
+    match host.link_target(link) {
+        Ok(None) => CharLink::Missing,
+        Ok(Some(t)) => {
+            let t = t.to_string_lossy().into_owned();
+            if t == format!("../{name}") || t == format!("/dev/{name}") {
+                CharLink::Ok
+            } else {
+                CharLink::Other(format!("{link} points to {t}"))
+            }
+        }
+        Err(e) => CharLink::Unknown(e.to_string()),
+    }
+}
+
 /// Whether the `nvidia-fabricmanager` service runs (see the module docs).
 pub fn fabric_unit(host: &Host) -> FabricUnit {
     // comm is cut to 15 characters: "nv-fabricmanager" reads "nv-fabricmanage".
     let is_fm = |c: &str| c.starts_with("nv-fabricmanage");
-    if let Ok(Some(pid)) =
-        host.read_attr_opt(FM_PID_FILE).map(|p| p.and_then(|p| p.parse::<u32>().ok()))
-    {
-        if host.read_attr(format!("/proc/{pid}/comm")).is_ok_and(|c| is_fm(&c)) {
-            return FabricUnit::Running { pid, how: "pid file" };
-        }
+    if let Some(pid) = live_pid_file(host, FM_PID_FILE, is_fm) {
+        return FabricUnit::Running { pid, how: "pid file" };
     }
     // The unit's cgroup: any process in it is the service running (whatever it is called).
     // (An unreadable one tells nothing: /proc is walked as if there were none, as proc::find does.)
@@ -133,8 +320,9 @@ pub fn observe(host: &Host, opts: &Options) -> Snapshot {
     // Where GPUs are expected NVML is asked in any case: its thread starts first and loads the
     // library while sysfs is read here.
     let early = opts.expected_gpus.is_some_and(|n| n > 0);
+    let fabric = opts.nvswitch || opts.imex;
     let start_nvml =
-        || nvml::start(nvml::choose_lib(host, opts.lib_env.clone()), opts.nvswitch, opts.deadlines);
+        || nvml::start(nvml::choose_lib(host, opts.lib_env.clone()), fabric, opts.deadlines);
     let pending = early.then(start_nvml);
     let (pci_gpus, nvswitches) = pci_scan(host, &mut errors);
     let dev_nodes = dev_nodes(host);
@@ -151,8 +339,25 @@ pub fn observe(host: &Host, opts: &Options) -> Snapshot {
     // The kernel log only matters where there are GPUs.
     let kmsg = if ask { xid::scan(host) } else { Ok(KmsgScan::default()) };
     let fabric_unit = opts.nvswitch.then(|| fabric_unit(host));
+    let nvlsm = opts.nvlsm.then(|| nvlsm(host));
+    let imex = opts.imex.then(|| imex(host));
+    let gsp = (opts.gsp_off && ask).then(|| gsp(host, &mut errors));
+    let dev_char = dev_char(host);
     let nvml = pending.map(nvml::Pending::wait);
-    Snapshot { pci_gpus, nvswitches, dev_nodes, proc_version, nvml, kmsg, fabric_unit, errors }
+    Snapshot {
+        pci_gpus,
+        nvswitches,
+        dev_nodes,
+        proc_version,
+        nvml,
+        kmsg,
+        fabric_unit,
+        nvlsm,
+        imex,
+        gsp,
+        dev_char,
+        errors,
+    }
 }
 
 #[cfg(test)]
@@ -168,6 +373,28 @@ mod tests {
             Some("535.183.01")
         );
         assert_eq!(parse_proc_version("garbage"), None);
+    }
+
+    #[test]
+    fn device_numbers_follow_the_driver_and_proc_devices() {
+        let devices = "Character devices:\n  1 mem\n195 nvidia-frontend\n234 nvidia-uvm\n237 nvidia-caps\n\nBlock devices:\n  9 md\n259 blkext\n";
+        let majors = parse_proc_devices(devices);
+        assert!(majors.contains(&("nvidia-uvm".into(), 234)));
+        assert!(!majors.iter().any(|(n, _)| n == "md"), "block devices are not character devices");
+        assert_eq!(driver_number("nvidia3", &majors), Some((195, 3)));
+        assert_eq!(driver_number("nvidiactl", &majors), Some((195, 255)));
+        assert_eq!(driver_number("nvidia-uvm", &majors), Some((234, 0)));
+        assert_eq!(driver_number("nvidia-uvm-tools", &majors), Some((234, 1)));
+        assert_eq!(driver_number("nvidia-uvm", &[]), None, "a dynamic major must be listed");
+        assert_eq!(driver_number("nvidia-caps", &majors), None);
+        assert_eq!(driver_number("nvidiax", &majors), None);
+        assert_eq!(driver_number("nvme0n1", &majors), None);
+        assert_eq!(
+            parse_enable_gpu_firmware("ResmanDebugLevel: 4294967295\nEnableGpuFirmware: 0\n"),
+            Some(0)
+        );
+        assert_eq!(parse_enable_gpu_firmware("EnableGpuFirmware: 18\n"), Some(18));
+        assert_eq!(parse_enable_gpu_firmware("Other: 1\n"), None);
     }
 
     #[test]
