@@ -236,7 +236,11 @@ pub fn driver_number(name: &str, majors: &[(String, u32)]) -> Option<(u32, u32)>
         "nvidia-uvm" => major_of("nvidia-uvm").map(|m| (m, 0)),
         "nvidia-uvm-tools" => major_of("nvidia-uvm").map(|m| (m, 1)),
         n => {
-            let i: u32 = n.strip_prefix("nvidia")?.parse().ok()?;
+            // The driver names them nvidia0, nvidia1, ...: digits only, no leading zero.
+            let digits = n.strip_prefix("nvidia")?;
+            let canonical = digits.bytes().all(|b| b.is_ascii_digit())
+                && (digits == "0" || !digits.starts_with('0'));
+            let i: u32 = digits.parse().ok().filter(|_| canonical)?;
             (i < 254).then_some((NVIDIA_MAJOR, i))
         }
     }
@@ -388,6 +392,8 @@ mod tests {
         assert_eq!(driver_number("nvidia-uvm", &[]), None, "a dynamic major must be listed");
         assert_eq!(driver_number("nvidia-caps", &majors), None);
         assert_eq!(driver_number("nvidiax", &majors), None);
+        assert_eq!(driver_number("nvidia083", &majors), None, "not a name the driver gives");
+        assert_eq!(driver_number("nvidia+1", &majors), None);
         assert_eq!(driver_number("nvme0n1", &majors), None);
         assert_eq!(
             parse_enable_gpu_firmware("ResmanDebugLevel: 4294967295\nEnableGpuFirmware: 0\n"),
