@@ -42,6 +42,11 @@ pub struct CheckResult {
     pub found: Map<String, Value>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub remedy: Option<String>,
+    /// The failure is the hardware's (a GPU lost, a fatal XID, an EFA device that failed, a disk
+    /// gone), not a configuration mistake: what replacing the node would fix. Read by the node
+    /// repair bridge (`kubernetes.repair_conditions`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hardware_fault: Option<String>,
     pub duration_ms: u64,
     /// Typed values for `/metrics` (not in the JSON report: it carries the same facts by name).
     #[serde(skip)]
@@ -88,6 +93,7 @@ impl CheckResult {
             expected: Map::new(),
             found: Map::new(),
             remedy: None,
+            hardware_fault: None,
             duration_ms: 0,
             metrics: Vec::new(),
         }
@@ -133,6 +139,12 @@ impl CheckResult {
 
     pub fn remedy(mut self, remedy: impl Into<String>) -> Self {
         self.remedy = Some(remedy.into());
+        self
+    }
+
+    /// Marks the failure as the hardware's, with what failed.
+    pub fn hardware_fault(mut self, what: impl Into<String>) -> Self {
+        self.hardware_fault = Some(what.into());
         self
     }
 

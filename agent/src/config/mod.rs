@@ -317,6 +317,8 @@ pub struct ServeConfig {
     /// A second address that serves only `/metrics` (for a cluster Prometheus); empty: none.
     pub metrics_listen: String,
     pub interval_seconds: u64,
+    /// Follow the kernel log between runs: a fatal XID or efa driver error reruns the checks at once.
+    pub follow_kernel_log: bool,
 }
 
 impl Default for ServeConfig {
@@ -325,17 +327,94 @@ impl Default for ServeConfig {
             listen: DEFAULT_LISTEN.into(),
             metrics_listen: String::new(),
             interval_seconds: 30,
+            follow_kernel_log: true,
         }
     }
 }
 
-#[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct KubernetesConfig {
     pub enabled: bool,
     pub node_name: String,
     pub kubeconfig: String,
     pub startup_taint: String,
+    /// What shows kubelet can hand the devices to pods before the taint goes.
+    pub device_evidence: DeviceEvidence,
+    /// The DRA drivers whose ResourceSlices publish the node's devices.
+    pub dra_drivers: DraDrivers,
+    /// Also set the node repair conditions (AcceleratedHardwareReady, StorageReady,
+    /// NetworkingReady) on hardware failures.
+    pub repair_conditions: bool,
+    /// How long the startup taint may stay before nodeprep says so (an Event, reason
+    /// GateTimedOut); 0: never.
+    pub gate_deadline_seconds: u64,
+    /// What else happens at the deadline.
+    pub gate_deadline_action: GateAction,
+}
+
+impl Default for KubernetesConfig {
+    fn default() -> Self {
+        KubernetesConfig {
+            enabled: false,
+            node_name: String::new(),
+            kubeconfig: String::new(),
+            startup_taint: String::new(),
+            device_evidence: DeviceEvidence::Auto,
+            dra_drivers: DraDrivers::default(),
+            repair_conditions: false,
+            gate_deadline_seconds: 900,
+            gate_deadline_action: GateAction::KeepTaint,
+        }
+    }
+}
+
+/// `auto | extended-resources | dra`: where the node's devices show up as usable by pods.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum DeviceEvidence {
+    /// Either: extended resources allocatable, or the DRA drivers' ResourceSlices.
+    #[default]
+    Auto,
+    /// `nvidia.com/gpu` / `vpc.amazonaws.com/efa` allocatable (device plugins).
+    ExtendedResources,
+    /// The DRA drivers' `resource.k8s.io/v1` ResourceSlices for this node.
+    Dra,
+}
+
+impl fmt::Display for DeviceEvidence {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            DeviceEvidence::Auto => "auto",
+            DeviceEvidence::ExtendedResources => "extended-resources",
+            DeviceEvidence::Dra => "dra",
+        })
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DraDrivers {
+    pub gpu: String,
+    pub efa: String,
+}
+
+impl Default for DraDrivers {
+    fn default() -> Self {
+        DraDrivers { gpu: "gpu.nvidia.com".into(), efa: "efa.amazonaws.com".into() }
+    }
+}
+
+/// `keep-taint | repair`: at the gate deadline, besides the Event and the reason.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum GateAction {
+    /// Keep the taint: a person decides.
+    #[default]
+    KeepTaint,
+    /// Also mark hardware failures repair-eligible (the node repair conditions False), so
+    /// Karpenter's node repair or EKS auto repair replaces the node.
+    Repair,
 }
 
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]

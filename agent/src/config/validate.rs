@@ -313,6 +313,40 @@ fn kubernetes(k: &KubernetesConfig) -> Result<(), Invalid> {
             ),
         );
     }
+    if k.startup_taint == "karpenter.sh/unregistered" {
+        return bad(
+            "kubernetes.startup_taint",
+            "karpenter.sh/unregistered is Karpenter's own taint (it removes it at registration): use the NodePool's startupTaints key, e.g. nodeprep.io/not-ready",
+        );
+    }
+    if k.startup_taint.starts_with("readiness.k8s.io/") {
+        return bad(
+            "kubernetes.startup_taint",
+            format!(
+                "{} is a Node Readiness Controller taint (readiness.k8s.io/): the controller removes it from the conditions; leave startup_taint empty (see packaging/kubernetes/node-readiness-rule.yaml)",
+                k.startup_taint
+            ),
+        );
+    }
+    for (key, driver) in [
+        ("kubernetes.dra_drivers.gpu", &k.dra_drivers.gpu),
+        ("kubernetes.dra_drivers.efa", &k.dra_drivers.efa),
+    ] {
+        if !driver.is_empty() && !is_dns_subdomain(driver) {
+            return bad(
+                key,
+                format!(
+                    "\"{driver}\" is not a DRA driver name (a DNS subdomain, e.g. gpu.nvidia.com)"
+                ),
+            );
+        }
+    }
+    if k.gate_deadline_seconds != 0 && !(60..=86400).contains(&k.gate_deadline_seconds) {
+        return bad(
+            "kubernetes.gate_deadline_seconds",
+            format!("{} is out of range 60..86400 (0: no deadline)", k.gate_deadline_seconds),
+        );
+    }
     Ok(())
 }
 

@@ -58,6 +58,74 @@ fn read_with(host: &Host, raw: bool, mut each: impl FnMut(&str)) -> HostResult<u
     Ok(records)
 }
 
+/// Follows the kernel log from its end, calling `each` with every new record whole
+/// (`PRI,SEQ,USEC,FLAGS;MESSAGE`) as it is logged, until `each` returns false or reading fails.
+/// On a host `/dev/kmsg` is opened blocking and sought to its end: each `read()` waits for the
+/// next record. A fixture's regular file is looked at every `poll` for appended lines (a file
+/// that shrinks was rewritten: it is read again from its start). Never returns while the log is
+/// quiet: run it on a thread of its own.
+pub fn follow(
+    host: &Host,
+    poll: std::time::Duration,
+    mut each: impl FnMut(&str) -> bool,
+) -> HostResult<()> {
+    use std::io::{Seek, SeekFrom};
+    let path = host.path(KMSG);
+    let err = |op: &'static str, e: std::io::Error| HostError::io(op, path.clone(), &e);
+    let mut file = File::open(&path).map_err(|e| err("opening", e))?;
+    if let Some(e) = super::not_a_file(&file, &path) {
+        return Err(e);
+    }
+    let meta = file.metadata().map_err(|e| err("reading", e))?;
+    if meta.file_type().is_char_device() {
+        file.seek(SeekFrom::End(0)).map_err(|e| err("seeking to the end of", e))?;
+        let mut buf = vec![0u8; 16 * 1024];
+        loop {
+            match file.read(&mut buf) {
+                Ok(0) => return Ok(()),
+                Ok(n) => {
+                    let text = String::from_utf8_lossy(&buf[..n]);
+                    if let Some(first) = text.lines().next() {
+                        if record_message(first).is_some() && !each(first) {
+                            return Ok(());
+                        }
+                    }
+                }
+                Err(e) if e.kind() == ErrorKind::Interrupted => continue,
+                Err(e) if e.raw_os_error() == Some(libc::EPIPE) => continue,
+                Err(e) => return Err(err("reading", e)),
+            }
+        }
+    }
+    let mut offset = meta.len();
+    let mut partial = String::new();
+    loop {
+        std::thread::sleep(poll);
+        let len = std::fs::metadata(&path).map_err(|e| err("inspecting", e))?.len();
+        if len < offset {
+            offset = 0;
+            partial.clear();
+        }
+        if len == offset {
+            continue;
+        }
+        let mut f = File::open(&path).map_err(|e| err("opening", e))?;
+        f.seek(SeekFrom::Start(offset)).map_err(|e| err("seeking in", e))?;
+        let want = (len - offset).min(host.max_read);
+        let mut bytes = Vec::with_capacity(want as usize);
+        (&mut f).take(want).read_to_end(&mut bytes).map_err(|e| err("reading", e))?;
+        offset += bytes.len() as u64;
+        partial.push_str(&String::from_utf8_lossy(&bytes));
+        while let Some(end) = partial.find('\n') {
+            let line: String = partial.drain(..=end).collect();
+            let line = line.trim_end_matches(['\n', '\r']);
+            if record_line(line).is_some() && !each(line) {
+                return Ok(());
+            }
+        }
+    }
+}
+
 /// Reads a `/dev/kmsg` character device record by record until it has no more (`EAGAIN`).
 /// At most `max` bytes in all: the kernel's ring buffer is far smaller, so more is not a kmsg.
 fn read_records(file: &mut File, max: u64, line: &mut impl FnMut(&str)) -> std::io::Result<()> {
@@ -145,6 +213,31 @@ mod tests {
         let mut seen = Vec::new();
         assert_eq!(read(&host, |m| seen.push(m.to_string())).unwrap(), 2);
         assert_eq!(seen, ["one", "two"]);
+    }
+
+    #[test]
+    fn following_a_fixture_sees_appended_records_and_not_old_ones() {
+        use std::io::Write as _;
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(dir.path().join("dev")).unwrap();
+        let path = dir.path().join("dev/kmsg");
+        std::fs::write(&path, "3,1,1,-;old\n").unwrap();
+        let host = Host::new(dir.path());
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            follow(&host, std::time::Duration::from_millis(10), |r| {
+                tx.send(r.to_string()).is_ok() && !r.ends_with("stop")
+            })
+        });
+        std::thread::sleep(std::time::Duration::from_millis(50));
+        let mut f = std::fs::OpenOptions::new().append(true).open(&path).unwrap();
+        // A record written in two pieces is one record; a dictionary line is none.
+        f.write_all(b"4,2,2,-;new").unwrap();
+        f.flush().unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(40));
+        f.write_all(b" one\n SUBSYSTEM=pci\n6,3,3,-;stop\n").unwrap();
+        let got: Vec<String> = rx.iter().take(2).collect();
+        assert_eq!(got, ["4,2,2,-;new one", "6,3,3,-;stop"]);
     }
 
     /// The real /dev/kmsg, where this process may read it: read record by record until EAGAIN,

@@ -5,8 +5,10 @@
 //! - [`http`]: `/livez`, `/readyz`, `/status`, `/metrics` with bounded requests and idle timeouts
 //! - [`metrics`]: Prometheus text from each report
 //! - [`notify`]: systemd `Type=notify` readiness, watchdog and STATUS=
-//! - [`kube`]: node conditions and the startup taint (opt-in)
+//! - [`kube`]: node conditions, the startup taint, the gate deadline, the repair bridge (opt-in)
+//! - [`follow`]: the kernel log between runs: a fatal XID or efa error reruns the checks at once
 
+pub mod follow;
 pub mod http;
 pub mod kube;
 pub mod metrics;
@@ -139,11 +141,12 @@ fn lower_priority() {
     }
 }
 
-/// Runs the checks forever (until `stop`), publishing each report.
+/// Runs the checks forever (until [`follow::Wake::Stop`]), publishing each report; a kernel log
+/// record that matters starts the next run at once.
 fn check_loop(
     ctx: Arc<Context>,
     shared: Arc<Shared>,
-    stop: std::sync::mpsc::Receiver<()>,
+    wake: std::sync::mpsc::Receiver<follow::Wake>,
     kube: Option<tokio::sync::watch::Sender<Option<Arc<Report>>>>,
 ) {
     lower_priority();
@@ -173,9 +176,22 @@ fn check_loop(
             notify::ready();
             first = false;
         }
-        match stop.recv_timeout(shared.interval) {
+        match wake.recv_timeout(shared.interval) {
             Err(std::sync::mpsc::RecvTimeoutError::Timeout) => continue,
-            _ => return,
+            Ok(follow::Wake::Kernel(record)) => {
+                // A burst of records is one more run: take every wake that is already here.
+                let mut more = 0;
+                loop {
+                    match wake.try_recv() {
+                        Ok(follow::Wake::Kernel(_)) => more += 1,
+                        Ok(follow::Wake::Stop) => return,
+                        Err(_) => break,
+                    }
+                }
+                tracing::info!(record = %record, more, "check run started by the kernel log");
+                continue;
+            }
+            Ok(follow::Wake::Stop) | Err(_) => return,
         }
     }
 }
@@ -232,6 +248,9 @@ pub fn run(
     tracing::info!(listen = %bound, interval_s = interval.as_secs(), "serving");
 
     let (stop_tx, stop_rx) = std::sync::mpsc::channel();
+    if cfg.serve.follow_kernel_log {
+        follow::start(ctx.host.clone(), cfg.nvidia.fatal_xids.clone(), stop_tx.clone());
+    }
     let loop_shared = Arc::clone(&shared);
     let checker = std::thread::Builder::new()
         .name("check-loop".into())
@@ -260,7 +279,7 @@ pub fn run(
             w.abort();
         }
     });
-    let _ = stop_tx.send(());
+    let _ = stop_tx.send(follow::Wake::Stop);
     // A check run in progress finishes within its deadlines; do not wait for it past a bound.
     let deadline = Instant::now() + Duration::from_secs(2);
     while !checker.is_finished() && Instant::now() < deadline {

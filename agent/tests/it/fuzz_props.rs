@@ -595,7 +595,12 @@ fn config_file() -> impl Strategy<Value = String> {
                 continue;
             }
             seen.push(key);
-            let (table, name) = key.rsplit_once('.').unwrap_or(("", key));
+            // A key of a nested table (kubernetes.dra_drivers.gpu) goes into its top table as a
+            // dotted key (dra_drivers.gpu): a table and its sub-table never both stand alone.
+            let (table, name) = match key.split_once('.') {
+                Some((t, rest)) => (t, rest),
+                None => ("", key),
+            };
             let name = if typo { format!("{name}x") } else { name.to_string() };
             match tables.iter_mut().find(|(t, _)| t == table) {
                 Some((_, v)) => v.push((name, value)),

@@ -95,6 +95,9 @@ fn every_document_parses_and_the_kinds_are_there() {
         "ValidatingAdmissionPolicyBinding",
         "PodMonitor",
         "PrometheusRule",
+        "Role",
+        "RoleBinding",
+        "NodeReadinessRule",
     ] {
         assert!(kinds.contains(k), "no {k} in packaging/: {kinds:?}");
     }
@@ -135,31 +138,48 @@ fn no_karpenter_raid0_anywhere() {
 }
 
 #[test]
-fn rbac_is_exactly_nodes_get_patch_and_nodes_status_patch() {
-    let role = one("ClusterRole");
-    let mut got: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
-    for rule in role["rules"].as_array().unwrap() {
-        let groups: Vec<&str> =
-            rule["apiGroups"].as_array().unwrap().iter().map(|g| g.as_str().unwrap()).collect();
-        assert_eq!(groups, [""], "only the core API group: {rule}");
-        assert!(
-            rule.get("resourceNames").is_none() && rule.get("nonResourceURLs").is_none(),
-            "{rule}"
-        );
-        for r in rule["resources"].as_array().unwrap() {
-            let verbs = got.entry(r.as_str().unwrap().to_string()).or_default();
-            verbs.extend(
-                rule["verbs"].as_array().unwrap().iter().map(|v| v.as_str().unwrap().to_string()),
+fn rbac_is_exactly_nodes_get_patch_status_patch_slices_read_and_events_in_default() {
+    // Every (group, resource) a role grants, with its verbs.
+    let grants = |role: &Value| {
+        let mut got: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+        for rule in role["rules"].as_array().unwrap() {
+            assert!(
+                rule.get("resourceNames").is_none() && rule.get("nonResourceURLs").is_none(),
+                "{rule}"
             );
+            for g in rule["apiGroups"].as_array().unwrap() {
+                for r in rule["resources"].as_array().unwrap() {
+                    let key = format!("{}/{}", g.as_str().unwrap(), r.as_str().unwrap());
+                    got.entry(key).or_default().extend(
+                        rule["verbs"]
+                            .as_array()
+                            .unwrap()
+                            .iter()
+                            .map(|v| v.as_str().unwrap().to_string()),
+                    );
+                }
+            }
         }
-    }
+        got
+    };
+    let set = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<BTreeSet<String>>();
+    let role = one("ClusterRole");
     let want: BTreeMap<String, BTreeSet<String>> = [
-        ("nodes".to_string(), ["get", "patch"].iter().map(|s| s.to_string()).collect()),
-        ("nodes/status".to_string(), ["patch"].iter().map(|s| s.to_string()).collect()),
+        ("/nodes".to_string(), set(&["get", "patch"])),
+        ("/nodes/status".to_string(), set(&["patch"])),
+        // DRA added read access to ResourceSlices, nothing else.
+        ("resource.k8s.io/resourceslices".to_string(), set(&["get", "list"])),
     ]
     .into_iter()
     .collect();
-    assert_eq!(got, want);
+    assert_eq!(grants(&role), want);
+    // Events only in `default` (where a Node's Events go), only create.
+    let events = one("Role");
+    assert_eq!(events["metadata"]["namespace"], "default");
+    assert_eq!(grants(&events), [("/events".to_string(), set(&["create"]))].into_iter().collect());
+    let rb = one("RoleBinding");
+    assert_eq!(rb["roleRef"]["name"], events["metadata"]["name"]);
+    assert_eq!(rb["subjects"][0]["name"], "nodeprep");
 
     let binding = one("ClusterRoleBinding");
     let sa = one("ServiceAccount");
@@ -725,7 +745,8 @@ fn admission_policy_cel_allows_nodeprep_and_denies_everything_else() {
             {"key": "nvidia.com/gpu", "value": "true", "effect": "NoSchedule"}]},
         "status": {"capacity": {"nvidia.com/gpu": "8"}, "allocatable": {"nvidia.com/gpu": "8"},
                    "conditions": [{"type": "Ready", "status": "True"},
-                                  {"type": "NodeprepEfa", "status": "False"}]}
+                                  {"type": "nodeprep.io/EFAReady", "status": "False"},
+                                  {"type": "NetworkingReady", "status": "True", "reason": "NodeprepHardwareHealthy"}]}
     });
     let with = |f: &dyn Fn(&mut Value)| {
         let mut n = node.clone();
@@ -735,6 +756,9 @@ fn admission_policy_cel_allows_nodeprep_and_denies_everything_else() {
     let untainted =
         with(&|n| n["spec"]["taints"].as_array_mut().unwrap().remove(0).to_string().clear());
     let me = Some("node-1");
+    let denied_by = |why: &[String], rule: &str| {
+        assert!(why.iter().any(|m| m.contains(rule)), "not denied by `{rule}`: {why:?}");
+    };
     // What nodeprep sends.
     assert_eq!(admit(&node, &untainted, None, me), Vec::<String>::new(), "taint removal");
     let cond = with(&|n| {
@@ -742,9 +766,37 @@ fn admission_policy_cel_allows_nodeprep_and_denies_everything_else() {
         n["status"]["conditions"]
             .as_array_mut()
             .unwrap()
-            .push(json!({"type": "NodeprepReady", "status": "True"}));
+            .push(json!({"type": "nodeprep.io/Ready", "status": "True"}));
     });
     assert_eq!(admit(&node, &cond, Some("status"), me), Vec::<String>::new(), "its conditions");
+    // The repair bridge: the node repair conditions.
+    let repair = with(&|n| {
+        n["status"]["conditions"][2]["status"] = json!("False");
+        n["status"]["conditions"]
+            .as_array_mut()
+            .unwrap()
+            .push(json!({"type": "AcceleratedHardwareReady", "status": "False", "reason": "NodeprepHardwareFault"}));
+    });
+    assert_eq!(
+        admit(&node, &repair, Some("status"), me),
+        Vec::<String>::new(),
+        "repair conditions"
+    );
+    // A condition of another writer that merely starts like ours is not ours.
+    denied_by(
+        &admit(
+            &node,
+            &with(&|n| {
+                n["status"]["conditions"]
+                    .as_array_mut()
+                    .unwrap()
+                    .push(json!({"type": "NodeprepReady", "status": "True"}))
+            }),
+            Some("status"),
+            me,
+        ),
+        "only its own nodeprep.io/ conditions",
+    );
     // What it must not.
     let denied = |old: &Value, new: &Value, sub: Option<&str>, who: Option<&str>, rule: &str| {
         let why = admit(old, new, sub, who);
@@ -791,7 +843,7 @@ fn admission_policy_cel_allows_nodeprep_and_denies_everything_else() {
         &with(&|n| n["status"]["conditions"][0]["status"] = json!("False")),
         Some("status"),
         me,
-        "only its own Nodeprep* conditions",
+        "only its own nodeprep.io/ conditions",
     );
     denied(
         &node,
@@ -807,4 +859,169 @@ fn admission_policy_cel_allows_nodeprep_and_denies_everything_else() {
         me,
         "labels, annotations",
     );
+}
+
+/// The Python with kubernetes-validate and jsonschema that `scripts/test` installs.
+fn test_python() -> PathBuf {
+    let p = std::env::var_os("NODEPREP_TEST_PYTHON").map(PathBuf::from).unwrap_or_else(|| {
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/test-venv/bin/python")
+    });
+    assert!(
+        p.exists(),
+        "{} not found: kubernetes-validate and jsonschema are not installed; run `scripts/test --install` (it makes target/test-venv) or set NODEPREP_TEST_PYTHON",
+        p.display()
+    );
+    p
+}
+
+fn validate(files: &[&Path]) -> (i32, String) {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/crds/validate.py");
+    let out = Command::new(test_python()).arg(script).args(files).output().unwrap();
+    let text =
+        format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    (out.status.code().unwrap_or(-1), text)
+}
+
+/// Every manifest under packaging/ against Kubernetes' own schemas (kubernetes-validate) and the
+/// saved CRDs of Karpenter, the Node Readiness Controller and the Prometheus Operator (jsonschema),
+/// strictly; and the validator fails on what a typo makes of them.
+#[test]
+fn every_manifest_validates_against_kubernetes_and_crd_schemas() {
+    let (code, text) = validate(&[]);
+    println!("{text}");
+    assert_eq!(code, 0, "{text}");
+    for kind in [
+        "DaemonSet/nodeprep",
+        "NodePool/gpu-efa-p5",
+        "EC2NodeClass/gpu-efa-al2023",
+        "NodeReadinessRule/nodeprep",
+        "ValidatingAdmissionPolicy/nodeprep-node-patch",
+        "PrometheusRule/nodeprep",
+        "Role/nodeprep-events",
+    ] {
+        assert!(
+            text.lines().any(|l| l.starts_with("ok") && l.contains(kind)),
+            "{kind} not validated:\n{text}"
+        );
+    }
+    // What a typo makes of them is caught, and named.
+    let dir = tempfile::tempdir().unwrap();
+    let broken = |src: &str, from: &str, to: &str, name: &str| {
+        let text = std::fs::read_to_string(packaging().join(src)).unwrap();
+        assert!(text.contains(from), "{src} has no {from:?}");
+        let p = dir.path().join(name);
+        std::fs::write(&p, text.replacen(from, to, 1)).unwrap();
+        p
+    };
+    let np = broken("karpenter/al2023.yaml", "  template:", "  tmplate:", "np.yaml");
+    let nrr = broken(
+        "kubernetes/node-readiness-rule.yaml",
+        "requiredStatus: \"True\"",
+        "requiredStatus: \"Yes\"",
+        "nrr.yaml",
+    );
+    let ds = broken(
+        "kubernetes/daemonset.yaml",
+        "hostNetwork: true",
+        "hostNetwork: true\n      hostNetworking: true",
+        "ds.yaml",
+    );
+    let (code, text) = validate(&[&np, &nrr, &ds]);
+    assert_eq!(code, 1, "{text}");
+    for want in [
+        "'tmplate' was unexpected",
+        "'Yes' is not one of ['True', 'False', 'Unknown']",
+        "'hostNetworking' was unexpected",
+    ] {
+        assert!(text.contains(want), "not caught: {want}\n{text}");
+    }
+}
+
+/// The CEL rules (x-kubernetes-validations) of the saved CRDs, evaluated with the `cel` crate on our
+/// custom resources as the API server does on create: `self` is the value the rule sits on;
+/// transition rules (they name `oldSelf`) apply to updates only. Rules this CEL library cannot run
+/// (Kubernetes' own string functions) are listed as not evaluated, never counted as passed.
+#[test]
+fn crd_cel_rules_hold_for_our_custom_resources() {
+    fn walk(schema: &Value, value: &Value, path: &str, out: &mut Vec<(String, String, String)>) {
+        for rule in schema["x-kubernetes-validations"].as_array().into_iter().flatten() {
+            let r = rule["rule"].as_str().unwrap_or("").to_string();
+            let msg = rule["message"].as_str().unwrap_or("").to_string();
+            if !r.contains("oldSelf") {
+                out.push((path.to_string(), r, serde_json::to_string(&(value, msg)).unwrap()));
+            }
+        }
+        if let (Some(props), Some(obj)) = (schema["properties"].as_object(), value.as_object()) {
+            for (k, sub) in props {
+                if let Some(v) = obj.get(k) {
+                    walk(sub, v, &format!("{path}.{k}"), out);
+                }
+            }
+        }
+        if let (Some(items), Some(arr)) = (schema.get("items"), value.as_array()) {
+            for (i, v) in arr.iter().enumerate() {
+                walk(items, v, &format!("{path}[{i}]"), out);
+            }
+        }
+    }
+    let crds = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/crds");
+    let schema_of = |file: &str| -> Value {
+        let text = std::fs::read_to_string(crds.join(file)).unwrap();
+        let crd: Value = serde_norway::from_str(&text).unwrap();
+        crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"].clone()
+    };
+    // Evaluates every rule on `doc`: (evaluated and held, the rules that did not hold, not evaluated).
+    let judge = |schema: &Value, doc: &Value| {
+        let mut rules = Vec::new();
+        walk(schema, doc, "", &mut rules);
+        let (mut held, mut broke, mut skipped) = (0, Vec::new(), Vec::new());
+        for (path, rule, ctx) in rules {
+            let (value, msg): (Value, String) = serde_json::from_str(&ctx).unwrap();
+            let mut c = cel::Context::default();
+            c.add_variable("self", value).unwrap();
+            match cel::Program::compile(&rule)
+                .map_err(|e| e.to_string())
+                .and_then(|p| p.execute(&c).map_err(|e| e.to_string()))
+            {
+                Ok(cel::Value::Bool(true)) => held += 1,
+                Ok(cel::Value::Bool(false)) => broke.push(format!("{path}: {msg}")),
+                Ok(other) => skipped.push(format!("{path}: {rule} gave {other:?}")),
+                Err(e) => skipped.push(format!("{path}: {rule}: {e}")),
+            }
+        }
+        (held, broke, skipped)
+    };
+    let nrr_schema = schema_of("readiness.node.x-k8s.io_nodereadinessrules.yaml");
+    let nrr = one("NodeReadinessRule");
+    let (held, broke, skipped) = judge(&nrr_schema, &nrr);
+    println!("NodeReadinessRule: {held} CEL rules hold; not evaluated here: {skipped:#?}");
+    assert!(broke.is_empty(), "{broke:?}");
+    assert!(held >= 3, "too few rules evaluated ({held}): {skipped:?}");
+    // A taint the controller would refuse is caught by its rule.
+    let mut bad = nrr.clone();
+    bad["spec"]["taint"]["key"] = Value::from("nodeprep.io/not-ready");
+    let (_, broke, _) = judge(&nrr_schema, &bad);
+    assert!(
+        broke.iter().any(|m| m.contains("taint key must start with 'readiness.k8s.io/'")),
+        "{broke:?}"
+    );
+    for (_, np) in of_kind("NodePool") {
+        let (held, broke, skipped) = judge(&schema_of("karpenter.sh_nodepools.yaml"), &np);
+        println!(
+            "NodePool {}: {held} CEL rules hold; not evaluated here: {}",
+            np["metadata"]["name"],
+            skipped.len()
+        );
+        assert!(broke.is_empty(), "{broke:?}");
+    }
+    for (_, nc) in of_kind("EC2NodeClass") {
+        let (held, broke, skipped) =
+            judge(&schema_of("karpenter.k8s.aws_ec2nodeclasses.yaml"), &nc);
+        println!(
+            "EC2NodeClass {}: {held} CEL rules hold; not evaluated here: {}",
+            nc["metadata"]["name"],
+            skipped.len()
+        );
+        assert!(broke.is_empty(), "{broke:?}");
+    }
 }

@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 use nodeprep_fixtures::Spec;
 
 use crate::common::{Nodeprep, Server};
+use crate::fake_kube;
 
 /// `serve` on `root` with `env` set (a test's systemd variables); stderr dropped.
 fn start(root: &Path, env: &[(&str, &str)]) -> Server {
@@ -259,178 +260,6 @@ fn busy_port_is_a_clear_error() {
     assert!(err.contains(&format!("cannot listen on {addr}: Address already in use")), "{err}");
 }
 
-/// A fake Kubernetes API server: one Node, bearer-token auth, resourceVersion preconditions on
-/// merge patches (409 on mismatch), and the failures seen in the field.
-mod fake_kube {
-    use std::sync::{Arc, Mutex};
-    use std::time::Duration;
-
-    use axum::body::Bytes;
-    use axum::extract::{Path, State};
-    use axum::http::{HeaderMap, StatusCode};
-    use axum::routing::get;
-    use axum::Router;
-    use serde_json::{json, Value};
-
-    #[derive(Clone, Copy, PartialEq)]
-    pub enum Mode {
-        Normal,
-        ConflictOnce,
-        Unauthorized,
-        Hang,
-    }
-
-    pub struct Api {
-        pub node: Value,
-        pub mode: Mode,
-        pub conflicts: usize,
-        pub status_patches: Vec<(String, Value)>,
-        pub requests: usize,
-    }
-
-    pub type Shared = Arc<Mutex<Api>>;
-
-    fn status(
-        code: u16,
-        reason: &str,
-        msg: &str,
-    ) -> (StatusCode, [(&'static str, &'static str); 1], String) {
-        let body = json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure", "message": msg, "reason": reason, "code": code});
-        (
-            StatusCode::from_u16(code).unwrap(),
-            [("content-type", "application/json")],
-            body.to_string(),
-        )
-    }
-
-    type Resp = (StatusCode, [(&'static str, &'static str); 1], String);
-
-    async fn gate(s: &Shared, headers: &HeaderMap) -> Option<Resp> {
-        let mode = {
-            let mut a = s.lock().unwrap();
-            a.requests += 1;
-            a.mode
-        };
-        if mode == Mode::Hang {
-            tokio::time::sleep(Duration::from_secs(60)).await;
-        }
-        let auth = headers.get("authorization").and_then(|v| v.to_str().ok()).unwrap_or("");
-        if mode == Mode::Unauthorized || auth != "Bearer test-token" {
-            return Some(status(401, "Unauthorized", "Unauthorized"));
-        }
-        None
-    }
-
-    async fn get_node(
-        State(s): State<Shared>,
-        Path(name): Path<String>,
-        headers: HeaderMap,
-    ) -> Resp {
-        if let Some(r) = gate(&s, &headers).await {
-            return r;
-        }
-        let a = s.lock().unwrap();
-        if a.node["metadata"]["name"] != name.as_str() {
-            return status(404, "NotFound", &format!("nodes \"{name}\" not found"));
-        }
-        (StatusCode::OK, [("content-type", "application/json")], a.node.to_string())
-    }
-
-    async fn patch_status(
-        State(s): State<Shared>,
-        Path(_name): Path<String>,
-        headers: HeaderMap,
-        body: Bytes,
-    ) -> Resp {
-        if let Some(r) = gate(&s, &headers).await {
-            return r;
-        }
-        let ct =
-            headers.get("content-type").and_then(|v| v.to_str().ok()).unwrap_or("").to_string();
-        let patch: Value = serde_json::from_slice(&body).unwrap();
-        let mut a = s.lock().unwrap();
-        a.status_patches.push((ct, patch.clone()));
-        // Strategic merge of status.conditions by type.
-        let mut conds = a.node["status"]["conditions"].as_array().cloned().unwrap_or_default();
-        for c in patch["status"]["conditions"].as_array().unwrap() {
-            conds.retain(|e| e["type"] != c["type"]);
-            conds.push(c.clone());
-        }
-        a.node["status"]["conditions"] = Value::Array(conds);
-        bump(&mut a.node);
-        (StatusCode::OK, [("content-type", "application/json")], a.node.to_string())
-    }
-
-    async fn patch_node(
-        State(s): State<Shared>,
-        Path(_name): Path<String>,
-        headers: HeaderMap,
-        body: Bytes,
-    ) -> Resp {
-        if let Some(r) = gate(&s, &headers).await {
-            return r;
-        }
-        let patch: Value = serde_json::from_slice(&body).unwrap();
-        let mut a = s.lock().unwrap();
-        if a.mode == Mode::ConflictOnce && a.conflicts == 0 {
-            a.conflicts += 1;
-            // Someone else changed the node meanwhile.
-            bump(&mut a.node);
-            return status(409, "Conflict", "the object has been modified; please apply your changes to the latest version and try again");
-        }
-        if patch["metadata"]["resourceVersion"] != a.node["metadata"]["resourceVersion"] {
-            a.conflicts += 1;
-            return status(409, "Conflict", "the object has been modified");
-        }
-        a.node["spec"]["taints"] = patch["spec"]["taints"].clone();
-        bump(&mut a.node);
-        (StatusCode::OK, [("content-type", "application/json")], a.node.to_string())
-    }
-
-    fn bump(node: &mut Value) {
-        let rv: u64 = node["metadata"]["resourceVersion"].as_str().unwrap().parse().unwrap();
-        node["metadata"]["resourceVersion"] = Value::from((rv + 1).to_string());
-    }
-
-    pub fn start(mode: Mode, allocatable: Value) -> (String, Shared) {
-        let node = json!({
-            "apiVersion": "v1", "kind": "Node",
-            "metadata": {"name": "node-1", "resourceVersion": "100"},
-            "spec": {"taints": [
-                {"key": "nodeprep.io/not-ready", "effect": "NoSchedule"},
-                {"key": "dedicated", "value": "gpu", "effect": "NoSchedule"}
-            ]},
-            "status": {"allocatable": allocatable, "conditions": [
-                {"type": "Ready", "status": "True", "reason": "KubeletReady", "message": "kubelet is posting ready status",
-                 "lastHeartbeatTime": "2026-11-25T00:00:00Z", "lastTransitionTime": "2026-11-25T00:00:00Z"}
-            ]}
-        });
-        let shared: Shared = Arc::new(Mutex::new(Api {
-            node,
-            mode,
-            conflicts: 0,
-            status_patches: vec![],
-            requests: 0,
-        }));
-        let app = Router::new()
-            .route("/api/v1/nodes/{name}", get(get_node).patch(patch_node))
-            .route("/api/v1/nodes/{name}/status", axum::routing::patch(patch_status))
-            .with_state(Arc::clone(&shared));
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        listener.set_nonblocking(true).unwrap();
-        let addr = listener.local_addr().unwrap();
-        std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
-            rt.block_on(async move {
-                axum::serve(tokio::net::TcpListener::from_std(listener).unwrap(), app)
-                    .await
-                    .unwrap()
-            });
-        });
-        (format!("http://{addr}"), shared)
-    }
-}
-
 fn kube_node(api: &str) -> tempfile::TempDir {
     let mut s = Spec::p5_48xlarge();
     s.config = Some(
@@ -483,13 +312,14 @@ fn conditions_are_set_and_the_taint_waits_for_allocatable_devices() {
             .map(|c| c["type"].as_str().unwrap())
             .collect();
         assert!(
-            types.contains(&"NodeprepReady")
-                && types.contains(&"NodeprepLimits")
-                && types.contains(&"NodeprepDevicePlugins"),
+            types.contains(&"nodeprep.io/Ready")
+                && types.contains(&"nodeprep.io/LimitsReady")
+                && types.contains(&"nodeprep.io/GPUReady")
+                && types.contains(&"nodeprep.io/DevicePluginsReady"),
             "{types:?}"
         );
         assert!(
-            types.iter().all(|t| t.starts_with("Nodeprep")),
+            types.iter().all(|t| t.starts_with("nodeprep.io/")),
             "only our conditions are sent: {types:?}"
         );
         let ready = |p: &serde_json::Value| {
@@ -497,11 +327,19 @@ fn conditions_are_set_and_the_taint_waits_for_allocatable_devices() {
                 .as_array()
                 .unwrap()
                 .iter()
-                .find(|c| c["type"] == "NodeprepReady")
+                .find(|c| c["type"] == "nodeprep.io/Ready")
                 .cloned()
                 .unwrap()
         };
-        assert_eq!(ready(first)["status"], "True");
+        // Every check passes, but kubelet does not offer the GPUs and EFA devices yet: not ready
+        // for workloads, and the condition says why.
+        assert_eq!(ready(first)["status"], "False");
+        assert_eq!(ready(first)["reason"], "DevicesNotUsable");
+        assert!(
+            ready(first)["message"].as_str().unwrap().contains("nvidia.com/gpu allocatable 0"),
+            "{}",
+            ready(first)
+        );
         // Same status on later runs: the transition time stays.
         assert_eq!(
             ready(&a.status_patches[2].1)["lastTransitionTime"],
@@ -520,6 +358,13 @@ fn conditions_are_set_and_the_taint_waits_for_allocatable_devices() {
         serde_json::json!({"cpu": "192", "nvidia.com/gpu": "8", "vpc.amazonaws.com/efa": "32"});
     wait_until("the startup taint to go", || taint_keys(&api) == ["dedicated"]);
     assert_eq!(srv.get("/readyz").0, 200);
+    wait_until("nodeprep.io/Ready True", || {
+        api.lock().unwrap().node["status"]["conditions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|c| c["type"] == "nodeprep.io/Ready" && c["status"] == "True")
+    });
 }
 
 #[test]
@@ -674,4 +519,48 @@ fn metrics_listen_serves_only_metrics() {
         let err = crate::common::stderr(&o);
         assert!(err.contains(want), "{value}: {err}");
     }
+}
+
+/// A fatal XID logged between runs flips /readyz at once: serve follows the kernel log instead of
+/// waiting for its interval (30 s here). The same line with `follow_kernel_log = false` waits.
+#[test]
+fn a_fatal_xid_between_runs_flips_readyz_without_waiting_for_the_interval() {
+    use std::io::Write as _;
+    let line =
+        "3,9000,99000000,-;NVRM: Xid (PCI:0000:53:00): 79, pid=1234, GPU has fallen off the bus.\n";
+    let append = |root: &Path| {
+        let mut f = std::fs::OpenOptions::new().append(true).open(root.join("dev/kmsg")).unwrap();
+        f.write_all(line.as_bytes()).unwrap();
+    };
+    let dir = prepared(30);
+    let srv = start(dir.path(), &[]);
+    assert_eq!(srv.wait_for("/readyz", 200).0, 200);
+    std::thread::sleep(Duration::from_millis(300));
+    append(dir.path());
+    let t0 = Instant::now();
+    let (code, _, body) = loop {
+        let r = srv.get("/readyz");
+        if r.0 == 503 || t0.elapsed() > Duration::from_secs(20) {
+            break r;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let took = t0.elapsed();
+    println!(
+        "XID 79 appended to the kernel log -> /readyz 503 in {} ms (interval 30 s)",
+        took.as_millis()
+    );
+    assert_eq!(code, 503, "{body}");
+    assert!(took < Duration::from_secs(10), "took {took:?}: not the kernel log, the interval");
+    assert!(body.contains("nvidia: GPU 0 (0000:53:00.0): XID 79"), "{body}");
+
+    let mut s = Spec::p5_48xlarge();
+    s.config = Some("[serve]\ninterval_seconds = 30\nfollow_kernel_log = false\n".into());
+    let dir = tempfile::tempdir().unwrap();
+    s.write(dir.path()).unwrap();
+    let srv = start(dir.path(), &[]);
+    assert_eq!(srv.wait_for("/readyz", 200).0, 200);
+    append(dir.path());
+    std::thread::sleep(Duration::from_secs(3));
+    assert_eq!(srv.get("/readyz").0, 200, "without following, the next run (30 s) would see it");
 }

@@ -254,6 +254,24 @@ pub fn evaluate(i: &Inputs) -> CheckResult {
         return r;
     }
     r.status = if required { Status::Fail } else { Status::Warn };
+    // The hardware's fault: a device the efa driver failed on (an error in the kernel log, bound
+    // but no RDMA device), or a function left without a driver while the efa driver took others.
+    // No function bound to efa at all is a driver not installed: the node's configuration.
+    let driver_present = i.attached.iter().any(|a| a.driver.as_deref() == Some("efa"));
+    let hardware = failing
+        .first()
+        .map(|(d, _)| format!("EFA device {} reported driver errors", d.name))
+        .or_else(|| {
+            unbound
+                .iter()
+                .find(|a| {
+                    a.driver.as_deref() == Some("efa") || (a.driver.is_none() && driver_present)
+                })
+                .map(|a| format!("EFA function {} not bound", a.bdf))
+        });
+    if let (true, Some(h)) = (required, hardware) {
+        r = r.hardware_fault(h);
+    }
     r.summary = format!(
         "{usable} of {} EFA devices usable; {}",
         (expected as usize).max(attached),

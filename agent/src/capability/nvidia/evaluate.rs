@@ -69,6 +69,21 @@ enum Remedy {
 }
 
 impl Remedy {
+    /// The hardware's fault (a repair replaces the node), not the node's configuration.
+    fn is_hardware(self) -> bool {
+        matches!(
+            self,
+            Remedy::Hung
+                | Remedy::PciMissing
+                | Remedy::GpuMissing
+                | Remedy::GpuFault
+                | Remedy::Nvswitch
+                | Remedy::XidIsolate
+                | Remedy::XidReboot
+                | Remedy::XidReset
+        )
+    }
+
     fn text(self) -> &'static str {
         match self {
             Remedy::NvmlMissing => "install the NVIDIA driver (AL2023/RHEL: the nvidia-driver packages; Ubuntu: nvidia-driver-<version>-server; or use an EKS accelerated AMI), or set NODEPREP_NVML_LIB to the path of libnvidia-ml.so.1",
@@ -983,6 +998,13 @@ fn verdict(
         } else {
             "; not required: instance type unknown"
         });
+    }
+    // A GPU lost, a fatal XID, a broken NVSwitch, a hung GPU: what replacing the node fixes (a
+    // missing driver, NVLSM or IMEX is the node's configuration, never this).
+    if required {
+        if let Some((t, _)) = f.problems.iter().find(|(_, rem)| rem.is_hardware()) {
+            r = r.hardware_fault(t.clone());
+        }
     }
     let mut remedies: Vec<Remedy> = f.problems.iter().map(|(_, rem)| *rem).collect();
     r.remedy(remedy_text(&mut remedies))

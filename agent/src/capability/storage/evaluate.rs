@@ -172,6 +172,17 @@ fn verdict(snap: &Snapshot, cfg: &StorageConfig, expected: Option<u32>) -> Check
         }
     };
     let mut r = mk(status, summary);
+    // A disk gone or an array degraded is the hardware's fault; an array not made or not mounted
+    // is boot's job.
+    if status == Status::Fail {
+        let lost = expected
+            .filter(|&e| found < e)
+            .map(|e| format!("{found} of {e} instance-store disks present"));
+        let degraded = problems.iter().find(|p| p.ends_with("(degraded)")).cloned();
+        if let Some(h) = lost.or(degraded) {
+            r = r.hardware_fault(h);
+        }
+    }
     for (k, v) in result_found {
         r = r.found(k, v);
     }
