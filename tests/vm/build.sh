@@ -13,6 +13,7 @@
 #   VM_KERNEL_PKG    Debian kernel package to use (default: what linux-image-cloud-amd64 depends on,
 #                    falling back to the newest one already in the cache when apt cannot answer)
 #   VM_EXTRA_TOOLS   more host commands to copy into the guest (with their libraries), space-separated
+#   VM_EXTRA_DIR     a directory copied to the guest's /vmtest/extra
 set -euo pipefail
 # shellcheck source=lib.sh
 source "$(dirname "$0")/lib.sh"
@@ -174,6 +175,11 @@ cp "$VM_DIR/guest/lib.sh" "$ROOT/vmtest/lib.sh"
 cp -r "$VM_DIR/guest/scenarios" "$ROOT/vmtest/scenarios"
 cp -r "$VM_DIR/guest/etc/." "$ROOT/etc/"
 chmod 755 "$ROOT/init" "$ROOT"/vmtest/scenarios/*.sh
+# Files a scenario needs beyond the tools (the kmsg scenario: a fixture host tree and the fake NVML).
+if [[ -n ${VM_EXTRA_DIR:-} ]]; then
+  mkdir -p "$ROOT/vmtest/extra"
+  cp -a "$VM_EXTRA_DIR/." "$ROOT/vmtest/extra/"
+fi
 
 # ---------------------------------------------------------------------------------------------------
 # 4. Pack.

@@ -31,14 +31,14 @@ DISK_SIZE=256M
 EBS_SERIAL=vol0123456789abcdef0 # an EBS volume id without the dash: what EC2 reports as serial
 
 scenarios=("$@")
-((${#scenarios[@]})) || scenarios=(fresh reboot stopstart foreign)
+((${#scenarios[@]})) || scenarios=(fresh reboot stopstart foreign kmsg)
 expanded=()
 for s in "${scenarios[@]}"; do
   case $s in
-  all) expanded+=(harness-create harness-reboot fresh reboot stopstart foreign) ;;
+  all) expanded+=(harness-create harness-reboot fresh reboot stopstart foreign kmsg) ;;
   harness) expanded+=(harness-create harness-reboot) ;;
-  fresh | reboot | stopstart | foreign | harness-create | harness-reboot) expanded+=("$s") ;;
-  *) vm_die "unknown scenario $s (fresh reboot stopstart foreign harness all)" ;;
+  fresh | reboot | stopstart | foreign | kmsg | harness-create | harness-reboot) expanded+=("$s") ;;
+  *) vm_die "unknown scenario $s (fresh reboot stopstart foreign kmsg harness all)" ;;
   esac
 done
 scenarios=("${expanded[@]}")
@@ -71,6 +71,19 @@ if [[ -z ${NODEPREP_BIN:-} ]]; then
 fi
 vm_log "testing $NODEPREP_BIN ($("$NODEPREP_BIN" --version 2>&1))"
 vm_step_end
+
+if [[ " ${scenarios[*]} " == *' kmsg '* ]]; then
+  # The kmsg scenario serves a p5.48xlarge fixture tree whose dev/kmsg is the guest's own
+  # /dev/kmsg, with the fake NVML: the GPUs are faked, the kernel log is real.
+  vm_step "fixture tree and fake NVML for kmsg"
+  cargo build -p nodeprep-fixtures --locked --quiet
+  rm -rf "$OUT/extra"
+  mkdir -p "$OUT/extra"
+  "$REPO_ROOT/target/debug/nodeprep-fixtures" p5.48xlarge "$OUT/extra/p5"
+  cp "$("$REPO_ROOT/target/debug/nodeprep-fixtures" fake-nvml)" "$OUT/extra/libnvidia-ml.so.1"
+  export VM_EXTRA_DIR=$OUT/extra
+  vm_step_end
+fi
 
 vm_step "kernel + initramfs"
 "$VM_DIR/build.sh" "$OUT" "$NODEPREP_BIN"
@@ -147,6 +160,9 @@ for s in "${scenarios[@]}"; do
     blank_set stopstart 5 6 7 8 >"$DISKS/stopstart.args"
     mapfile -t args <"$DISKS/stopstart.args"
     boot "$s" "${args[@]}"
+    ;;
+  kmsg)
+    boot "$s"
     ;;
   foreign)
     blank_set foreign 9 A B C >"$DISKS/foreign.args"
