@@ -107,7 +107,7 @@ pub static REGISTRATION: Registration = Registration {
     name: "nvidia",
     when: When::EveryRun,
     start_rank: 0,
-    about: "NVIDIA driver, GPUs, NVSwitch fabric and XID errors",
+    about: "NVIDIA driver, GPUs, each generation's fabric, /dev/char, XIDs",
     metrics: &[&GPUS_HEALTHY, &GPUS_EXPECTED, &GPU_HEALTHY, &XID_ERRORS],
     check: &Nvidia,
 };
