@@ -462,24 +462,25 @@ EXPORT nvmlReturn_t nvmlDeviceGetPersistenceMode(nvmlDevice_t d, unsigned int *m
 }
 #endif
 
-#ifndef OMIT_nvmlDeviceGetCurrentClocksEventReasons
-EXPORT nvmlReturn_t nvmlDeviceGetCurrentClocksEventReasons(nvmlDevice_t d, unsigned long long *reasons) {
-    nvmlReturn_t r = device_call("nvmlDeviceGetCurrentClocksEventReasons", d);
+/* nvmlDeviceGetCurrentClocksEventReasons and its name before R535, ...ThrottleReasons (kept,
+ * deprecated, by later drivers): one call, its rules looked up under the name it was called by. */
+__attribute__((unused)) static nvmlReturn_t clock_events(const char *fn, nvmlDevice_t d, unsigned long long *reasons) {
+    nvmlReturn_t r = device_call(fn, d);
     if (r) return r;
     if (!reasons) return NVML_ERROR_INVALID_ARGUMENT;
     *reasons = d->clock_events;
     return NVML_SUCCESS;
 }
+
+#ifndef OMIT_nvmlDeviceGetCurrentClocksEventReasons
+EXPORT nvmlReturn_t nvmlDeviceGetCurrentClocksEventReasons(nvmlDevice_t d, unsigned long long *reasons) {
+    return clock_events("nvmlDeviceGetCurrentClocksEventReasons", d, reasons);
+}
 #endif
 
 #ifndef OMIT_nvmlDeviceGetCurrentClocksThrottleReasons
-/* The same call under its name before R535 (kept, deprecated, by later drivers). */
 EXPORT nvmlReturn_t nvmlDeviceGetCurrentClocksThrottleReasons(nvmlDevice_t d, unsigned long long *reasons) {
-    nvmlReturn_t r = device_call("nvmlDeviceGetCurrentClocksThrottleReasons", d);
-    if (r) return r;
-    if (!reasons) return NVML_ERROR_INVALID_ARGUMENT;
-    *reasons = d->clock_events;
-    return NVML_SUCCESS;
+    return clock_events("nvmlDeviceGetCurrentClocksThrottleReasons", d, reasons);
 }
 #endif
 

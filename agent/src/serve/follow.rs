@@ -26,15 +26,7 @@ const POLL: Duration = Duration::from_millis(100);
 pub fn matters(record: &str, fatal_xids: &[u32]) -> bool {
     let Some(message) = kmsg::record_message(record) else { return false };
     if let Some(x) = xid::parse_xid(message) {
-        return fatal_xids.contains(&x.xid)
-            || (x.xid == 154
-                && matches!(
-                    xid::bucket(&x),
-                    xid::Bucket::ResetGpu
-                        | xid::Bucket::DrainAndReset
-                        | xid::Bucket::Reboot
-                        | xid::Bucket::Isolate
-                ));
+        return xid::is_fatal(&x, fatal_xids);
     }
     if let Some(s) = xid::parse_sxid(message) {
         return s.fatal;

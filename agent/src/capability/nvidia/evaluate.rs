@@ -842,7 +842,7 @@ fn xids(f: &mut Findings) -> Vec<XidGroup> {
                             gpu: gpu.map(|g| g.index),
                             message: x.message.clone(),
                             count: 1,
-                            fatal: fatal(x, &f.want.fatal_xids),
+                            fatal: xid::is_fatal(x, &f.want.fatal_xids),
                             bucket: xid::bucket(x),
                         });
                     }
@@ -873,18 +873,6 @@ fn xids(f: &mut Findings) -> Vec<XidGroup> {
         }
     }
     groups
-}
-
-/// Whether an XID stops its GPU: one of `nvidia.fatal_xids`; XID 154 by the recovery action it
-/// names instead (a reset, a reboot or isolation needed: fatal; "None": recovered).
-fn fatal(x: &xid::XidEvent, fatal_xids: &[u32]) -> bool {
-    if x.xid == 154 {
-        return matches!(
-            xid::bucket(x),
-            Bucket::ResetGpu | Bucket::DrainAndReset | Bucket::Reboot | Bucket::Isolate
-        );
-    }
-    fatal_xids.contains(&x.xid)
 }
 
 /// Each GPU for the report: what NVML said and what is wrong with it.

@@ -130,9 +130,12 @@ pub fn pci_scan(host: &Host, errors: &mut Vec<HostError>) -> (Vec<PciGpu>, usize
 
 /// N of each `/dev/nvidia<N>` (not `nvidiactl`, `nvidia-uvm`, ...).
 pub fn dev_nodes(host: &Host) -> Vec<u32> {
-    let mut v: Vec<u32> = host
-        .list_dir_opt("/dev")
-        .unwrap_or_default()
+    nodes_in(&host.list_dir_opt("/dev").unwrap_or_default())
+}
+
+/// [`dev_nodes`] of a listing of `/dev`.
+fn nodes_in(dev: &[String]) -> Vec<u32> {
+    let mut v: Vec<u32> = dev
         .iter()
         .filter_map(|n| n.strip_prefix("nvidia"))
         .filter(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
@@ -171,15 +174,7 @@ pub fn nvlsm(host: &Host) -> FabricUnit {
 /// The IMEX service (`nvidia-imex.service`, process `nvidia-imex`): a process in the unit's
 /// cgroup, else (no such cgroup) an `nvidia-imex` process anywhere.
 pub fn imex(host: &Host) -> FabricUnit {
-    if let Some(text) = proc::unit_cgroup(host, IMEX_UNIT).and_then(|p| host.read_attr(p).ok()) {
-        let listed = text.lines().find_map(|l| l.trim().parse::<u32>().ok());
-        return listed
-            .map_or(FabricUnit::NotRunning, |pid| FabricUnit::Running { pid, how: "cgroup" });
-    }
-    match proc::walk(host, |c| c == "nvidia-imex") {
-        Some(pid) => FabricUnit::Running { pid, how: proc::Found::Walk.as_str() },
-        None => FabricUnit::NotRunning,
-    }
+    service(host, None, IMEX_UNIT, |c| c == "nvidia-imex")
 }
 
 /// The pid in a pid file when that process is alive and its `comm` is right.
@@ -249,12 +244,13 @@ pub fn driver_number(name: &str, majors: &[(String, u32)]) -> Option<(u32, u32)>
 /// The NVIDIA device nodes containers get (`nvidia<N>`, `nvidiactl`, `nvidia-modeset`,
 /// `nvidia-uvm`, `nvidia-uvm-tools`) and the state of each one's `/dev/char` link.
 pub fn dev_char(host: &Host) -> Vec<DevChar> {
-    let names: Vec<String> = host
-        .list_dir_opt("/dev")
-        .unwrap_or_default()
-        .into_iter()
-        .filter(|n| driver_number(n, &[("nvidia-uvm".into(), 0)]).is_some())
-        .collect();
+    dev_char_in(host, &host.list_dir_opt("/dev").unwrap_or_default())
+}
+
+/// [`dev_char`] of a listing of `/dev`.
+fn dev_char_in(host: &Host, dev: &[String]) -> Vec<DevChar> {
+    let names: Vec<&String> =
+        dev.iter().filter(|n| driver_number(n, &[("nvidia-uvm".into(), 0)]).is_some()).collect();
     if names.is_empty() {
         return Vec::new();
     }
@@ -265,13 +261,13 @@ pub fn dev_char(host: &Host) -> Vec<DevChar> {
         .map(|name| {
             let (number, how) = match host.char_device(format!("/dev/{name}")) {
                 Ok(Some(n)) => (Some(n), "stat"),
-                _ => (driver_number(&name, &majors), "/proc/devices"),
+                _ => (driver_number(name, &majors), "/proc/devices"),
             };
             let link = match number {
                 None => CharLink::Unknown(format!("no device number for /dev/{name}")),
-                Some((ma, mi)) => char_link(host, &format!("/dev/char/{ma}:{mi}"), &name),
+                Some((ma, mi)) => char_link(host, &format!("/dev/char/{ma}:{mi}"), name),
             };
-            DevChar { name, number, how, link }
+            DevChar { name: name.clone(), number, how, link }
         })
         .collect();
     // By device number (nvidia0, 1, ..., nvidiactl, nvidia-uvm), unknown ones last.
@@ -302,17 +298,29 @@ fn char_link(host: &Host, link: &str, name: &str) -> CharLink {
 pub fn fabric_unit(host: &Host) -> FabricUnit {
     // comm is cut to 15 characters: "nv-fabricmanager" reads "nv-fabricmanage".
     let is_fm = |c: &str| c.starts_with("nv-fabricmanage");
-    if let Some(pid) = live_pid_file(host, FM_PID_FILE, is_fm) {
+    service(host, Some(FM_PID_FILE), FM_UNIT, is_fm)
+}
+
+/// Whether a service runs: its pid file (if it writes one) naming a live process whose `comm` is
+/// right, else any process in the unit's cgroup (whatever it is called), else, without that
+/// cgroup, such a process in `/proc`.
+fn service(
+    host: &Host,
+    pid_file: Option<&str>,
+    unit: &str,
+    is_it: impl Fn(&str) -> bool,
+) -> FabricUnit {
+    if let Some(pid) = pid_file.and_then(|f| live_pid_file(host, f, &is_it)) {
         return FabricUnit::Running { pid, how: "pid file" };
     }
-    // The unit's cgroup: any process in it is the service running (whatever it is called).
-    // (An unreadable one tells nothing: /proc is walked as if there were none, as proc::find does.)
-    if let Some(text) = proc::unit_cgroup(host, FM_UNIT).and_then(|p| host.read_attr(p).ok()) {
+    // (An unreadable cgroup.procs tells nothing: /proc is walked as if there were none, as
+    // proc::find does.)
+    if let Some(text) = proc::unit_cgroup(host, unit).and_then(|p| host.read_attr(p).ok()) {
         let listed = text.lines().find_map(|l| l.trim().parse::<u32>().ok());
         return listed
             .map_or(FabricUnit::NotRunning, |pid| FabricUnit::Running { pid, how: "cgroup" });
     }
-    match proc::walk(host, is_fm) {
+    match proc::walk(host, is_it) {
         Some(pid) => FabricUnit::Running { pid, how: proc::Found::Walk.as_str() },
         None => FabricUnit::NotRunning,
     }
@@ -329,7 +337,9 @@ pub fn observe(host: &Host, opts: &Options) -> Snapshot {
         || nvml::start(nvml::choose_lib(host, opts.lib_env.clone()), fabric, opts.deadlines);
     let pending = early.then(start_nvml);
     let (pci_gpus, nvswitches) = pci_scan(host, &mut errors);
-    let dev_nodes = dev_nodes(host);
+    // /dev listed once for the nodes and their /dev/char links.
+    let dev = host.list_dir_opt("/dev").unwrap_or_default();
+    let dev_nodes = nodes_in(&dev);
     let proc_version = match host.read_string(PROC_VERSION) {
         Ok(t) => parse_proc_version(&t),
         Err(e) if e.is_not_found() => None,
@@ -346,7 +356,7 @@ pub fn observe(host: &Host, opts: &Options) -> Snapshot {
     let nvlsm = opts.nvlsm.then(|| nvlsm(host));
     let imex = opts.imex.then(|| imex(host));
     let gsp = (opts.gsp_off && ask).then(|| gsp(host, &mut errors));
-    let dev_char = dev_char(host);
+    let dev_char = dev_char_in(host, &dev);
     let nvml = pending.map(nvml::Pending::wait);
     Snapshot {
         pci_gpus,

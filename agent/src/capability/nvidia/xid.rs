@@ -118,19 +118,6 @@ impl Bucket {
             Bucket::Unknown => "see NVIDIA's XID catalog".into(),
         }
     }
-
-    /// How urgent: higher is worse (the node's action is its worst XID's).
-    pub fn severity(self) -> u8 {
-        match self {
-            Bucket::Ignore => 0,
-            Bucket::Monitor | Bucket::Unknown => 1,
-            Bucket::DrainP2p => 2,
-            Bucket::ResetGpu => 3,
-            Bucket::DrainAndReset => 4,
-            Bucket::Reboot => 5,
-            Bucket::Isolate => 6,
-        }
-    }
 }
 
 /// NVIDIA's resolution buckets of the r590 XID catalog (see FIELD-NOTES, NVIDIA).
@@ -148,6 +135,19 @@ pub fn bucket(x: &XidEvent) -> Bucket {
         return recovery_action(&x.message).unwrap_or(Bucket::Unknown);
     }
     BUCKETS.iter().find(|(_, xids)| xids.contains(&x.xid)).map_or(Bucket::Unknown, |(b, _)| *b)
+}
+
+/// Whether an XID stops its GPU: one of `fatal_xids` (`nvidia.fatal_xids`); XID 154 by the
+/// recovery action it names instead (a reset, a reboot or isolation needed: fatal; "None":
+/// recovered).
+pub fn is_fatal(x: &XidEvent, fatal_xids: &[u32]) -> bool {
+    if x.xid == 154 {
+        return matches!(
+            bucket(x),
+            Bucket::ResetGpu | Bucket::DrainAndReset | Bucket::Reboot | Bucket::Isolate
+        );
+    }
+    fatal_xids.contains(&x.xid)
 }
 
 /// XID 154's recovery action: `GPU recovery action changed from 0x0 (None) to 0x1 (GPU Reset

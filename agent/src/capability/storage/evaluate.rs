@@ -85,6 +85,7 @@ fn verdict(snap: &Snapshot, cfg: &StorageConfig, expected: Option<u32>) -> Check
     let usable = snap.usable();
     let raw: u64 = usable.iter().map(|d| d.size_bytes).sum();
     let mut array_json = serde_json::Value::Null;
+    let mut degraded: Option<String> = None;
     if usable.len() >= 2 {
         match usable.iter().find_map(|d| snap.array_of(&d.name)) {
             None => problems.push(format!("no RAID0 array assembled from {} disks", usable.len())),
@@ -92,13 +93,15 @@ fn verdict(snap: &Snapshot, cfg: &StorageConfig, expected: Option<u32>) -> Check
                 array_json = serde_json::json!({"device": a.dev(), "state": a.state, "level": a.level,
                     "members": a.members.len(), "raid_disks": a.raid_disks});
                 if !a.is_running() {
-                    problems.push(format!(
+                    let text = format!(
                         "{} is {} with {} of {} members (degraded)",
                         a.dev(),
                         a.state,
                         a.members.len(),
                         a.raid_disks
-                    ));
+                    );
+                    degraded = Some(text.clone());
+                    problems.push(text);
                 }
                 let outside: Vec<_> = usable
                     .iter()
@@ -178,7 +181,6 @@ fn verdict(snap: &Snapshot, cfg: &StorageConfig, expected: Option<u32>) -> Check
         let lost = expected
             .filter(|&e| found < e)
             .map(|e| format!("{found} of {e} instance-store disks present"));
-        let degraded = problems.iter().find(|p| p.ends_with("(degraded)")).cloned();
         if let Some(h) = lost.or(degraded) {
             r = r.hardware_fault(h);
         }
