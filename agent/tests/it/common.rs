@@ -326,3 +326,12 @@ impl Drop for Hung {
         self.release();
     }
 }
+
+/// Polls `f` every 100 ms until it holds; fails naming `what` after `within`.
+pub fn wait_until(what: &str, within: Duration, mut f: impl FnMut() -> bool) {
+    let t0 = Instant::now();
+    while !f() {
+        assert!(t0.elapsed() < within, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}

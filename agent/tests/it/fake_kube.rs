@@ -41,6 +41,17 @@ pub struct Api {
 
 pub type Shared = Arc<Mutex<Api>>;
 
+/// The keys of the Node's taints, in order.
+pub fn taint_keys(api: &Shared) -> Vec<String> {
+    let a = api.lock().unwrap();
+    a.node["spec"]["taints"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["key"].as_str().unwrap().to_string())
+        .collect()
+}
+
 type Resp = (StatusCode, [(&'static str, &'static str); 1], String);
 
 fn status(code: u16, reason: &str, msg: &str) -> Resp {

@@ -6,13 +6,13 @@
 
 use std::path::Path;
 use std::process::Stdio;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use nodeprep_fixtures::Spec;
 use serde_json::{json, Value};
 
 use crate::common::{Nodeprep, Server};
-use crate::fake_kube::{self, Mode, Shared};
+use crate::fake_kube::{self, taint_keys as taints, Mode, Shared};
 
 const KUBECONFIG: &str = "apiVersion: v1\nkind: Config\nclusters:\n- name: fake\n  cluster:\n    server: {API}\ncontexts:\n- name: fake\n  context:\n    cluster: fake\n    user: fake\ncurrent-context: fake\nusers:\n- name: fake\n  user:\n    token: test-token\n";
 
@@ -37,22 +37,19 @@ fn serve(root: &Path, log: &Path) -> Server {
     Server::spawn(cmd)
 }
 
-fn wait_until(what: &str, mut f: impl FnMut() -> bool) {
-    let t0 = Instant::now();
-    while !f() {
-        assert!(t0.elapsed() < Duration::from_secs(25), "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(100));
-    }
+fn wait_until(what: &str, f: impl FnMut() -> bool) {
+    crate::common::wait_until(what, Duration::from_secs(25), f)
 }
 
-fn taints(api: &Shared) -> Vec<String> {
-    let a = api.lock().unwrap();
-    a.node["spec"]["taints"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|t| t["key"].as_str().unwrap().to_string())
-        .collect()
+/// `nodeprep config check` refuses `key` as the startup taint (exit 2), saying `says`.
+fn refused_as_startup_taint(key: &str, says: &str) {
+    let mut s = Spec::p5_48xlarge();
+    s.config = Some(format!("[kubernetes]\nstartup_taint = \"{key}\"\n"));
+    let d = crate::common::tree(&s);
+    let o = Nodeprep::new(d.path()).args(["config", "check"]).output();
+    assert_eq!(o.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains(says), "{err}");
 }
 
 fn condition(api: &Shared, kind: &str) -> Option<Value> {
@@ -118,13 +115,10 @@ fn karpenter_s_own_taint_is_never_touched_even_when_registered() {
     });
     assert_eq!(taints(&api), ["dedicated", "karpenter.sh/unregistered"]);
     // And it cannot be configured as the startup taint.
-    let mut s = Spec::p5_48xlarge();
-    s.config = Some("[kubernetes]\nstartup_taint = \"karpenter.sh/unregistered\"\n".into());
-    let d = crate::common::tree(&s);
-    let o = Nodeprep::new(d.path()).args(["config", "check"]).output();
-    assert_eq!(o.status.code(), Some(2));
-    assert!(String::from_utf8_lossy(&o.stderr)
-        .contains("karpenter.sh/unregistered is Karpenter's own taint"));
+    refused_as_startup_taint(
+        "karpenter.sh/unregistered",
+        "karpenter.sh/unregistered is Karpenter's own taint",
+    );
 }
 
 #[test]
@@ -195,12 +189,7 @@ fn with_the_node_readiness_controller_nodeprep_never_touches_a_taint() {
     assert_eq!(a.node["metadata"]["resourceVersion"], json!(rv), "nothing but status patches");
     drop(a);
     // The controller's taint cannot be made nodeprep's startup taint.
-    let mut s = Spec::p5_48xlarge();
-    s.config = Some("[kubernetes]\nstartup_taint = \"readiness.k8s.io/nodeprep\"\n".into());
-    let d = crate::common::tree(&s);
-    let o = Nodeprep::new(d.path()).args(["config", "check"]).output();
-    assert_eq!(o.status.code(), Some(2));
-    assert!(String::from_utf8_lossy(&o.stderr).contains("Node Readiness Controller taint"));
+    refused_as_startup_taint("readiness.k8s.io/nodeprep", "Node Readiness Controller taint");
 }
 
 /// A p5 whose GPU at 0000:86:00 fell off the bus (NVML reports it lost), and one whose storage

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use nodeprep_fixtures::Spec;
 
 use crate::common::{Nodeprep, Server};
-use crate::fake_kube;
+use crate::fake_kube::{self, taint_keys};
 
 /// `serve` on `root` with `env` set (a test's systemd variables); stderr dropped.
 fn start(root: &Path, env: &[(&str, &str)]) -> Server {
@@ -274,22 +274,8 @@ fn kube_node(api: &str) -> tempfile::TempDir {
     dir
 }
 
-fn wait_until(what: &str, mut f: impl FnMut() -> bool) {
-    let t0 = Instant::now();
-    while !f() {
-        assert!(t0.elapsed() < Duration::from_secs(20), "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
-
-fn taint_keys(api: &fake_kube::Shared) -> Vec<String> {
-    let a = api.lock().unwrap();
-    a.node["spec"]["taints"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|t| t["key"].as_str().unwrap().to_string())
-        .collect()
+fn wait_until(what: &str, f: impl FnMut() -> bool) {
+    crate::common::wait_until(what, Duration::from_secs(20), f)
 }
 
 #[test]
