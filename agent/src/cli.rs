@@ -120,6 +120,17 @@ pub enum Command {
         /// another before giving up (exit 1, naming the pid that holds it).
         #[arg(long, value_name = "SECONDS", default_value_t = 300)]
         lock_timeout: u64,
+        /// Also exit 1 when a required check fails. Without it boot's exit status says whether it
+        /// prepared the node (limits, storage, links, status file): a GPU driver that has not
+        /// loaded yet or device plugins not registered before kubelet are readiness, which
+        /// `nodeprep serve` reports, not a failed boot.
+        #[arg(long, conflicts_with = "dry_run")]
+        strict: bool,
+        /// Do nothing (exit 0) when the effective configuration equals the one the last boot
+        /// applied (/run/nodeprep/boot-config.toml). nodeprep-reconfigure.service runs this when
+        /// /etc/nodeprep/config.toml changes, e.g. written by userData after boot ran.
+        #[arg(long, conflicts_with = "dry_run")]
+        if_config_changed: bool,
     },
     /// Run the checks and print a report. Never changes the host.
     Check {

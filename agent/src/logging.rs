@@ -15,10 +15,12 @@ pub fn under_systemd() -> bool {
         && crate::host::local_exists(Path::new(JOURNALD_SOCKET))
 }
 
-/// `verbosity`: -1 quiet, 0 default, 1.. per `-v`. Under systemd the default is one step louder
+/// `identifier`: the journal's SYSLOG_IDENTIFIER, the same as the unit's SyslogIdentifier= so that
+/// `journalctl -t` shows these lines next to the command's stdout (`nodeprep-boot` for boot,
+/// `nodeprep` otherwise). `verbosity`: -1 quiet, 0 default, 1.. per `-v`. Under systemd the default is one step louder
 /// (info), because the journal is where boot progress is read. `NODEPREP_LOG` overrides everything
 /// with a tracing filter.
-pub fn init(verbosity: i8) {
+pub fn init(verbosity: i8, identifier: &str) {
     let journald = if under_systemd() { tracing_journald::layer().ok() } else { None };
     let base = if journald.is_some() { 1 } else { 0 };
     let level = match base + verbosity {
@@ -39,7 +41,7 @@ pub fn init(verbosity: i8) {
     };
     let registry = tracing_subscriber::registry().with(filter);
     let result = match journald {
-        Some(layer) => registry.with(layer.with_syslog_identifier("nodeprep".into())).try_init(),
+        Some(layer) => registry.with(layer.with_syslog_identifier(identifier.into())).try_init(),
         None => registry
             .with(
                 tracing_subscriber::fmt::layer()

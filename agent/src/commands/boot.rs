@@ -3,7 +3,7 @@
 
 use std::time::{Duration, Instant};
 
-use super::{exit_code, load_config, print_report, say, UsageError, EXIT_NOT_READY, EXIT_READY};
+use super::{load_config, print_report, say, UsageError, EXIT_NOT_READY, EXIT_READY};
 use crate::apply::{self, Outcome, Plan};
 use crate::capability::{limits, nvidia, storage};
 use crate::cli::Global;
@@ -11,12 +11,33 @@ use crate::config::Mode;
 use crate::host::Host;
 use crate::run::{self, Phase};
 
-pub(super) fn boot(
-    g: &Global,
-    host: Host,
-    dry_run: bool,
-    lock_timeout: Duration,
-) -> Result<u8, UsageError> {
+/// Where boot records the effective configuration it applied (TOML, every key): what
+/// `--if-config-changed` compares the config file with. /run: a new boot of the machine always
+/// applies its config.
+pub const APPLIED_CONFIG: &str = "/run/nodeprep/boot-config.toml";
+
+pub(super) struct Options {
+    pub dry_run: bool,
+    pub lock_timeout: Duration,
+    /// Exit 1 when a required check fails, not only when a step failed.
+    pub strict: bool,
+    /// Exit 0 at once when the config equals [`APPLIED_CONFIG`].
+    pub if_config_changed: bool,
+}
+
+/// The effective configuration as boot records it.
+fn effective(cfg: &crate::config::Config) -> String {
+    toml::to_string(cfg).expect("config serializes")
+}
+
+/// Boot's exit status: 0 when it prepared the node (every step done or already in place, the
+/// status file written), 1 when a step failed or was refused (a foreign disk, a hung read, the
+/// lock), 2 for a config error (nothing changed). Failing checks are readiness, reported by the
+/// status file and `nodeprep serve`: they make boot exit 1 only with `--strict`, because on a
+/// normal first boot some cannot pass yet (device plugins register after kubelet starts, the
+/// driver may load late) and a unit that fails on every healthy boot teaches people to ignore it.
+pub(super) fn boot(g: &Global, host: Host, opts: Options) -> Result<u8, UsageError> {
+    let Options { dry_run, lock_timeout, strict, if_config_changed } = opts;
     let started = Instant::now();
     // Every read boot makes is watched: one that does not return by its deadline (a hung device or
     // filesystem) ends boot naming it, instead of holding containerd and kubelet until systemd's
@@ -27,6 +48,27 @@ pub(super) fn boot(
     let watch = Watchdog::start(g, inflight, Duration::from_secs(default));
     let cfg = load_config(g, &host)?;
     watch.set_deadline(Duration::from_secs(cfg.checks.timeout_seconds));
+    let applied = effective(&cfg);
+    if if_config_changed {
+        match host.read_string(APPLIED_CONFIG) {
+            Ok(last) if last == applied => {
+                say(g, &format!("boot: the configuration is the one the last boot applied ({}): nothing to do", host.display(APPLIED_CONFIG)));
+                tracing::info!(record = %host.display(APPLIED_CONFIG), "configuration unchanged; boot not rerun");
+                return Ok(EXIT_READY);
+            }
+            Ok(_) => say(
+                g,
+                "boot: the configuration changed since the last boot applied it: applying it",
+            ),
+            Err(_) => say(
+                g,
+                &format!(
+                    "boot: no record of an applied configuration ({}): applying it",
+                    host.display(APPLIED_CONFIG)
+                ),
+            ),
+        }
+    }
     // One boot at a time; held until this process ends. A dry run changes nothing and needs none.
     let _lock = if dry_run {
         None
@@ -123,6 +165,8 @@ pub(super) fn boot(
     for plan in [&limits, &storage, &gpus] {
         failed |= apply_plan(g, host, plan);
     }
+    // A refusal (a foreign disk, a partial array) changed nothing, and left the node unprepared.
+    failed |= storage.refuses();
     watch.pause();
     let report = run::checks(&ctx, &selected, Phase::Boot);
     watch.resume();
@@ -131,14 +175,34 @@ pub(super) fn boot(
         say(g, &format!("status: FAIL: {e}"));
         failed = true;
     }
+    // Recorded whatever the outcome: a failed step is retried by restarting the unit, not by a
+    // config change.
+    if let Err(e) = apply::write_atomic(
+        host,
+        std::path::Path::new(APPLIED_CONFIG),
+        &applied,
+        0o644,
+        apply::Durability::Volatile,
+    ) {
+        tracing::warn!(error = %e, "applied configuration not recorded");
+    }
     print_report(g, &report, None);
+    let code = if failed || (strict && !report.ready) { EXIT_NOT_READY } else { EXIT_READY };
+    let verdict = match (failed, report.ready) {
+        (true, _) => "boot: FAIL: a step failed or was refused (above); containerd and kubelet are not held",
+        (false, true) => "boot: the node is prepared; every required check passed",
+        (false, false) if strict => "boot: the node is prepared; a required check failed (above; --strict: exit 1)",
+        (false, false) => "boot: the node is prepared; a required check failed (above): readiness is `nodeprep serve`'s to report (exit 0; --strict makes it 1)",
+    };
+    say(g, verdict);
     tracing::info!(
         ready = report.ready,
         failed_steps = failed,
+        exit = code,
         elapsed_ms = started.elapsed().as_millis() as u64,
         "boot finished"
     );
-    Ok(if failed { EXIT_NOT_READY } else { exit_code(&report) })
+    Ok(code)
 }
 
 /// Executes one plan, saying how each step ended; true when a step failed.

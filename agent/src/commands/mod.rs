@@ -66,7 +66,11 @@ pub fn main() -> ExitCode {
 /// Runs parsed arguments; the exit code.
 pub fn run(cli: Cli) -> u8 {
     let g = &cli.global;
-    crate::logging::init(if g.quiet { -1 } else { g.verbose.min(10) as i8 });
+    let identifier = match cli.command {
+        Command::Boot { .. } => "nodeprep-boot",
+        _ => "nodeprep",
+    };
+    crate::logging::init(if g.quiet { -1 } else { g.verbose.min(10) as i8 }, identifier);
     match dispatch(&cli) {
         Ok(code) => code,
         Err(e) => {
@@ -99,9 +103,16 @@ fn dispatch(cli: &Cli) -> Result<u8, UsageError> {
         Command::Config(ConfigCommand::Show) => config::show(g, &host),
         Command::Catalog { instance_type } => catalog::catalog(g, instance_type.as_deref()),
         Command::Lint { paths } => lint::lint(g, &host, paths),
-        Command::Boot { dry_run, lock_timeout } => {
-            boot::boot(g, host, *dry_run, Duration::from_secs(*lock_timeout))
-        }
+        Command::Boot { dry_run, lock_timeout, strict, if_config_changed } => boot::boot(
+            g,
+            host,
+            boot::Options {
+                dry_run: *dry_run,
+                lock_timeout: Duration::from_secs(*lock_timeout),
+                strict: *strict,
+                if_config_changed: *if_config_changed,
+            },
+        ),
         Command::Serve { listen, metrics_listen } => {
             serve::serve(g, host, *listen, *metrics_listen)
         }

@@ -448,8 +448,13 @@ fn boot_and_serve_writing_the_status_file_at_once_never_tear_it() {
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
         .collect();
     left.sort();
-    // boot's lock file stays (empty; the lock itself ends with the process).
-    assert_eq!(left, ["boot.lock", "status.json"], "temporary files left behind");
+    // boot's lock file stays (empty; the lock itself ends with the process), and the record of
+    // the config it applied.
+    assert_eq!(
+        left,
+        ["boot-config.toml", "boot.lock", "status.json"],
+        "temporary files left behind"
+    );
 }
 
 /// `--metrics-listen` (or serve.metrics_listen) opens a second address that answers `/metrics`
