@@ -52,6 +52,10 @@ pub struct Cri {
     /// section replaced all before it).
     pub cri_section_from: Vec<String>,
     pub sandbox_image: String,
+    /// The default runtime's `options.SystemdCgroup`: runc puts containers in systemd units, and
+    /// a pod's cgroup parent must be a slice name (kubelet's `cgroupDriver: systemd`; the EKS
+    /// AMIs set it).
+    pub systemd_cgroup: bool,
     /// The gRPC socket (`grpc.address`).
     pub address: String,
 }
@@ -209,6 +213,13 @@ fn resolve(host: &dyn Files, main: &str) -> Result<Cri, HostError> {
         .filter(|s| !s.is_empty())
         .unwrap_or("runc")
         .to_string();
+    let systemd_cgroup = ctr
+        .and_then(|c| c.get("runtimes"))
+        .and_then(|r| r.get(&default_runtime))
+        .and_then(|r| r.get("options"))
+        .and_then(|o| o.get("SystemdCgroup"))
+        .and_then(toml::Value::as_bool)
+        .unwrap_or(false);
     let spec = ctr
         .and_then(|c| c.get("runtimes"))
         .and_then(|r| r.get(&default_runtime))
@@ -252,6 +263,7 @@ fn resolve(host: &dyn Files, main: &str) -> Result<Cri, HostError> {
         base_runtime_spec,
         cri_section_from: cri_from,
         sandbox_image,
+        systemd_cgroup,
         address,
     })
 }
@@ -266,6 +278,7 @@ fn defaults(version: Option<i64>) -> Cri {
         base_runtime_spec: None,
         cri_section_from: Vec::new(),
         sandbox_image: if v3 { SANDBOX_V3 } else { SANDBOX_V2 }.into(),
+        systemd_cgroup: false,
         address: DEFAULT_ADDRESS.into(),
     }
 }
@@ -439,6 +452,12 @@ mod tests {
         let c = load(&h).unwrap();
         assert_eq!(c.base_runtime_spec.unwrap().path, "/etc/b.json");
         assert_eq!(c.sandbox_image, "localhost/p:1");
+        assert!(!c.systemd_cgroup);
+        let systemd = format!(
+            "{v3}[plugins.\"io.containerd.cri.v1.runtime\".containerd.runtimes.nvidia.options]\nSystemdCgroup = true\n"
+        );
+        let (_d, h) = tree(&[(CONFIG, &systemd)]);
+        assert!(load(&h).unwrap().systemd_cgroup, "the default runtime's SystemdCgroup");
         let other = "version = 2\n[plugins.\"io.containerd.grpc.v1.cri\".containerd]\ndefault_runtime_name = \"nvidia\"\n\
                      [plugins.\"io.containerd.grpc.v1.cri\".containerd.runtimes.runc]\n\
                      base_runtime_spec = \"/etc/a.json\"\n";

@@ -140,9 +140,14 @@ async fn remove_labelled(rt: &mut RuntimeServiceClient<Channel>) -> Result<Vec<S
     Ok(ids)
 }
 
+/// The cgroup parent of the canary pod when containerd's runtime uses systemd cgroups: a slice, as
+/// kubelet's `kubepods-besteffort-pod<uid>.slice` is (runc refuses a path there: "expected
+/// cgroupsPath to be of format \"slice:prefix:name\""). With cgroupfs, containerd's default.
+pub const SYSTEMD_PARENT: &str = "nodeprep.slice";
+
 /// The pod as kubelet makes a host-network pod: no hostname (a host-network pod has the node's),
-/// pod-private PID and IPC namespaces.
-fn sandbox_config(uid: &str) -> PodSandboxConfig {
+/// pod-private PID and IPC namespaces; a slice for its cgroup when `systemd_cgroup`.
+fn sandbox_config(uid: &str, systemd_cgroup: bool) -> PodSandboxConfig {
     PodSandboxConfig {
         metadata: Some(PodSandboxMetadata {
             name: CANARY_NAME.into(),
@@ -161,6 +166,7 @@ fn sandbox_config(uid: &str) -> PodSandboxConfig {
                 }),
                 ..Default::default()
             }),
+            cgroup_parent: if systemd_cgroup { SYSTEMD_PARENT.into() } else { String::new() },
             ..Default::default()
         }),
         ..Default::default()
@@ -182,6 +188,7 @@ async fn work(
     rt: &mut RuntimeServiceClient<Channel>,
     images: &mut ImageServiceClient<Channel>,
     image: &str,
+    systemd_cgroup: bool,
     progress: &mut Progress,
 ) -> Result<(String, Vec<String>, u32, PodLimits), CriError> {
     progress.at = "Version";
@@ -215,7 +222,7 @@ async fn work(
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_nanos())
     );
-    let pod = sandbox_config(&uid);
+    let pod = sandbox_config(&uid, systemd_cgroup);
     progress.at = "RunPodSandbox";
     let sandbox = rt
         .run_pod_sandbox(RunPodSandboxRequest {
@@ -265,11 +272,13 @@ async fn work(
 }
 
 /// Runs the canary through the CRI socket at `address` with `image`, within `deadline` (cleanup
-/// included: 70 % for the pod, the rest to remove it).
+/// included: 70 % for the pod, the rest to remove it). `systemd_cgroup`: the runtime's
+/// `SystemdCgroup` (the pod's cgroup parent is then a slice).
 pub fn canary(
     host: &Host,
     address: &str,
     image: &str,
+    systemd_cgroup: bool,
     deadline: Duration,
 ) -> Result<Canary, CriError> {
     let runtime = tokio::runtime::Builder::new_current_thread()
@@ -285,10 +294,12 @@ pub fn canary(
         let mut rt = RuntimeServiceClient::new(channel.clone());
         let mut images = ImageServiceClient::new(channel);
         let mut progress = Progress { at: "starting" };
-        let outcome =
-            tokio::time::timeout(budget, work(host, &mut rt, &mut images, image, &mut progress))
-                .await
-                .unwrap_or(Err(CriError::Deadline { deadline, at: progress.at }));
+        let outcome = tokio::time::timeout(
+            budget,
+            work(host, &mut rt, &mut images, image, systemd_cgroup, &mut progress),
+        )
+        .await
+        .unwrap_or(Err(CriError::Deadline { deadline, at: progress.at }));
         let run_ms = started.elapsed().as_millis() as u64;
         let cleaned = Instant::now();
         let left = deadline.saturating_sub(started.elapsed()).max(Duration::from_millis(500));

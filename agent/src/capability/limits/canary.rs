@@ -83,8 +83,8 @@ fn measure(ctx: &Context) -> CheckResult {
     let snap = observe(&ctx.host);
     let required = Limits::is_required(ctx, || snap.efa_present) || snap.blocks_every_pod();
     let r = CheckResult::new(NAME, Status::Pass, "").required(required);
-    let (address, image) = match &snap.cri {
-        Some(c) => (c.address.clone(), c.sandbox_image.clone()),
+    let (address, image, systemd_cgroup) = match &snap.cri {
+        Some(c) => (c.address.clone(), c.sandbox_image.clone(), c.systemd_cgroup),
         None => {
             return r.status(Status::Skip).summary(format!(
                 "no canary: containerd's config could not be read ({})",
@@ -99,7 +99,7 @@ fn measure(ctx: &Context) -> CheckResult {
         )
         .max(Duration::from_secs(1));
     let r = r.found("socket", ctx.host.display(&address)).found("image", image.clone());
-    let got = match cri::canary(&ctx.host, &address, &image, deadline) {
+    let got = match cri::canary(&ctx.host, &address, &image, systemd_cgroup, deadline) {
         Ok(c) => c,
         Err(e @ CriError::NoSocket { .. }) => {
             return r
