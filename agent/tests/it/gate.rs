@@ -229,6 +229,25 @@ fn the_repair_bridge_marks_hardware_failures_and_never_configuration() {
     assert_eq!(condition(&api, "nodeprep.io/StorageReady").unwrap()["status"], "False");
     assert_eq!(condition(&api, "StorageReady").unwrap()["status"], "True", "a configuration state");
 
+    // Someone's ext4 on a disk: boot refuses, the storage condition names the disk and the remedy,
+    // and repair is still not asked for.
+    let mut s = Spec::p5_48xlarge().unprepared();
+    let d = s.disks.iter_mut().find(|d| d.name == "nvme3n1").unwrap();
+    d.content = nodeprep_fixtures::ext4_superblock("scratch");
+    let (url, api) = fake_kube::start(Mode::Normal, DEVICES());
+    let dir = tree(s, &url, &format!("{TAINT}\nrepair_conditions = true"));
+    let _srv = serve(dir.path(), &dir.path().join("serve.log"));
+    wait_until("the repair conditions", || condition(&api, "StorageReady").is_some());
+    let storage = condition(&api, "nodeprep.io/StorageReady").unwrap();
+    assert_eq!(storage["status"], "False");
+    let message = storage["message"].as_str().unwrap();
+    assert!(
+        message.starts_with("boot refuses: /dev/nvme3n1 (AWS2D4B1E5A8C0000003) carries ext4")
+            && message.contains("`wipefs --all /dev/nvme3n1`"),
+        "{message}"
+    );
+    assert_eq!(condition(&api, "StorageReady").unwrap()["status"], "True", "not the hardware's");
+
     // A disk gone: the hardware's.
     let mut s = Spec::p5_48xlarge();
     s.disks.retain(|d| d.name != "nvme8n1");

@@ -6,6 +6,7 @@
 use std::os::unix::fs::FileExt;
 use std::path::Path;
 use std::process::Output;
+use std::time::Duration;
 
 use nodeprep_fixtures::{ext4_superblock, md_superblock, snapshot, xfs_superblock, Disk, Spec};
 use serde_json::Value;
@@ -223,8 +224,10 @@ fn a_foreign_filesystem_stops_storage_and_names_the_disk() {
     assert_eq!(lines.len(), 1, "{lines:#?}");
     assert_eq!(
         lines[0],
-        "storage: REFUSED: /dev/nvme3n1 (AWS2D4B1E5A8C0000003) carries ext4 filesystem (label \"scratch\"); nodeprep only formats blank \
-         disks or its own (array or label \"nodeprep\"). If that data is disposable, erase it with `wipefs --all /dev/nvme3n1` and rerun"
+        "storage: REFUSED: /dev/nvme3n1 (AWS2D4B1E5A8C0000003) carries ext4 filesystem (label \"scratch\"); nothing was formatted: \
+         nodeprep formats only blank disks or its own (array or label \"nodeprep\"). If that data is not wanted, erase it with \
+         `wipefs --all /dev/nvme3n1`, or list only the other disks in storage.devices; then restart nodeprep-boot.service (or run \
+         `nodeprep boot`)"
     );
     // boot refuses too, and changes nothing but the status file.
     let o = nodeprep(dir.path(), &["boot"]);
@@ -253,6 +256,79 @@ fn a_foreign_filesystem_stops_storage_and_names_the_disk() {
             "{lines:#?}"
         );
     }
+}
+
+/// What boot refuses is what the check says, in the same words: `check` (JSON and text), `serve`'s
+/// /readyz and /status name the disk, what is on it and the remedy, as a failure that is not the
+/// hardware's (the repair bridge must not replace a node for someone's filesystem).
+#[test]
+fn the_check_says_what_boot_refuses_in_boots_words() {
+    let mut spec = Spec::p5_48xlarge().unprepared();
+    instance_store(&mut spec)[2].content = ext4_superblock("scratch");
+    let dir = tree(&spec);
+    let (_, lines) = dry_run(dir.path());
+    let refusal = lines[0].strip_prefix("storage: REFUSED: ").expect("a refusal").to_string();
+    for part in [
+        "/dev/nvme3n1 (AWS2D4B1E5A8C0000003) carries ext4 filesystem",
+        "nothing was formatted",
+        "`wipefs --all /dev/nvme3n1`",
+        "storage.devices",
+        "restart nodeprep-boot.service",
+    ] {
+        assert!(refusal.contains(part), "{part:?} missing: {refusal}");
+    }
+    let (code, c) = storage_check(dir.path());
+    assert_eq!((code, c["status"].as_str()), (1, Some("fail")), "{c}");
+    assert_eq!(c["summary"], format!("boot refuses: {refusal}"));
+    assert_eq!(c["found"]["refused"], refusal.as_str());
+    assert_eq!(c["found"]["mounted"], false);
+    assert!(c.get("hardware_fault").is_none(), "a foreign filesystem is not the hardware's: {c}");
+    assert!(c["remedy"].as_str().unwrap().contains("do what the refusal says"), "{c}");
+    let o = nodeprep(dir.path(), &["check", "--only", "storage"]);
+    assert!(out(&o).contains(&format!("boot refuses: {refusal}")), "{}", out(&o));
+
+    // The rest of the story beside it: a member of our array gone is the hardware's, and stays so.
+    let mut gone = Spec::p5_48xlarge();
+    gone.disks.retain(|d| d.name != "nvme8n1");
+    for d in instance_store(&mut gone) {
+        d.holders.clear();
+    }
+    gone.arrays.clear();
+    gone.mountinfo = gone
+        .mountinfo
+        .lines()
+        .filter(|l| !l.contains(" 9:127 "))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    let dir2 = tree(&gone);
+    let (code, c) = storage_check(dir2.path());
+    assert_eq!(code, 1);
+    let summary = c["summary"].as_str().unwrap();
+    assert!(
+        summary.starts_with("7 of 8 instance-store disks present; boot refuses: our array ")
+            && summary.contains("only 7 are present"),
+        "{c}"
+    );
+    assert_eq!(c["hardware_fault"], "7 of 8 instance-store disks present", "{c}");
+
+    // serve: /readyz and /status carry the refusal.
+    let mut cmd = crate::common::Nodeprep::new(dir.path())
+        .args(["serve", "--listen", "127.0.0.1:0"])
+        .command();
+    cmd.stderr(std::process::Stdio::null());
+    let srv = crate::common::Server::spawn(cmd);
+    let mut body = String::new();
+    crate::common::wait_until("the first run on /readyz", Duration::from_secs(15), || {
+        let (code, _, b) = srv.get("/readyz");
+        body = b;
+        code == 503 && body.contains("storage: ")
+    });
+    assert!(body.contains(&format!("\nstorage: boot refuses: {refusal}\n")), "{body}");
+    let (_, _, status) = srv.get("/status");
+    let v: Value = serde_json::from_str(&status).unwrap();
+    let c = v["checks"].as_array().unwrap().iter().find(|c| c["name"] == "storage").unwrap();
+    assert_eq!(c["found"]["refused"], refusal.as_str());
+    assert_eq!(srv.terminate(), 0);
 }
 
 #[test]

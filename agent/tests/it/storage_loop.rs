@@ -333,6 +333,21 @@ fn a_disk_with_someone_elses_filesystem_is_refused_and_left_untouched() {
         "{out}"
     );
     assert!(!ns.mountinfo().contains(&disk.dev), "nothing mounted");
+    // The check reads the real disk's signatures as boot does and says boot's refusal, word for
+    // word; a configuration state, not a hardware fault.
+    let refusal = out
+        .lines()
+        .find_map(|l| l.strip_prefix("storage: FAIL: refused: "))
+        .expect("boot's refusal")
+        .to_string();
+    assert!(refusal.ends_with("or remove it from storage.devices; then restart nodeprep-boot.service (or run `nodeprep boot`)"), "{refusal}");
+    let o = ns.nodeprep(&node.cfg, &["--output", "json", "check", "--only", "storage"]);
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let c = &v["checks"][0];
+    assert_eq!(c["summary"], format!("boot refuses: {refusal}"), "{c}");
+    assert_eq!(c["found"]["refused"], refusal.as_str());
+    assert!(c.get("hardware_fault").is_none(), "{c}");
     assert_eq!(disk.sha(), sum, "not one byte changed");
 }
 

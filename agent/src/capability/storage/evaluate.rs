@@ -1,8 +1,8 @@
 //! The `storage` verdict: disks against what the type has, the array, the mount, the binds and the
-//! space they give.
+//! space they give; and, when storage is not in place, what `boot` refuses about it.
 
 use super::{
-    bind_in_place, bind_order, human, storage_device, ObserveError, Snapshot,
+    bind_in_place, bind_order, human, storage_device, BootWould, ObserveError, Snapshot,
     STORAGE_AVAILABLE_BYTES, STORAGE_DISKS, STORAGE_DISKS_EXPECTED, STORAGE_MOUNTED,
     STORAGE_USABLE_BYTES,
 };
@@ -12,9 +12,15 @@ use crate::host::{mountinfo, HostError};
 use crate::report::{CheckResult, Status};
 
 /// The check's verdict on a snapshot, with its metrics taken from the verdict itself (so a gauge
-/// cannot say what the report does not).
-pub fn evaluate(snap: &Snapshot, cfg: &StorageConfig, expected: Option<u32>) -> CheckResult {
-    with_metrics(verdict(snap, cfg, expected))
+/// cannot say what the report does not). `boot`: what boot's planner says about the same disks,
+/// when the check asked it.
+pub fn evaluate(
+    snap: &Snapshot,
+    cfg: &StorageConfig,
+    expected: Option<u32>,
+    boot: &BootWould,
+) -> CheckResult {
+    with_metrics(verdict(snap, cfg, expected, boot))
 }
 
 fn with_metrics(mut r: CheckResult) -> CheckResult {
@@ -36,7 +42,12 @@ fn with_metrics(mut r: CheckResult) -> CheckResult {
     r
 }
 
-fn verdict(snap: &Snapshot, cfg: &StorageConfig, expected: Option<u32>) -> CheckResult {
+fn verdict(
+    snap: &Snapshot,
+    cfg: &StorageConfig,
+    expected: Option<u32>,
+    boot: &BootWould,
+) -> CheckResult {
     let mp = cfg.mount_point.as_str();
     let found = snap.disks.len() as u32;
     let mk = |status, summary: String| {
@@ -153,6 +164,19 @@ fn verdict(snap: &Snapshot, cfg: &StorageConfig, expected: Option<u32>) -> Check
             warnings.push(format!("{} usable of {} raw", human(total), human(raw)));
         }
     }
+    let lost = expected
+        .filter(|&e| found < e)
+        .map(|e| format!("{found} of {e} instance-store disks present"));
+    let refused = match boot {
+        BootWould::Refuse(message) if !problems.is_empty() => Some(message.as_str()),
+        _ => None,
+    };
+    if let Some(message) = refused {
+        // What boot refuses says why the array, the mount or the binds are not there (and what to
+        // do); only the hardware's part of the story stays beside it.
+        problems = lost.iter().chain(&degraded).cloned().collect();
+        problems.push(format!("boot refuses: {message}"));
+    }
     let (status, summary) = if !problems.is_empty() {
         (Status::Fail, problems.join("; "))
     } else {
@@ -176,11 +200,9 @@ fn verdict(snap: &Snapshot, cfg: &StorageConfig, expected: Option<u32>) -> Check
     };
     let mut r = mk(status, summary);
     // A disk gone or an array degraded is the hardware's fault; an array not made or not mounted
-    // is boot's job.
+    // is boot's job, and what boot refuses (someone's filesystem on a disk) is the configuration's
+    // or the node's state, never the hardware's: the repair bridge must not replace the node.
     if status == Status::Fail {
-        let lost = expected
-            .filter(|&e| found < e)
-            .map(|e| format!("{found} of {e} instance-store disks present"));
         if let Some(h) = lost.or(degraded) {
             r = r.hardware_fault(h);
         }
@@ -188,9 +210,19 @@ fn verdict(snap: &Snapshot, cfg: &StorageConfig, expected: Option<u32>) -> Check
     for (k, v) in result_found {
         r = r.found(k, v);
     }
+    if let Some(message) = refused {
+        r = r.found("refused", message);
+    }
+    if let (BootWould::Unknown(why), Status::Fail) = (boot, status) {
+        r = r.found("signatures_unread", why.as_str());
+    }
     if status == Status::Fail {
         r = r.remedy(if snap.disks.len() < expected.unwrap_or(0) as usize {
             "an instance-store disk is missing: stop and start the instance (moves it to healthy hardware); instance-store data does not survive".to_string()
+        } else if refused.is_some() {
+            "boot changes nothing while it refuses: do what the refusal says, then restart nodeprep-boot.service (or run `nodeprep boot`); `nodeprep boot --dry-run` shows what it would then do, `lsblk -f` what each disk carries".to_string()
+        } else if matches!(boot, BootWould::Unknown(_)) {
+            "the disks could not be read here to tell whether boot refuses them: run `nodeprep boot --dry-run` on the node to see what would be done, then `nodeprep boot` (or restart nodeprep-boot.service)".to_string()
         } else {
             "run `nodeprep boot --dry-run` to see what would be done, then `nodeprep boot` (or restart nodeprep-boot.service); `cat /proc/mdstat` and `findmnt` show the current state".to_string()
         });
@@ -214,4 +246,85 @@ fn could_not_look(errors: &[ObserveError]) -> String {
         parts.push(read_failure_remedy(&host, "see `dmesg` for the disk or controller that fails"));
     }
     parts.join("; ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::probe::Content;
+    use super::super::{plan, refusal, Disk};
+    use super::*;
+
+    fn disk(n: u32, content: Content) -> Disk {
+        Disk {
+            name: format!("nvme{n}n1"),
+            serial: format!("AWS{n:04}"),
+            model: super::super::INSTANCE_STORE_MODEL.into(),
+            size_bytes: 3_840_000_000_000,
+            devnum: Some((259, n)),
+            holders: Vec::new(),
+            in_use: None,
+            content: Some(content),
+            array_content: None,
+        }
+    }
+
+    fn foreign() -> Snapshot {
+        let ext4 = Content::Other("ext4 filesystem (label \"data\")".into());
+        Snapshot {
+            disks: vec![disk(1, Content::Blank), disk(2, ext4), disk(3, Content::Blank)],
+            ..Snapshot::default()
+        }
+    }
+
+    #[test]
+    fn boot_s_refusal_is_the_summary_and_never_a_hardware_fault() {
+        let (snap, cfg) = (foreign(), StorageConfig::default());
+        let message = refusal(&snap, &cfg).expect("refused");
+        assert!(plan(&snap, &cfg).refuses());
+        assert!(
+            message.starts_with(
+                "/dev/nvme2n1 (AWS0002) carries ext4 filesystem (label \"data\"); nothing was formatted"
+            ),
+            "{message}"
+        );
+        let r = evaluate(&snap, &cfg, Some(3), &BootWould::Refuse(message.clone()));
+        assert_eq!(r.status, Status::Fail);
+        assert_eq!(r.summary, format!("boot refuses: {message}"));
+        assert_eq!(r.found["refused"], message.as_str());
+        assert_eq!(r.hardware_fault, None);
+        // Without asking, the old words: the array is not there.
+        let r = evaluate(&snap, &cfg, Some(3), &BootWould::NotAsked);
+        assert_eq!(
+            r.summary,
+            "no RAID0 array assembled from 3 disks; not mounted at /mnt/nodeprep"
+        );
+        assert!(!r.found.contains_key("refused"));
+    }
+
+    #[test]
+    fn a_missing_disk_stays_the_hardware_s_beside_a_refusal() {
+        let (snap, cfg) = (foreign(), StorageConfig::default());
+        let r = evaluate(&snap, &cfg, Some(4), &BootWould::Refuse("x".into()));
+        assert_eq!(r.summary, "3 of 4 instance-store disks present; boot refuses: x");
+        assert_eq!(r.hardware_fault.as_deref(), Some("3 of 4 instance-store disks present"));
+    }
+
+    #[test]
+    fn disks_that_cannot_be_read_are_said_not_guessed() {
+        let (snap, cfg) = (foreign(), StorageConfig::default());
+        let why = "reading /host/dev/nvme1n1: Operation not permitted (os error 1) (looking for signatures)";
+        let r = evaluate(&snap, &cfg, Some(3), &BootWould::Unknown(why.into()));
+        assert_eq!(r.status, Status::Fail);
+        assert!(r.summary.starts_with("no RAID0 array assembled from 3 disks"), "{}", r.summary);
+        assert_eq!(r.found["signatures_unread"], why);
+        assert!(r
+            .remedy
+            .as_deref()
+            .unwrap_or_default()
+            .contains("`nodeprep boot --dry-run` on the node"));
+        // Blank disks: boot would build it; nothing more to say.
+        let blank =
+            Snapshot { disks: vec![disk(1, Content::Blank), disk(2, Content::Blank)], ..foreign() };
+        assert_eq!(refusal(&blank, &cfg), None);
+    }
 }

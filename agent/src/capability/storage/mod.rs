@@ -2,13 +2,15 @@
 //! the bind mounts onto it; and `boot`'s plan to make them so.
 //!
 //! [`observe`] reads everything once (sysfs, the mount table, and, for `boot`, the first and last
-//! bytes of each disk); [`evaluate`] (the check) and [`plan`] (`boot`) decide from it. Every
-//! decision comes from what the disks and the mount table show now.
+//! bytes of each disk); [`evaluate`] (the check) and [`plan`] (`boot`) decide from it. When storage
+//! is not in place the check also asks the planner ([`BootWould`]), so that it names what `boot`
+//! refuses (a foreign filesystem on a disk) in boot's words. Every decision comes from what the
+//! disks and the mount table show now.
 //!
 //! Host paths: `sys/block/<dev>/{dev,size,device/model,device/serial,holders/,<part>/partition}`,
 //! `sys/block/md<N>/{dev,slaves/,md/array_state,md/level,md/raid_disks}`, `proc/1/mountinfo`
-//! (`/proc/self/mountinfo` on the live host), `dev/<dev>` (read only by `boot`), `proc/<pid>/comm`
-//! (is containerd or kubelet running?).
+//! (`/proc/self/mountinfo` on the live host), `dev/<dev>` (read by `boot`, and by the check only
+//! when storage is not in place), `proc/<pid>/comm` (is containerd or kubelet running?).
 
 mod evaluate;
 mod observe;
@@ -17,14 +19,14 @@ pub mod probe;
 
 pub use evaluate::evaluate;
 pub use observe::{mountinfo_path, observe, wait_for_disks};
-pub use plan::{plan, CHUNK_KIB, MOUNT_OPTIONS};
+pub use plan::{plan, refusal, CHUNK_KIB, MOUNT_OPTIONS};
 
 use self::probe::{Content, MdMember};
 use super::{Check, Context, Registration, When};
 use crate::config::{Mode, StorageConfig};
 use crate::host::mountinfo::{self, Mount};
-use crate::host::{block, HostError, Space};
-use crate::report::{CheckResult, MetricDef, MetricKind};
+use crate::host::{block, Host, HostError, Space};
+use crate::report::{CheckResult, MetricDef, MetricKind, Status};
 
 /// The NVMe model string of EC2 instance-store disks (`sys/block/<dev>/device/model`).
 pub const INSTANCE_STORE_MODEL: &str = "Amazon EC2 NVMe Instance Storage";
@@ -69,7 +71,8 @@ pub struct Disk {
     pub holders: Vec<String>,
     /// Why it must not be used (mounted, partitioned, the root disk); `None`: usable.
     pub in_use: Option<String>,
-    /// What it carries (read only when probing, i.e. by `boot`).
+    /// What it carries (read only when probing: by `boot`, and by the check when storage is not
+    /// in place).
     pub content: Option<Content>,
     /// For the first member of an md array: what the array's data area starts with.
     pub array_content: Option<Content>,
@@ -150,6 +153,36 @@ impl Snapshot {
     }
 }
 
+/// What `boot`'s planner says about the disks as they are now. The check asks it only when storage
+/// is not in place: the question costs a read of each disk's first and last bytes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BootWould {
+    /// Not asked: storage is in place, or the check could not look.
+    NotAsked,
+    /// Prepare storage: nothing on the disks stops it.
+    Proceed,
+    /// Refuse, in boot's words ([`refusal`]).
+    Refuse(String),
+    /// Not known: the disks' signatures could not be read (a container the device cgroup keeps
+    /// from opening the disks).
+    Unknown(String),
+}
+
+impl BootWould {
+    /// Asks the planner on a snapshot with the disks' signatures (as `boot` takes it).
+    pub fn ask(host: &Host, cfg: &StorageConfig) -> BootWould {
+        let probed = observe(host, cfg, true);
+        if !probed.errors.is_empty() {
+            let errors: Vec<String> = probed.errors.iter().map(ToString::to_string).collect();
+            return BootWould::Unknown(errors.join("; "));
+        }
+        match refusal(&probed, cfg) {
+            Some(message) => BootWould::Refuse(message),
+            None => BootWould::Proceed,
+        }
+    }
+}
+
 /// Whether storage is wanted on this node: `never`, `always`, or `auto` = when instance-store disks
 /// (or configured devices) exist.
 pub fn enabled(cfg: &StorageConfig, snap: &Snapshot) -> bool {
@@ -219,7 +252,7 @@ pub static REGISTRATION: Registration = Registration {
     name: "storage",
     when: When::EveryRun,
     start_rank: 2,
-    about: "instance-store NVMe RAID0, its mount and the bind mounts",
+    about: "instance-store NVMe RAID0, its mount and binds, or why boot refuses them",
     metrics: &[
         &STORAGE_DISKS,
         &STORAGE_DISKS_EXPECTED,
@@ -247,16 +280,18 @@ impl Check for Storage {
     fn run(&self, ctx: &Context) -> CheckResult {
         let cfg = &ctx.config.storage;
         let snap = observe(&ctx.host, cfg, false);
-        evaluate(
-            &snap,
-            cfg,
-            if snap.explicit {
-                Some(cfg.devices.len() as u32)
-            } else {
-                ctx.expected.instance_store_disks
-            },
-        )
-        .required(self.required(ctx))
+        let expected = if snap.explicit {
+            Some(cfg.devices.len() as u32)
+        } else {
+            ctx.expected.instance_store_disks
+        };
+        let mut r = evaluate(&snap, cfg, expected, &BootWould::NotAsked);
+        // Not in place: say why boot did not (or will not) build it, by boot's own rules. A prepared
+        // node never reads its disks.
+        if r.status == Status::Fail && snap.errors.is_empty() && cfg.enabled != Mode::Never {
+            r = evaluate(&snap, cfg, expected, &BootWould::ask(&ctx.host, cfg));
+        }
+        r.required(self.required(ctx))
     }
 }
 

@@ -115,7 +115,8 @@ fn read_array(
 }
 
 /// Reads what storage needs. `probe`: also read each disk's first and last bytes for signatures
-/// (`boot` does; the periodic check does not touch the disks).
+/// and list the processes using the bind targets (`boot` does; the check only when storage is not
+/// in place, to say what boot refuses: a prepared node's disks are never read).
 pub fn observe(host: &Host, cfg: &StorageConfig, probe: bool) -> Snapshot {
     let mut snap = Snapshot { explicit: !cfg.devices.is_empty(), ..Snapshot::default() };
     let table = mountinfo_path(host);
@@ -175,7 +176,7 @@ pub fn observe(host: &Host, cfg: &StorageConfig, probe: bool) -> Snapshot {
             snap.arrays.push(read_array(host, array, probe, &mut errors));
         }
     }
-    // Only boot binds; the periodic check does not walk (or even list) every process.
+    // Only a probing look (boot's) walks the processes: a check on a prepared node never does.
     if probe {
         snap.users = proc::named(host, USERS);
     }

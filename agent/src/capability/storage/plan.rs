@@ -133,6 +133,16 @@ pub fn plan(snap: &Snapshot, cfg: &StorageConfig) -> Plan {
     }
 }
 
+/// What `boot` would refuse on this snapshot (taken with `probe = true`), in its own words: the
+/// `storage` check says it when storage is not in place, so that the check and `boot` judge the
+/// disks by the same rules. `None`: boot would prepare storage (or skip it).
+pub fn refusal(snap: &Snapshot, cfg: &StorageConfig) -> Option<String> {
+    plan(snap, cfg).actions.into_iter().find_map(|a| match a {
+        Action::Refuse { message } => Some(message),
+        _ => None,
+    })
+}
+
 /// The disks to use: every instance-store disk not in use by someone else (named in a note), all
 /// of them read completely.
 fn usable_disks<'a>(snap: &'a Snapshot, steps: &mut Steps) -> Result<Vec<&'a Disk>, Refusal> {
@@ -167,9 +177,15 @@ fn usable_disks<'a>(snap: &'a Snapshot, steps: &mut Steps) -> Result<Vec<&'a Dis
 fn refuse_what_is_not_ours(snap: &Snapshot, disks: &[&Disk]) -> Result<(), Refusal> {
     for d in disks {
         if let Some(c) = d.content.as_ref().filter(|c| !ours(c)) {
+            let without = if snap.explicit {
+                "remove it from storage.devices"
+            } else {
+                "list only the other disks in storage.devices"
+            };
             return Err(Refusal(format!(
-                "{} ({}) carries {}; nodeprep only formats blank disks or its own (array or label \"{NAME}\"). \
-                 If that data is disposable, erase it with `wipefs --all {}` and rerun",
+                "{} ({}) carries {}; nothing was formatted: nodeprep formats only blank disks or its own \
+                 (array or label \"{NAME}\"). If that data is not wanted, erase it with `wipefs --all {}`, \
+                 or {without}; then restart nodeprep-boot.service (or run `nodeprep boot`)",
                 d.dev(),
                 if d.serial.is_empty() { "no serial" } else { d.serial.as_str() },
                 c.describe(),
