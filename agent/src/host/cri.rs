@@ -5,8 +5,11 @@
 //! socket exactly as kubelet makes pods, so it gets the default runtime and its base runtime spec.
 //! Its process's `/proc/<pid>/limits` is read from the host (the container runs the image's own
 //! entrypoint: the pause image has no shell). Everything it creates carries the label
-//! [`CANARY_LABEL`]; a leftover from a run that crashed is found by it and removed first. The
-//! whole run is under one deadline, cleanup included; cleanup always runs.
+//! [`CANARY_LABEL`] and [`OWNER_LABEL`] (the pid of the nodeprep that made it). A run removes its
+//! own pod at the end, and first the leftovers of runs that crashed: labelled pods whose owner is
+//! gone or that are older than [`LEFTOVER_AGE`]. A canary of another nodeprep still running (serve's
+//! beside a `check --only limits-canary` over SSM) is left alone. The whole run is under one
+//! deadline, cleanup included; cleanup always runs.
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
@@ -28,6 +31,11 @@ use super::{Host, HostError};
 
 /// The label on everything the canary creates.
 pub const CANARY_LABEL: (&str, &str) = ("io.nodeprep.canary", "true");
+/// The label with the pid of the nodeprep process that made the pod.
+pub const OWNER_LABEL: &str = "io.nodeprep.canary.pid";
+/// A canary pod lives for its deadline (at most 10 s); one older than this is a leftover whoever
+/// made it (a reused pid, a hung owner).
+pub const LEFTOVER_AGE: Duration = Duration::from_secs(120);
 /// The pod's namespace and name in containerd's metadata (`crictl pods` shows them).
 pub const CANARY_NAMESPACE: &str = "nodeprep";
 pub const CANARY_NAME: &str = "nodeprep-canary";
@@ -85,7 +93,10 @@ fn code_name(c: tonic::Code) -> String {
 }
 
 fn labels() -> HashMap<String, String> {
-    HashMap::from([(CANARY_LABEL.0.to_string(), CANARY_LABEL.1.to_string())])
+    HashMap::from([
+        (CANARY_LABEL.0.to_string(), CANARY_LABEL.1.to_string()),
+        (OWNER_LABEL.to_string(), std::process::id().to_string()),
+    ])
 }
 
 /// Connects to the CRI socket at `address` (a host path, under the root).
@@ -119,16 +130,55 @@ fn error_chain(e: &dyn std::error::Error) -> String {
 }
 
 /// Stops and removes every sandbox with the canary's label (its containers go with it); the ids.
-async fn remove_labelled(rt: &mut RuntimeServiceClient<Channel>) -> Result<Vec<String>, CriError> {
-    let filter = PodSandboxFilter { label_selector: labels(), ..Default::default() };
+/// Which labelled pods a run removes.
+#[derive(Clone, Copy)]
+enum Whose {
+    /// Its own (at the end of a run).
+    Mine,
+    /// Those left by runs that are gone (before it starts).
+    Leftovers,
+}
+
+/// True when a labelled pod is a leftover: made by a process that no longer runs, without an
+/// owner label (an older nodeprep), or older than [`LEFTOVER_AGE`].
+fn is_leftover(host: &Host, labels: &HashMap<String, String>, created_at_ns: i64) -> bool {
+    let age = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as i64)
+        .saturating_sub(created_at_ns);
+    let owner = labels.get(OWNER_LABEL).and_then(|p| p.parse::<u32>().ok());
+    match owner {
+        None => true,
+        Some(pid) => age > LEFTOVER_AGE.as_nanos() as i64 || !host.exists(format!("/proc/{pid}")),
+    }
+}
+
+async fn remove_labelled(
+    host: &Host,
+    rt: &mut RuntimeServiceClient<Channel>,
+    whose: Whose,
+) -> Result<Vec<String>, CriError> {
+    let selector = HashMap::from([(CANARY_LABEL.0.to_string(), CANARY_LABEL.1.to_string())]);
+    let filter = PodSandboxFilter { label_selector: selector, ..Default::default() };
     let found = rt
         .list_pod_sandbox(ListPodSandboxRequest { filter: Some(filter) })
         .await
         .map_err(call("ListPodSandbox"))?
         .into_inner()
         .items;
+    let me = std::process::id().to_string();
     let mut ids = Vec::new();
     for sb in found {
+        let remove = match whose {
+            Whose::Mine => sb.labels.get(OWNER_LABEL) == Some(&me),
+            Whose::Leftovers => {
+                sb.labels.get(OWNER_LABEL) != Some(&me)
+                    && is_leftover(host, &sb.labels, sb.created_at)
+            }
+        };
+        if !remove {
+            continue;
+        }
         rt.stop_pod_sandbox(StopPodSandboxRequest { pod_sandbox_id: sb.id.clone() })
             .await
             .map_err(call("StopPodSandbox"))?;
@@ -199,7 +249,7 @@ async fn work(
         .into_inner();
     let runtime = format!("{} {}", v.runtime_name, v.runtime_version);
     progress.at = "removing leftovers";
-    let leftovers = remove_labelled(rt).await?;
+    let leftovers = remove_labelled(host, rt, Whose::Leftovers).await?;
     if !leftovers.is_empty() {
         tracing::warn!(sandboxes = ?leftovers, "removed canary pods left by an earlier run");
     }
@@ -303,17 +353,23 @@ pub fn canary(
         let run_ms = started.elapsed().as_millis() as u64;
         let cleaned = Instant::now();
         let left = deadline.saturating_sub(started.elapsed()).max(Duration::from_millis(500));
-        let cleanup = match tokio::time::timeout(left, remove_labelled(&mut rt)).await {
-            Ok(Ok(_)) => Ok(()),
-            Ok(Err(e)) => Err(e.to_string()),
-            Err(_) => Err(format!("removal did not finish within {} ms", left.as_millis())),
-        };
+        let cleanup =
+            match tokio::time::timeout(left, remove_labelled(host, &mut rt, Whose::Mine)).await {
+                Ok(Ok(_)) => Ok(()),
+                Ok(Err(e)) => Err(e.to_string()),
+                Err(_) => Err(format!("removal did not finish within {} ms", left.as_millis())),
+            };
         let cleanup_ms = cleaned.elapsed().as_millis() as u64;
         tracing::info!(run_ms, cleanup_ms, ok = outcome.is_ok(), "canary pod done");
         let (runtime, leftovers_removed, pid, limits) = outcome?;
         if let Err(cause) = cleanup {
             return Err(CriError::NotRemoved {
-                ids: vec![format!("label {}={}", CANARY_LABEL.0, CANARY_LABEL.1)],
+                ids: vec![format!(
+                    "label {}={},{OWNER_LABEL}={}",
+                    CANARY_LABEL.0,
+                    CANARY_LABEL.1,
+                    std::process::id()
+                )],
                 cause,
             });
         }
