@@ -397,8 +397,15 @@ fn al2023_user_data_installs_and_runs_nodeprep_boot_before_nodeadm() {
     let code: Vec<&str> = script.lines().map(str::trim).filter(|l| !l.starts_with('#')).collect();
     assert!(code.iter().any(|l| l.contains("nodeprep boot")), "the script runs `nodeprep boot`");
     assert!(
-        code.iter().any(|l| l.contains("nodeprep-boot.service")),
-        "and enables the unit for reboots"
+        code.iter()
+            .any(|l| l.contains("nodeprep-boot.service") && l.contains("nodeprep-config.path")),
+        "and enables the units for reboots (and for a config written later)"
+    );
+    // Issue 22: on an AMI with the unit enabled, boot has run before cloud-final; a start of the
+    // finished oneshot is a no-op and the node would run on the AMI's config.
+    assert!(
+        !code.iter().any(|l| l.contains("systemctl start nodeprep-boot")),
+        "no `systemctl start` of the finished oneshot"
     );
     assert!(script.contains("REPLACE-ME"), "the download location is an obvious placeholder");
 
