@@ -36,48 +36,7 @@ VM_TOOLS=(mdadm mkfs.xfs blkid wipefs lsblk findmnt mount umount mountpoint "${e
 # ---------------------------------------------------------------------------------------------------
 # 1. The kernel: download (cached) and extract the Debian package, then generate modules.dep.
 # ---------------------------------------------------------------------------------------------------
-kernel_pkg() {
-  if [[ -n ${VM_KERNEL_PKG:-} ]]; then
-    echo "$VM_KERNEL_PKG"
-    return
-  fi
-  local pkg
-  pkg=$(apt-cache depends linux-image-cloud-amd64 2>/dev/null | awk '/Depends: linux-image-/ {print $2; exit}')
-  if [[ -z $pkg && $(id -u) == 0 ]]; then
-    apt-get update -qq >/dev/null 2>&1 || true
-    pkg=$(apt-cache depends linux-image-cloud-amd64 2>/dev/null | awk '/Depends: linux-image-/ {print $2; exit}')
-  fi
-  if [[ -z $pkg ]]; then # offline: the newest kernel already extracted in the cache
-    pkg=$(ls -1 "$VM_CACHE/kernel" 2>/dev/null | sort -V | tail -n1)
-  fi
-  [[ -n $pkg ]] || vm_die "cannot find a Debian kernel package (apt-cache depends linux-image-cloud-amd64 gave nothing; set VM_KERNEL_PKG)"
-  echo "$pkg"
-}
-
-PKG=$(kernel_pkg)
-KROOT=$VM_CACHE/kernel/$PKG
-if [[ ! -e $KROOT/.extracted ]]; then
-  mkdir -p "$VM_CACHE/debs"
-  deb=$(ls -1 "$VM_CACHE/debs/${PKG}_"*.deb 2>/dev/null | tail -n1 || true)
-  if [[ -z $deb ]]; then
-    vm_log "downloading $PKG"
-    # As root apt warns that the _apt user cannot write here; the download still works.
-    (cd "$VM_CACHE/debs" && apt-get download -q "$PKG" 2>&1 | grep -v 'unsandboxed' >&2) || true
-    deb=$(ls -1 "$VM_CACHE/debs/${PKG}_"*.deb 2>/dev/null | tail -n1 || true)
-    [[ -n $deb ]] || vm_die "apt-get download $PKG failed"
-  fi
-  vm_log "extracting $(basename "$deb")"
-  rm -rf "$KROOT"
-  mkdir -p "$KROOT"
-  dpkg-deb -x "$deb" "$KROOT"
-  KVER=$(ls -1 "$KROOT/lib/modules" | head -n1)
-  # The package ships no modules.dep (the installer runs depmod); busybox depmod makes one.
-  busybox depmod -b "$KROOT" "$KVER"
-  touch "$KROOT/.extracted"
-fi
-KVER=$(ls -1 "$KROOT/lib/modules" | head -n1)
-MODDIR=$KROOT/lib/modules/$KVER
-[[ -f $KROOT/boot/vmlinuz-$KVER && -f $MODDIR/modules.dep ]] || vm_die "$KROOT: incomplete kernel tree; delete it and retry"
+vm_kernel # sets KROOT, KVER and MODDIR (lib.sh)
 
 # ---------------------------------------------------------------------------------------------------
 # 2. Resolve the module list against modules.builtin / modules.dep into load order.

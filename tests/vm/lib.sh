@@ -9,6 +9,7 @@ VM_CACHE=${VM_CACHE:-$REPO_ROOT/target/vm-cache}
 # Debian packages the VM harness needs on the host, as "command:package".
 VM_HOST_DEPS=(
   "qemu-system-x86_64:qemu-system-x86" # the emulator (TCG: no KVM needed)
+  "qemu-img:qemu-utils"                # copy-on-write overlays of the full-node root disk
   "busybox:busybox-static"             # static busybox: the guest's shell and coreutils
   "mdadm:mdadm"                        # copied into the guest
   "mkfs.xfs:xfsprogs"                  # copied into the guest
@@ -49,6 +50,76 @@ vm_ensure_deps() {
     echo "tests/vm: missing ${missing[*]}; install them (Debian: apt-get install --no-install-recommends ${missing[*]})" >&2
     exit 2
   fi
+}
+
+kernel_pkg() {
+  if [[ -n ${VM_KERNEL_PKG:-} ]]; then
+    echo "$VM_KERNEL_PKG"
+    return
+  fi
+  local pkg
+  pkg=$(apt-cache depends linux-image-cloud-amd64 2>/dev/null | awk '/Depends: linux-image-/ {print $2; exit}')
+  if [[ -z $pkg && $(id -u) == 0 ]]; then
+    apt-get update -qq >/dev/null 2>&1 || true
+    pkg=$(apt-cache depends linux-image-cloud-amd64 2>/dev/null | awk '/Depends: linux-image-/ {print $2; exit}')
+  fi
+  if [[ -z $pkg ]]; then # offline: the newest kernel already extracted in the cache
+    pkg=$(ls -1 "$VM_CACHE/kernel" 2>/dev/null | sort -V | tail -n1)
+  fi
+  [[ -n $pkg ]] || vm_die "cannot find a Debian kernel package (apt-cache depends linux-image-cloud-amd64 gave nothing; set VM_KERNEL_PKG)"
+  echo "$pkg"
+}
+
+# The Debian cloud kernel, downloaded once into $VM_CACHE/kernel (`apt-get download` + `dpkg-deb
+# -x`: nothing is installed on this machine). Sets KROOT (the extracted package), KVER and MODDIR.
+vm_kernel() {
+  local PKG deb
+  PKG=$(kernel_pkg)
+  KROOT=$VM_CACHE/kernel/$PKG
+  if [[ ! -e $KROOT/.extracted ]]; then
+    mkdir -p "$VM_CACHE/debs"
+    deb=$(ls -1 "$VM_CACHE/debs/${PKG}_"*.deb 2>/dev/null | tail -n1 || true)
+    if [[ -z $deb ]]; then
+      vm_log "downloading $PKG"
+      # As root apt warns that the _apt user cannot write here; the download still works.
+      (cd "$VM_CACHE/debs" && apt-get download -q "$PKG" 2>&1 | grep -v 'unsandboxed' >&2) || true
+      deb=$(ls -1 "$VM_CACHE/debs/${PKG}_"*.deb 2>/dev/null | tail -n1 || true)
+      [[ -n $deb ]] || vm_die "apt-get download $PKG failed"
+    fi
+    vm_log "extracting $(basename "$deb")"
+    rm -rf "$KROOT"
+    mkdir -p "$KROOT"
+    dpkg-deb -x "$deb" "$KROOT"
+    KVER=$(ls -1 "$KROOT/lib/modules" | head -n1)
+    # The package ships no modules.dep (the installer runs depmod); busybox depmod makes one.
+    busybox depmod -b "$KROOT" "$KVER"
+    touch "$KROOT/.extracted"
+  fi
+  KVER=$(ls -1 "$KROOT/lib/modules" | head -n1)
+  MODDIR=$KROOT/lib/modules/$KVER
+  [[ -f $KROOT/boot/vmlinuz-$KVER && -f $MODDIR/modules.dep ]] || vm_die "$KROOT: incomplete kernel tree; delete it and retry"
+}
+
+# vm_judge SCENARIO LOG QEMU_RC TIMEOUT ELAPSED: 0 when the console shows `VMTEST PASS SCENARIO` and
+# no `VMTEST FAIL`; else prints the FAIL lines (or the console's tail) and returns 1.
+vm_judge() {
+  local scenario=$1 log=$2 rc=$3 timeout_s=$4 elapsed=$5
+  if ((rc == 124 || rc == 137)); then
+    echo "run.sh: $scenario: VM timed out after $timeout_s s; console tail ($log):" >&2
+    tail -n 40 "$log" | sed 's/^/  | /' >&2
+    return 1
+  fi
+  if ! grep -q "^VMTEST END $scenario\$" "$log"; then
+    echo "run.sh: $scenario: VM stopped (qemu exit $rc) without finishing the scenario; console tail ($log):" >&2
+    tail -n 40 "$log" | sed 's/^/  | /' >&2
+    return 1
+  fi
+  if grep -q '^VMTEST FAIL ' "$log" || ! grep -q "^VMTEST PASS $scenario\$" "$log"; then
+    echo "run.sh: $scenario: FAILED in $elapsed s ($log):" >&2
+    grep -E '^VMTEST (FAIL|RESULT) ' "$log" | sed 's/^/  | /' >&2
+    return 1
+  fi
+  vm_log "$scenario: VMTEST PASS in $elapsed s"
 }
 
 # Step timing: `vm_step NAME` starts a step, `vm_step_end` prints its elapsed seconds.

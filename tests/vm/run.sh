@@ -66,19 +66,4 @@ timeout --kill-after=10 "$timeout_s" qemu-system-x86_64 \
 sed -i 's/\r$//' "$log"
 elapsed=$((SECONDS - t0))
 
-if ((rc == 124 || rc == 137)); then
-  echo "run.sh: $scenario: VM timed out after $timeout_s s; console tail ($log):" >&2
-  tail -n 40 "$log" | sed 's/^/  | /' >&2
-  exit 1
-fi
-if ! grep -q "^VMTEST END $scenario\$" "$log"; then
-  echo "run.sh: $scenario: VM stopped (qemu exit $rc) without finishing the scenario; console tail ($log):" >&2
-  tail -n 40 "$log" | sed 's/^/  | /' >&2
-  exit 1
-fi
-if grep -q '^VMTEST FAIL ' "$log" || ! grep -q "^VMTEST PASS $scenario\$" "$log"; then
-  echo "run.sh: $scenario: FAILED in $elapsed s ($log):" >&2
-  grep -E '^VMTEST (FAIL|RESULT) ' "$log" | sed 's/^/  | /' >&2
-  exit 1
-fi
-vm_log "$scenario: VMTEST PASS in $elapsed s"
+vm_judge "$scenario" "$log" "$rc" "$timeout_s" "$elapsed"
