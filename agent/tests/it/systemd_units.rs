@@ -178,10 +178,17 @@ fn a_changed_config_is_applied_again_after_boot_and_before_containerd() {
         "After=nodeprep-boot.service",
         "Before=containerd.service kubelet.service nodeadm-run.service soci-snapshotter.service",
         // serve is ordered after this unit: a blocking restart from inside it would wait forever.
-        "ExecStopPost=/usr/bin/systemctl --no-block try-restart nodeprep.service",
     ] {
         assert!(has(&r, line), "{line} missing:\n{r}");
     }
+    let post = r.lines().find(|l| l.starts_with("ExecStopPost=")).expect("ExecStopPost");
+    assert!(
+        post.contains("--no-block try-restart nodeprep.service")
+            && post.contains("is-failed nodeprep.service")
+            && post.contains("--no-block restart nodeprep.service")
+            && !post.contains("systemctl try-restart"),
+        "{post}"
+    );
     assert!(!r.contains("[Install]"), "started by the path unit only:\n{r}");
     let s = unit("nodeprep.service");
     assert!(

@@ -17,7 +17,7 @@ check "before containerd started" before $r InactiveEnterTimestampMonotonic cont
 c=$(main_pid containerd.service)
 info "containerd pid $c: stack $(limit_of "$c" 'Max stack size')"
 check "containerd runs with userData's stack (64 MiB)" bash -c "[[ '$(limit_of "$c" 'Max stack size')' == '67108864 67108864' ]]"
-nodeprep --output json check --only limits-canary >/tmp/canary.json 2>/tmp/canary.err || true
+canary /tmp/canary.json
 check_json "the canary pod has userData's stack" /tmp/canary.json '.checks[0].found.pod.stack.soft == 67108864'
 code=$(http_code http://127.0.0.1:9478/readyz)
 info "/readyz on 9478: $code"
@@ -31,4 +31,25 @@ for _ in $(seq 1 100); do
 done
 check "a rewrite with the same values reruns nothing" bash -c "journalctl -b -o cat -u $r | grep -q 'the configuration is the one the last boot applied'"
 timings
+# A broken config: the reconfigure fails naming the file and key, nothing is changed; serve,
+# restarted to read it, exits 2 and stays down instead of restarting every 5 s
+# (RestartPreventExitStatus=2).
+s=nodeprep.service
+printf '[serve]\ninterval_seconds = "often"\n' >/etc/nodeprep/config.toml
+for _ in $(seq 1 100); do
+  [[ $(prop $s ActiveState) == failed ]] && break
+  sleep 0.3
+done
+restarts=$(prop $s NRestarts)
+sleep 12
+info "serve: $(prop $s ActiveState) $(prop $s Result) exit $(prop $s ExecMainStatus), NRestarts $restarts then $(prop $s NRestarts)"
+check "serve stopped on the config error (exit 2) and stays down" bash -c "[[ \$(systemctl show -p ActiveState --value $s) == failed && \$(systemctl show -p ExecMainStatus --value $s) == 2 && \$(systemctl show -p NRestarts --value $s) == $restarts ]]"
+check "the reconfigure's journal names the file and the key" bash -c "journalctl -b -o cat -u $r | grep 'config.toml' | grep -q 'interval_seconds'"
+# Fixed: serve comes back by itself.
+printf '[limits]\napply = "always"\nstack = 67108864\n[serve]\nlisten = "127.0.0.1:9478"\ninterval_seconds = 20\n' >/etc/nodeprep/config.toml
+for _ in $(seq 1 100); do
+  [[ $(prop $s ActiveState) == active ]] && break
+  sleep 0.3
+done
+check "a fixed config starts serve again" bash -c "[[ \$(systemctl show -p ActiveState --value $s) == active ]]"
 finish
