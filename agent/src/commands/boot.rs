@@ -49,26 +49,6 @@ pub(super) fn boot(g: &Global, host: Host, opts: Options) -> Result<u8, UsageErr
     let cfg = load_config(g, &host)?;
     watch.set_deadline(Duration::from_secs(cfg.checks.timeout_seconds));
     let applied = effective(&cfg);
-    if if_config_changed {
-        match host.read_string(APPLIED_CONFIG) {
-            Ok(last) if last == applied => {
-                say(g, &format!("boot: the configuration is the one the last boot applied ({}): nothing to do", host.display(APPLIED_CONFIG)));
-                tracing::info!(record = %host.display(APPLIED_CONFIG), "configuration unchanged; boot not rerun");
-                return Ok(EXIT_READY);
-            }
-            Ok(_) => say(
-                g,
-                "boot: the configuration changed since the last boot applied it: applying it",
-            ),
-            Err(_) => say(
-                g,
-                &format!(
-                    "boot: no record of an applied configuration ({}): applying it",
-                    host.display(APPLIED_CONFIG)
-                ),
-            ),
-        }
-    }
     // One boot at a time; held until this process ends. A dry run changes nothing and needs none.
     let _lock = if dry_run {
         None
@@ -108,6 +88,27 @@ pub(super) fn boot(g: &Global, host: Host, opts: Options) -> Result<u8, UsageErr
             }
         }
     };
+    // Compared under the lock: a boot still running records what it applied first.
+    if if_config_changed {
+        match host.read_string(APPLIED_CONFIG) {
+            Ok(last) if last == applied => {
+                say(g, &format!("boot: the configuration is the one the last boot applied ({}): nothing to do", host.display(APPLIED_CONFIG)));
+                tracing::info!(record = %host.display(APPLIED_CONFIG), "configuration unchanged; boot not rerun");
+                return Ok(EXIT_READY);
+            }
+            Ok(_) => say(
+                g,
+                "boot: the configuration changed since the last boot applied it: applying it",
+            ),
+            Err(_) => say(
+                g,
+                &format!(
+                    "boot: no record of an applied configuration ({}): applying it",
+                    host.display(APPLIED_CONFIG)
+                ),
+            ),
+        }
+    }
     let selected = crate::capability::select(&[])?;
     let ctx = run::prepare(host, cfg, g.instance_type.as_deref(), crate::run::Purpose::Once);
     let (host, cfg) = (&ctx.host, &ctx.config);
@@ -189,7 +190,7 @@ pub(super) fn boot(g: &Global, host: Host, opts: Options) -> Result<u8, UsageErr
     print_report(g, &report, None);
     let code = if failed || (strict && !report.ready) { EXIT_NOT_READY } else { EXIT_READY };
     let verdict = match (failed, report.ready) {
-        (true, _) => "boot: FAIL: a step failed or was refused (above); containerd and kubelet are not held",
+        (true, _) => "boot: FAIL: a step failed or was refused (above)",
         (false, true) => "boot: the node is prepared; every required check passed",
         (false, false) if strict => "boot: the node is prepared; a required check failed (above; --strict: exit 1)",
         (false, false) => "boot: the node is prepared; a required check failed (above): readiness is `nodeprep serve`'s to report (exit 0; --strict makes it 1)",
