@@ -10,6 +10,7 @@ Exit codes (all commands):
   0  ready: every required check passed (warnings allowed)
   1  not ready: a required check failed
   2  usage or configuration error; nothing was changed
+  boot: 0 the node is prepared, 1 a step failed or was refused (checks count only with --strict)
 
 Examples:
   nodeprep check                           # all checks, table on stdout
