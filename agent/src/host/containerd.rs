@@ -213,16 +213,13 @@ fn resolve(host: &dyn Files, main: &str) -> Result<Cri, HostError> {
         .filter(|s| !s.is_empty())
         .unwrap_or("runc")
         .to_string();
-    let systemd_cgroup = ctr
-        .and_then(|c| c.get("runtimes"))
-        .and_then(|r| r.get(&default_runtime))
+    let runtime = ctr.and_then(|c| c.get("runtimes")).and_then(|r| r.get(&default_runtime));
+    let systemd_cgroup = runtime
         .and_then(|r| r.get("options"))
         .and_then(|o| o.get("SystemdCgroup"))
         .and_then(toml::Value::as_bool)
         .unwrap_or(false);
-    let spec = ctr
-        .and_then(|c| c.get("runtimes"))
-        .and_then(|r| r.get(&default_runtime))
+    let spec = runtime
         .and_then(|r| r.get("base_runtime_spec"))
         .and_then(toml::Value::as_str)
         .filter(|s| !s.is_empty());

@@ -92,11 +92,16 @@ fn code_name(c: tonic::Code) -> String {
     format!("{c:?}")
 }
 
+/// The label every canary pod has: what finds them all.
+fn selector() -> HashMap<String, String> {
+    HashMap::from([(CANARY_LABEL.0.to_string(), CANARY_LABEL.1.to_string())])
+}
+
+/// A new canary pod's labels: the canary label and its owner, this process.
 fn labels() -> HashMap<String, String> {
-    HashMap::from([
-        (CANARY_LABEL.0.to_string(), CANARY_LABEL.1.to_string()),
-        (OWNER_LABEL.to_string(), std::process::id().to_string()),
-    ])
+    let mut l = selector();
+    l.insert(OWNER_LABEL.to_string(), std::process::id().to_string());
+    l
 }
 
 /// Connects to the CRI socket at `address` (a host path, under the root).
@@ -158,8 +163,7 @@ async fn remove_labelled(
     rt: &mut RuntimeServiceClient<Channel>,
     whose: Whose,
 ) -> Result<Vec<String>, CriError> {
-    let selector = HashMap::from([(CANARY_LABEL.0.to_string(), CANARY_LABEL.1.to_string())]);
-    let filter = PodSandboxFilter { label_selector: selector, ..Default::default() };
+    let filter = PodSandboxFilter { label_selector: selector(), ..Default::default() };
     let found = rt
         .list_pod_sandbox(ListPodSandboxRequest { filter: Some(filter) })
         .await

@@ -537,40 +537,32 @@ fn a_config_written_after_boot_is_applied_by_if_config_changed_and_only_when_it_
     let cfg = dir.path().join("etc/nodeprep/config.toml");
     let dropin = dir.path().join(DROPIN);
     std::fs::create_dir_all(cfg.parent().unwrap()).unwrap();
-    std::fs::write(&cfg, "[limits]\napply = \"always\"\n").unwrap();
-    let o = nodeprep(dir.path(), &["boot", "--if-config-changed"]);
-    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
-    assert!(text(&o).contains("no record of an applied configuration"), "{}", text(&o));
+    // Writes the config, runs `boot --if-config-changed`: its exit code and output.
+    let reconfigure = |config: &str| {
+        std::fs::write(&cfg, config).unwrap();
+        let o = nodeprep(dir.path(), &["boot", "--if-config-changed"]);
+        (o.status.code(), text(&o))
+    };
+    let (code, out) = reconfigure("[limits]\napply = \"always\"\n");
+    assert_eq!(code, Some(0), "{out}");
+    assert!(out.contains("no record of an applied configuration"), "{out}");
     let record = std::fs::read_to_string(dir.path().join("run/nodeprep/boot-config.toml")).unwrap();
     assert!(record.contains("[limits]"), "{record}");
     // The same effective config with other comments and an explicit default: nothing is done.
-    std::fs::write(
-        &cfg,
+    let (code, out) = reconfigure(
         "# rewritten by userData\n[limits]\nstack = \"unlimited\"\napply = \"always\"\n",
-    )
-    .unwrap();
-    let o = nodeprep(dir.path(), &["boot", "--if-config-changed"]);
-    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
-    assert!(
-        text(&o).contains("the configuration is the one the last boot applied"),
-        "{}",
-        text(&o)
     );
-    assert!(!text(&o).contains("limits: "), "nothing applied: {}", text(&o));
+    assert_eq!(code, Some(0), "{out}");
+    assert!(out.contains("the configuration is the one the last boot applied"), "{out}");
+    assert!(!out.contains("limits: "), "nothing applied: {out}");
     // A changed value: applied.
-    std::fs::write(&cfg, "[limits]\napply = \"always\"\nstack = 67108864\n").unwrap();
-    let o = nodeprep(dir.path(), &["boot", "--if-config-changed"]);
-    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
-    assert!(
-        text(&o).contains("the configuration changed since the last boot applied it"),
-        "{}",
-        text(&o)
-    );
+    let (code, out) = reconfigure("[limits]\napply = \"always\"\nstack = 67108864\n");
+    assert_eq!(code, Some(0), "{out}");
+    assert!(out.contains("the configuration changed since the last boot applied it"), "{out}");
     let d = std::fs::read_to_string(&dropin).unwrap();
     assert!(d.contains("LimitSTACK=67108864"), "{d}");
     // A config error: exit 2, nothing changed.
-    std::fs::write(&cfg, "[limits]\nstack = \"a lot\"\n").unwrap();
-    let o = nodeprep(dir.path(), &["boot", "--if-config-changed"]);
-    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    let (code, out) = reconfigure("[limits]\nstack = \"a lot\"\n");
+    assert_eq!(code, Some(2), "{out}");
     assert_eq!(std::fs::read_to_string(&dropin).unwrap(), d);
 }

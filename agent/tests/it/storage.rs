@@ -51,6 +51,25 @@ fn instance_store(spec: &mut Spec) -> Vec<&mut Disk> {
     spec.disks.iter_mut().filter(|d| d.model == MODEL).collect()
 }
 
+/// Drops the mounts of the array (md127, 9:127): /mnt/nodeprep and the binds onto it.
+fn without_array_mounts(spec: &mut Spec) {
+    spec.mountinfo = spec
+        .mountinfo
+        .lines()
+        .filter(|l| !l.contains(" 9:127 "))
+        .map(|l| format!("{l}\n"))
+        .collect();
+}
+
+/// The node after a reboot before anything assembled the array: no array, no holders, no mounts.
+fn array_stopped(spec: &mut Spec) {
+    spec.arrays.clear();
+    for d in instance_store(spec) {
+        d.holders.clear();
+    }
+    without_array_mounts(spec);
+}
+
 #[test]
 fn blank_disks_get_one_raid0_xfs_mount_and_binds_parent_first() {
     let mut spec = Spec::p5_48xlarge().unprepared();
@@ -114,16 +133,7 @@ fn a_prepared_node_needs_nothing_and_passes() {
 #[test]
 fn our_array_after_a_reboot_is_assembled_not_recreated() {
     let mut spec = Spec::p5_48xlarge();
-    spec.arrays.clear();
-    for d in instance_store(&mut spec) {
-        d.holders.clear();
-    }
-    spec.mountinfo = spec
-        .mountinfo
-        .lines()
-        .filter(|l| !l.contains(" 9:127 "))
-        .map(|l| format!("{l}\n"))
-        .collect();
+    array_stopped(&mut spec);
     spec.containerd = None;
     let dir = tree(&spec);
     // The array's xfs starts at the data offset of the member in role 0.
@@ -179,12 +189,7 @@ fn a_half_assembled_array_from_udev_is_stopped_then_assembled() {
     for d in instance_store(&mut spec).into_iter().skip(5) {
         d.holders.clear();
     }
-    spec.mountinfo = spec
-        .mountinfo
-        .lines()
-        .filter(|l| !l.contains(" 9:127 "))
-        .map(|l| format!("{l}\n"))
-        .collect();
+    without_array_mounts(&mut spec);
     spec.containerd = None;
     let dir = tree(&spec);
     std::fs::OpenOptions::new()
@@ -290,16 +295,7 @@ fn the_check_says_what_boot_refuses_in_boots_words() {
     // The rest of the story beside it: a member of our array gone is the hardware's, and stays so.
     let mut gone = Spec::p5_48xlarge();
     gone.disks.retain(|d| d.name != "nvme8n1");
-    for d in instance_store(&mut gone) {
-        d.holders.clear();
-    }
-    gone.arrays.clear();
-    gone.mountinfo = gone
-        .mountinfo
-        .lines()
-        .filter(|l| !l.contains(" 9:127 "))
-        .map(|l| format!("{l}\n"))
-        .collect();
+    array_stopped(&mut gone);
     let dir2 = tree(&gone);
     let (code, c) = storage_check(dir2.path());
     assert_eq!(code, 1);

@@ -52,20 +52,28 @@ fn has(u: &str, line: &str) -> bool {
     u.lines().any(|l| l == line)
 }
 
+/// Every one of `lines` is a line of the unit.
+fn assert_has(u: &str, lines: &[&str]) {
+    for line in lines {
+        assert!(has(u, line), "{line} missing:\n{u}");
+    }
+}
+
 #[test]
 fn boot_runs_once_after_the_driver_units_and_before_containerd_without_blocking_it() {
     let u = unit("nodeprep-boot.service");
-    for line in [
-        "Type=oneshot",
-        "RemainAfterExit=yes",
-        "ExecStart=/usr/bin/nodeprep boot",
-        "After=nvidia-kmod-load.service nvidia-fabricmanager.service nvidia-persistenced.service",
-        "After=nodeadm-config.service cloud-init.service",
-        "Before=containerd.service kubelet.service nodeadm-run.service soci-snapshotter.service",
-        "SyslogIdentifier=nodeprep-boot",
-    ] {
-        assert!(has(&u, line), "{line} missing:\n{u}");
-    }
+    assert_has(
+        &u,
+        &[
+            "Type=oneshot",
+            "RemainAfterExit=yes",
+            "ExecStart=/usr/bin/nodeprep boot",
+            "After=nvidia-kmod-load.service nvidia-fabricmanager.service nvidia-persistenced.service",
+            "After=nodeadm-config.service cloud-init.service",
+            "Before=containerd.service kubelet.service nodeadm-run.service soci-snapshotter.service",
+            "SyslogIdentifier=nodeprep-boot",
+        ],
+    );
     assert!(
         !u.lines().any(|l| l.starts_with("RequiredBy=")),
         "must not block containerd unless configured"
@@ -103,14 +111,15 @@ fn boot_is_hardened_without_a_mount_namespace() {
     ] {
         assert!(!u.lines().any(|l| l.starts_with(key)), "{key} must not be set:\n{u}");
     }
-    for line in [
-        "NoNewPrivileges=yes",
-        "SystemCallFilter=@system-service @mount",
-        "SystemCallErrorNumber=EPERM",
-        "IPAddressDeny=any",
-    ] {
-        assert!(has(&u, line), "{line} missing:\n{u}");
-    }
+    assert_has(
+        &u,
+        &[
+            "NoNewPrivileges=yes",
+            "SystemCallFilter=@system-service @mount",
+            "SystemCallErrorNumber=EPERM",
+            "IPAddressDeny=any",
+        ],
+    );
     // The reconfigure unit runs the same boot: the same sandbox.
     let r = unit("nodeprep-reconfigure.service");
     let sandbox = |t: &str| -> Vec<String> {
@@ -173,14 +182,15 @@ fn a_changed_config_is_applied_again_after_boot_and_before_containerd() {
     assert!(has(&p, "PathChanged=/etc/nodeprep/config.toml"), "{p}");
     assert!(has(&p, "Unit=nodeprep-reconfigure.service"), "{p}");
     let r = unit("nodeprep-reconfigure.service");
-    for line in [
-        "ExecStart=/usr/bin/nodeprep boot --if-config-changed",
-        "After=nodeprep-boot.service",
-        "Before=containerd.service kubelet.service nodeadm-run.service soci-snapshotter.service",
-        // serve is ordered after this unit: a blocking restart from inside it would wait forever.
-    ] {
-        assert!(has(&r, line), "{line} missing:\n{r}");
-    }
+    assert_has(
+        &r,
+        &[
+            "ExecStart=/usr/bin/nodeprep boot --if-config-changed",
+            "After=nodeprep-boot.service",
+            "Before=containerd.service kubelet.service nodeadm-run.service soci-snapshotter.service",
+            // serve is ordered after this unit: a blocking restart from inside it would wait forever.
+        ],
+    );
     let post = r.lines().find(|l| l.starts_with("ExecStopPost=")).expect("ExecStopPost");
     assert!(
         post.contains("--no-block try-restart nodeprep.service")
@@ -200,22 +210,23 @@ fn a_changed_config_is_applied_again_after_boot_and_before_containerd() {
 #[test]
 fn serve_is_notify_with_watchdog_and_hardened() {
     let u = unit("nodeprep.service");
-    for line in [
-        "Type=notify",
-        "ExecStart=/usr/bin/nodeprep serve",
-        "WatchdogSec=90s",
-        "Restart=on-failure",
-        "ProtectSystem=strict",
-        "ReadWritePaths=/run/nodeprep",
-        "NoNewPrivileges=yes",
-        "CapabilityBoundingSet=CAP_DAC_READ_SEARCH CAP_SYSLOG",
-        // A config error (exit 2) is not fixed by restarting every 5 s.
-        "RestartPreventExitStatus=2",
-        "SystemCallFilter=@system-service",
-        "SyslogIdentifier=nodeprep",
-    ] {
-        assert!(has(&u, line), "{line} missing:\n{u}");
-    }
+    assert_has(
+        &u,
+        &[
+            "Type=notify",
+            "ExecStart=/usr/bin/nodeprep serve",
+            "WatchdogSec=90s",
+            "Restart=on-failure",
+            "ProtectSystem=strict",
+            "ReadWritePaths=/run/nodeprep",
+            "NoNewPrivileges=yes",
+            "CapabilityBoundingSet=CAP_DAC_READ_SEARCH CAP_SYSLOG",
+            // A config error (exit 2) is not fixed by restarting every 5 s.
+            "RestartPreventExitStatus=2",
+            "SystemCallFilter=@system-service",
+            "SyslogIdentifier=nodeprep",
+        ],
+    );
     // systemd < 252: ProtectClock implies DeviceAllow=char-rtc r, closing /dev/nvidia* and /dev/kmsg.
     assert!(
         !u.lines().any(|l| l.starts_with("ProtectClock=") || l.starts_with("DeviceAllow=")),
