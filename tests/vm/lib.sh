@@ -105,21 +105,36 @@ vm_kernel() {
 vm_judge() {
   local scenario=$1 log=$2 rc=$3 timeout_s=$4 elapsed=$5
   if ((rc == 124 || rc == 137)); then
-    echo "run.sh: $scenario: VM timed out after $timeout_s s; console tail ($log):" >&2
+    echo "vm: $scenario: VM timed out after $timeout_s s; console tail ($log):" >&2
     tail -n 40 "$log" | sed 's/^/  | /' >&2
     return 1
   fi
   if ! grep -q "^VMTEST END $scenario\$" "$log"; then
-    echo "run.sh: $scenario: VM stopped (qemu exit $rc) without finishing the scenario; console tail ($log):" >&2
+    echo "vm: $scenario: VM stopped (qemu exit $rc) without finishing the scenario; console tail ($log):" >&2
     tail -n 40 "$log" | sed 's/^/  | /' >&2
     return 1
   fi
   if grep -q '^VMTEST FAIL ' "$log" || ! grep -q "^VMTEST PASS $scenario\$" "$log"; then
-    echo "run.sh: $scenario: FAILED in $elapsed s ($log):" >&2
+    echo "vm: $scenario: FAILED in $elapsed s ($log):" >&2
     grep -E '^VMTEST (FAIL|RESULT) ' "$log" | sed 's/^/  | /' >&2
     return 1
   fi
   vm_log "$scenario: VMTEST PASS in $elapsed s"
+}
+
+# vm_blank_disks DIR SIZE DIGIT...: new blank instance-store images DIR/is1.img ... (sparse zeros:
+# what a new EC2 instance-store disk reads as), one per DIGIT; prints SERIAL:IMAGE per disk. The
+# serial is AWS + 16 times the digit: 19 characters, like EC2 instance-store serials (AWS + hex).
+vm_blank_disks() {
+  local dir=$1 size=$2 i=1 digit
+  shift 2
+  rm -rf "$dir"
+  mkdir -p "$dir"
+  for digit in "$@"; do
+    truncate -s "$size" "$dir/is$i.img"
+    printf 'AWS%s:%s\n' "$(printf "%016d" 0 | tr 0 "$digit")" "$dir/is$i.img"
+    i=$((i + 1))
+  done
 }
 
 # Step timing: `vm_step NAME` starts a step, `vm_step_end` prints its elapsed seconds.

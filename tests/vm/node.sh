@@ -189,14 +189,7 @@ DISKS=$OUT/disks
 rm -rf "$DISKS"
 mkdir -p "$DISKS"
 blank_set() { # blank_set NAME DIGIT...: new blank instance-store images; prints SERIAL:IMAGE lines
-  local name=$1 i=1 digit
-  shift
-  mkdir -p "$DISKS/$name"
-  for digit in "$@"; do
-    truncate -s "$STORE_SIZE" "$DISKS/$name/is$i.img"
-    printf 'AWS%s:%s\n' "$(printf "%016d" 0 | tr 0 "$digit")" "$DISKS/$name/is$i.img"
-    i=$((i + 1))
-  done
+  vm_blank_disks "$DISKS/$1" "$STORE_SIZE" "${@:2}"
 }
 new_root() { # new_root NAME: a new instance's root volume, copy-on-write over the AMI
   qemu-img create -q -f qcow2 -F raw -b "$OUT/root.img" "$DISKS/$1-root.qcow2"

@@ -94,17 +94,10 @@ vm_step_end
 # reads as). The EBS image gets random bytes in its first MiB; its checksum must never change.
 DISKS=$OUT/disks
 mkdir -p "$DISKS"
-blank_set() { # blank_set NAME FIRST_DIGIT...: 4 new blank images; prints their DISK arguments for run.sh
-  local name=$1 i=1 digit
+blank_set() { # blank_set NAME DIGIT...: 4 new blank images; prints their DISK arguments for run.sh
+  local name=$1
   shift
-  rm -rf "${DISKS:?}/$name"
-  mkdir -p "$DISKS/$name"
-  for digit in "$@"; do
-    truncate -s "$DISK_SIZE" "$DISKS/$name/is$i.img"
-    # AWS + 16 characters: a 19-character serial, like EC2 instance-store serials (AWS + hex)
-    printf 'store:AWS%s:%s\n' "$(printf "%016d" 0 | tr 0 "$digit")" "$DISKS/$name/is$i.img"
-    i=$((i + 1))
-  done
+  vm_blank_disks "$DISKS/$name" "$DISK_SIZE" "$@" | sed 's/^/store:/'
 }
 
 EBS_IMG=$DISKS/ebs.img

@@ -17,12 +17,22 @@ limit_of() { # limit_of PID "Max locked memory" -> "unlimited unlimited" (soft h
 }
 # The journal of a unit in this boot, message text only.
 ujournal() { journalctl -b -o cat --no-pager -u "$1"; }
-tjournal() { journalctl -b -o cat --no-pager -t "$1"; }
 http_code() { curl -s -o /tmp/http.body -w '%{http_code}' --max-time 10 "$1"; } # body in /tmp/http.body
 device_of() { stat -L -c %d "$1"; } # the st_dev of what a path (or /proc/PID/fd/N) names
 array_dev() { mnt_field /mnt/nodeprep dev; }
 on_array() { [[ $(mnt_field "$1" dev) == "$(array_dev)" && -n $(array_dev) ]]; } # a bind on the array
 xfs_uuid() { blkid -s UUID -o value "$1"; }
+# The default bind targets (storage.bind).
+BINDS=(/var/lib/containerd /var/lib/kubelet /var/log/pods /var/lib/soci-snapshotter-grpc)
+check_raid0() { # an active raid0 with every instance-store disk in it
+  local d
+  check "an active raid0" md_active_raid0
+  for d in $(store_disks); do check "raid0 has $d" md_has_member "$d"; done
+}
+check_binds() { # check_binds TARGET...: each is bound onto the array
+  local t
+  for t in "$@"; do check "$t is bound onto the array" on_array "$t"; done
+}
 store_is_zero() { # the first MiB of the disk is all zeros
   [[ $(dd if="/dev/$1" bs=1M count=1 2>/dev/null | tr -d '\0' | wc -c) == 0 ]]
 }

@@ -37,15 +37,12 @@ check "journalctl -t nodeprep: none of boot's lines" bash -c "! journalctl -b -o
 check "journalctl -t nodeprep: serve's lines" bash -c "journalctl -b -o cat -t nodeprep | grep -q ."
 
 # --- storage: md RAID0 of the 4 store disks, xfs, binds ---------------------------------------------
-check "an active raid0" md_active_raid0
-for d in $(store_disks); do check "raid0 has $d" md_has_member "$d"; done
-check "xfs at /mnt/nodeprep" bash -c '[[ $(awk "\$5 == \"/mnt/nodeprep\" {for (i = 7; \$i != \"-\"; i++); print \$(i+1)}" /proc/self/mountinfo | tail -n1) == xfs ]]'
-for t in /var/lib/containerd /var/lib/kubelet /var/log/pods /var/lib/soci-snapshotter-grpc; do
-  check "$t is bound onto the array" on_array "$t"
-done
+check_raid0
+check "xfs at /mnt/nodeprep" [ "$(mnt_field /mnt/nodeprep fstype)" = xfs ]
+check_binds "${BINDS[@]}"
 check "no fstab or mdadm.conf entry written" bash -c '! grep -q nodeprep /etc/fstab 2>/dev/null && ! grep -qs "nodeprep" /etc/mdadm/mdadm.conf'
 soci=$(main_pid soci-snapshotter.service)
-check "soci-snapshotter's database is on the array (fd 3 of pid $soci)" bash -c "[[ \$(stat -L -c %d /proc/$soci/fd/3) == \$(stat -c %d /mnt/nodeprep) ]]"
+check "soci-snapshotter's database is on the array (fd 3 of pid $soci)" [ "$(device_of "/proc/$soci/fd/3")" = "$(device_of /mnt/nodeprep)" ]
 
 # --- limits: containerd's own, and a CRI pod's --------------------------------------------------------
 c=$(main_pid containerd.service)

@@ -10,13 +10,10 @@ ujournal $b | sed 's/^/  [journal -u] /' | tail -n 30
 check "nodeprep-boot.service succeeded" bash -c "[[ \$(systemctl show -p Result --value $b) == success ]]"
 check "no mdadm --create" bash -c "! journalctl -b -o cat -u $b | grep -q 'mdadm --create'"
 check "no mkfs" bash -c "! journalctl -b -o cat -u $b | grep -q 'mkfs'"
-check "an active raid0" md_active_raid0
-for d in $(store_disks); do check "raid0 has $d" md_has_member "$d"; done
-check "the xfs is the one fresh made (uuid $(cat /var/lib/vmtest/xfs-uuid))" bash -c "[[ \$(blkid -s UUID -o value $(mnt_field /mnt/nodeprep source)) == \$(cat /var/lib/vmtest/xfs-uuid) ]]"
+check_raid0
+check "the xfs is the one fresh made (uuid $(cat /var/lib/vmtest/xfs-uuid))" [ "$(xfs_uuid "$(mnt_field /mnt/nodeprep source)")" = "$(cat /var/lib/vmtest/xfs-uuid)" ]
 check "the data under /var/lib/containerd is back" bash -c "cmp -s /var/lib/containerd/vmtest-marker /var/lib/vmtest/marker"
-for t in /var/lib/containerd /var/lib/kubelet /var/log/pods /var/lib/soci-snapshotter-grpc; do
-  check "$t is bound onto the array" on_array "$t"
-done
+check_binds "${BINDS[@]}"
 # The drop-in is unchanged since the first boot: no unit file changed, so no daemon-reload.
 check "no daemon-reload on a reboot" bash -c "! journalctl -b -o cat -u $b | grep -q 'daemon-reload'"
 check "the drop-in was not rewritten" bash -c "! journalctl -b -o cat -u $b | grep -q '^limits: done: wrote /etc/systemd/system/containerd.service.d/'"

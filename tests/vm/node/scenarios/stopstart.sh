@@ -10,14 +10,13 @@ check "nodeprep-boot.service succeeded" bash -c "[[ \$(systemctl show -p Result 
 check "a new array was created" bash -c "journalctl -b -o cat -u $b | grep -q 'mdadm --create'"
 check "and formatted" bash -c "journalctl -b -o cat -u $b | grep -q 'mkfs.xfs'"
 check "no refusal, no failure" bash -c "! journalctl -b -o cat -u $b | grep -qiE 'refus|FAIL:'"
-check "an active raid0" md_active_raid0
-for d in $(store_disks); do check "raid0 has $d" md_has_member "$d"; done
-check "a new filesystem (not fresh's)" bash -c "[[ \$(blkid -s UUID -o value $(mnt_field /mnt/nodeprep source)) != \$(cat /var/lib/vmtest/xfs-uuid) ]]"
+check_raid0
+check "a new filesystem (not fresh's)" [ "$(xfs_uuid "$(mnt_field /mnt/nodeprep source)")" != "$(cat /var/lib/vmtest/xfs-uuid)" ]
 check "the old store's data is gone with it" bash -c "[[ ! -e /var/lib/containerd/vmtest-marker ]]"
 check "the AMI's config is kept (limits.apply = always)" bash -c "nodeprep config show | grep -q '^apply = \"always\"'"
 c=$(main_pid containerd.service)
 check "containerd runs with memlock unlimited" bash -c "[[ '$(limit_of "$c" 'Max locked memory')' == 'unlimited unlimited' ]]"
-for t in /var/lib/containerd /var/lib/kubelet; do check "$t is bound onto the array" on_array "$t"; done
+check_binds /var/lib/containerd /var/lib/kubelet
 timings
 # An upgrade of the package on the running node (dpkg -i of the .deb again: postinst configure with
 # the installed version): nodeprep.service restarts on the new binary; nodeprep-boot does not rerun.
